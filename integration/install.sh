@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests and the benchmark run against, skipping what is there:
+#   prometheus + promtool (Debian package), thanos (built from its Go module at a pinned
+#   version), minio (built from its Go module; s3s-fs from crates.io if that build fails),
+#   python3 for the data generator.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+mkdir -p "$BIN_DIR"
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from debian"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return 0; fi
+  apt_install prometheus
+  # The package tries to start a service; we run our own instances, so stop it if it started.
+  command -v systemctl >/dev/null && systemctl stop prometheus >/dev/null 2>&1 || true
+  pkill -x prometheus-node-exporter >/dev/null 2>&1 || true
+}
+
+# go build of a module that has replace directives: download it, copy it somewhere writable,
+# build in place.
+go_build_module() { # module version package output [build tags]
+  local module=$1 version=$2 pkg=$3 out=$4 tags=${5:-}
+  command -v go >/dev/null || die "go is not installed: install go >= 1.26 to build $module"
+  local dir src
+  dir=$(GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] || die "go mod download $module@$version gave no directory"
+  src=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
+  cp -r "$dir/." "$src/"
+  chmod -R u+w "$src"
+  log "building $module@$version (takes minutes on a cold machine)"
+  rm -f "$out.tmp"
+  (cd "$src" && GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -tags "$tags" -o "$out.tmp" "$pkg" 2>&1 |
+    grep -v '^go: downloading' >&2 || true)
+  [ -s "$out.tmp" ] || die "building $module@$version failed"
+  mv "$out.tmp" "$out"
+  rm -rf "$src"
+}
+
+install_thanos() {
+  [ -x "$THANOS_BIN" ] && return 0
+  go_build_module github.com/thanos-io/thanos "$THANOS_VERSION" ./cmd/thanos "$THANOS_BIN" "$THANOS_TAGS"
+}
+
+install_s3() {
+  [ -x "$MINIO_BIN" ] && return 0
+  [ -x "$BIN_DIR/s3s-fs-$S3SFS_VERSION" ] && return 0
+  if [ "${S3_SERVER:-minio}" = minio ]; then
+    if go_build_module github.com/minio/minio "$MINIO_VERSION" . "$MINIO_BIN"; then return 0; fi
+    log "minio could not be built; falling back to s3s-fs $S3SFS_VERSION"
+  fi
+  cargo install --quiet --locked "s3s-fs@$S3SFS_VERSION" --features binary --root "$CACHE_DIR/s3s-fs"
+  cp "$CACHE_DIR/s3s-fs/bin/s3s-fs" "$BIN_DIR/s3s-fs-$S3SFS_VERSION"
+}
+
+install_prometheus
+command -v python3 >/dev/null || apt_install python3
+command -v curl >/dev/null || apt_install curl
+install_thanos
+install_s3
+log "peers installed under $BIN_DIR"

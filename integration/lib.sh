@@ -1,0 +1,38 @@
+# shellcheck shell=bash
+# Shared settings for the integration scripts. Sourced, never executed.
+#
+# Everything built or generated is cached outside the work tree, keyed by version or by
+# parameters, so a fresh clone on a warm machine reuses it and a cold machine rebuilds it.
+
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_DIR=${STOREAPI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storeapi-exporter}
+STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
+
+# Pinned peers. Thanos v0.42.5 only raises the go directive to 1.26.10 (newer than this
+# machine's go); v0.42.4 builds with go >= 1.26.0. Thanos must be built with the tags of its
+# release build (.promu.yml: netgo, slicelabels): without slicelabels its unsafe label casts
+# misread Prometheus 3's label layout and the sidecar panics in grpc's buffer pool ("index out
+# of range [64] with length 63") on the Querier's first Info call.
+THANOS_VERSION=${THANOS_VERSION:-v0.42.4}
+THANOS_TAGS=netgo,slicelabels
+# MinIO publishes no semver tags on the Go module proxy; this is its last pseudo-version there.
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+S3SFS_VERSION=${S3SFS_VERSION:-0.14.1}
+
+BIN_DIR=$CACHE_DIR/bin
+THANOS_BIN=$BIN_DIR/thanos-$THANOS_VERSION-slicelabels
+MINIO_BIN=$BIN_DIR/minio-$MINIO_VERSION
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat; the command
+# name in field 2 may contain spaces, so count from the closing parenthesis). Empty if gone.
+proc_start_time() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  echo "$stat" | awk '{print $20}'
+}

@@ -1,0 +1,567 @@
+//! Prometheus' XOR chunk encoding (`chunkenc.XORChunk`), the float-sample chunk format the
+//! StoreAPI streams.
+//!
+//! Layout: a 2-byte big-endian sample count, then a bit stream: the first timestamp as a
+//! signed varint and the first value as 64 raw bits; the second timestamp as an unsigned
+//! varint delta and its value XOR-encoded; then delta-of-delta timestamps and XOR values.
+//! Decoding stops after the counted samples: some Prometheus versions wrote padding after.
+
+use thiserror::Error;
+
+/// Why a chunk could not be decoded.
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("chunk is truncated: {0} of {1} samples decoded")]
+    Truncated(u16, u16),
+    #[error("chunk is corrupt at sample {0}: {1}")]
+    Corrupt(u16, &'static str),
+}
+
+/// One float sample: milliseconds since the epoch and the value.
+pub type Sample = (i64, f64);
+
+/// Reads bits most significant first from a byte slice, 64 at a time.
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    buf: u64,
+    nbits: u32,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            pos: 0,
+            buf: 0,
+            nbits: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.pos + 8 <= self.data.len() {
+            // Load 8 bytes at once and keep the whole bytes that fit behind the buffered bits.
+            let word = u64::from_be_bytes(self.data[self.pos..self.pos + 8].try_into().unwrap());
+            let take = (64 - self.nbits) / 8;
+            if take == 0 {
+                return;
+            }
+            let bits = take * 8; // 8..=64, and bits + nbits <= 64
+            self.buf |= (word >> (64 - bits)) << (64 - bits - self.nbits);
+            self.nbits += bits;
+            self.pos += take as usize;
+        } else {
+            while self.nbits <= 56 && self.pos < self.data.len() {
+                self.buf |= u64::from(self.data[self.pos]) << (56 - self.nbits);
+                self.pos += 1;
+                self.nbits += 8;
+            }
+        }
+    }
+
+    /// Reads n bits, 1 <= n <= 56.
+    #[inline(always)]
+    fn bits(&mut self, n: u32) -> Option<u64> {
+        debug_assert!((1..=56).contains(&n));
+        if self.nbits < n {
+            self.refill();
+            if self.nbits < n {
+                return None;
+            }
+        }
+        let v = self.buf >> (64 - n);
+        self.buf <<= n;
+        self.nbits -= n;
+        Some(v)
+    }
+
+    /// Reads n bits, 1 <= n <= 64.
+    #[inline(always)]
+    fn bits_wide(&mut self, n: u32) -> Option<u64> {
+        if n <= 56 {
+            self.bits(n)
+        } else {
+            let hi = self.bits(n - 32)?;
+            let lo = self.bits(32)?;
+            Some((hi << 32) | lo)
+        }
+    }
+
+    #[inline(always)]
+    fn bit(&mut self) -> Option<bool> {
+        self.bits(1).map(|b| b == 1)
+    }
+
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut x = 0u64;
+        let mut shift = 0u32;
+        for i in 0..10 {
+            let b = self.bits(8)?;
+            if b < 0x80 {
+                if i == 9 && b > 1 {
+                    return None; // overflows 64 bits
+                }
+                return Some(x | (b << shift));
+            }
+            x |= (b & 0x7f) << shift;
+            shift += 7;
+        }
+        None
+    }
+
+    fn varint(&mut self) -> Option<i64> {
+        let ux = self.uvarint()?;
+        let x = (ux >> 1) as i64;
+        Some(if ux & 1 != 0 { !x } else { x })
+    }
+}
+
+/// Decodes an XOR chunk sample by sample without allocating.
+pub struct XorIter<'a> {
+    r: BitReader<'a>,
+    total: u16,
+    read: u16,
+    t: i64,
+    t_delta: i64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl<'a> XorIter<'a> {
+    /// Starts decoding `data`, the chunk bytes including the 2-byte sample count.
+    pub fn new(data: &'a [u8]) -> Result<Self, ChunkError> {
+        if data.len() < 2 {
+            return Err(ChunkError::Truncated(0, 0));
+        }
+        let total = u16::from_be_bytes([data[0], data[1]]);
+        Ok(XorIter {
+            r: BitReader::new(&data[2..]),
+            total,
+            read: 0,
+            t: 0,
+            t_delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+        })
+    }
+
+    /// The number of samples the chunk header announces.
+    pub fn len(&self) -> u16 {
+        self.total
+    }
+
+    /// Whether the chunk holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The next sample, `Ok(None)` after the last one.
+    #[inline]
+    pub fn next_sample(&mut self) -> Result<Option<Sample>, ChunkError> {
+        if self.read >= self.total {
+            return Ok(None);
+        }
+        let truncated = ChunkError::Truncated(self.read, self.total);
+        match self.read {
+            0 => {
+                self.t = self.r.varint().ok_or(truncated)?;
+                self.v = self
+                    .r
+                    .bits_wide(64)
+                    .ok_or(ChunkError::Truncated(0, self.total))?;
+            }
+            1 => {
+                let d = self.r.uvarint().ok_or(truncated)?;
+                self.t_delta = d as i64;
+                self.t = self.t.wrapping_add(self.t_delta);
+                self.read_value()?;
+            }
+            _ => {
+                let dod = self.read_dod()?;
+                self.t_delta = self.t_delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.t_delta);
+                self.read_value()?;
+            }
+        }
+        self.read += 1;
+        Ok(Some((self.t, f64::from_bits(self.v))))
+    }
+
+    #[inline(always)]
+    fn read_dod(&mut self) -> Result<i64, ChunkError> {
+        let truncated = ChunkError::Truncated(self.read, self.total);
+        // Up to four prefix bits: 0, 10, 110, 1110, 1111.
+        let mut prefix = 0u32;
+        for _ in 0..4 {
+            prefix <<= 1;
+            if !self.r.bit().ok_or(truncated)? {
+                break;
+            }
+            prefix |= 1;
+        }
+        let size = match prefix {
+            0b0 => return Ok(0),
+            0b10 => 14,
+            0b110 => 17,
+            0b1110 => 20,
+            0b1111 => {
+                return Ok(self.r.bits_wide(64).ok_or(truncated)? as i64);
+            }
+            _ => unreachable!("prefix is built from at most four bits ending in a zero"),
+        };
+        let mut bits = self.r.bits(size).ok_or(truncated)? as i64;
+        // Two's complement in `size` bits. Prometheus tests `>` (not `>=`) here, so the
+        // pattern 1 << (size-1) stands for the positive value; so do we.
+        if bits > (1 << (size - 1)) {
+            bits -= 1 << size;
+        }
+        Ok(bits)
+    }
+
+    #[inline(always)]
+    fn read_value(&mut self) -> Result<(), ChunkError> {
+        let truncated = ChunkError::Truncated(self.read, self.total);
+        if !self.r.bit().ok_or(truncated)? {
+            return Ok(()); // same value
+        }
+        let sig = if !self.r.bit().ok_or(truncated)? {
+            // reuse the previous leading/trailing zero counts
+            64 - self.leading - self.trailing
+        } else {
+            let leading = self.r.bits(5).ok_or(truncated)? as u32;
+            let mut sig = self.r.bits(6).ok_or(truncated)? as u32;
+            if sig == 0 {
+                sig = 64; // 0 significant bits would be no change: it encodes 64
+            }
+            if leading + sig > 64 {
+                return Err(ChunkError::Corrupt(
+                    self.read,
+                    "leading and significant bits exceed 64",
+                ));
+            }
+            self.leading = leading;
+            self.trailing = 64 - leading - sig;
+            sig
+        };
+        if sig == 0 {
+            return Err(ChunkError::Corrupt(
+                self.read,
+                "value reuses a window of 0 bits",
+            ));
+        }
+        let bits = self.r.bits_wide(sig).ok_or(truncated)?;
+        self.v ^= bits << self.trailing;
+        Ok(())
+    }
+}
+
+/// Decodes a whole chunk, appending to `out`.
+pub fn decode_into(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    let mut it = XorIter::new(data)?;
+    out.reserve(it.len() as usize);
+    while let Some(s) = it.next_sample()? {
+        out.push(s);
+    }
+    Ok(())
+}
+
+/// Writes bits most significant first.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    // bits still free in the last byte
+    free: u32,
+}
+
+impl BitWriter {
+    fn bits(&mut self, v: u64, n: u32) {
+        let mut n = n;
+        while n > 0 {
+            if self.free == 0 {
+                self.bytes.push(0);
+                self.free = 8;
+            }
+            let take = n.min(self.free);
+            let chunk = ((v >> (n - take)) & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= chunk << (self.free - take);
+            self.free -= take;
+            n -= take;
+        }
+    }
+
+    fn uvarint(&mut self, mut x: u64) {
+        while x >= 0x80 {
+            self.bits((x as u8 | 0x80) as u64, 8);
+            x >>= 7;
+        }
+        self.bits(x, 8);
+    }
+
+    fn varint(&mut self, x: i64) {
+        let ux = ((x as u64) << 1) ^ ((x >> 63) as u64);
+        self.uvarint(ux);
+    }
+}
+
+/// Encodes samples the way Prometheus' XOR appender does; used to build fixtures and fakes.
+#[derive(Default)]
+pub struct XorEncoder {
+    w: BitWriter,
+    n: u16,
+    t: i64,
+    t_delta: i64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl XorEncoder {
+    /// A new, empty chunk.
+    pub fn new() -> Self {
+        XorEncoder {
+            leading: 0xff,
+            ..Default::default()
+        }
+    }
+
+    /// Appends a sample; timestamps must not decrease and at most 65,535 samples fit.
+    pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(
+            self.n < u16::MAX,
+            "an XOR chunk holds at most 65535 samples"
+        );
+        let vb = v.to_bits();
+        match self.n {
+            0 => {
+                self.w.varint(t);
+                self.w.bits(vb, 64);
+            }
+            1 => {
+                let delta = t - self.t;
+                self.w.uvarint(delta as u64);
+                self.write_value(vb);
+                self.t_delta = delta;
+            }
+            _ => {
+                let delta = t - self.t;
+                let dod = delta - self.t_delta;
+                if dod == 0 {
+                    self.w.bits(0, 1);
+                } else if bit_range(dod, 14) {
+                    self.w.bits(0b10, 2);
+                    self.w.bits(dod as u64 & ((1 << 14) - 1), 14);
+                } else if bit_range(dod, 17) {
+                    self.w.bits(0b110, 3);
+                    self.w.bits(dod as u64 & ((1 << 17) - 1), 17);
+                } else if bit_range(dod, 20) {
+                    self.w.bits(0b1110, 4);
+                    self.w.bits(dod as u64 & ((1 << 20) - 1), 20);
+                } else {
+                    self.w.bits(0b1111, 4);
+                    self.w.bits(dod as u64, 64);
+                }
+                self.write_value(vb);
+                self.t_delta = delta;
+            }
+        }
+        self.t = t;
+        self.v = vb;
+        self.n += 1;
+    }
+
+    fn write_value(&mut self, vb: u64) {
+        let delta = vb ^ self.v;
+        if delta == 0 {
+            self.w.bits(0, 1);
+            return;
+        }
+        self.w.bits(1, 1);
+        let mut leading = delta.leading_zeros();
+        let trailing = delta.trailing_zeros();
+        if leading >= 32 {
+            leading = 31; // 5 bits hold at most 31
+        }
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            self.w.bits(0, 1);
+            self.w
+                .bits(delta >> self.trailing, 64 - self.leading - self.trailing);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        self.w.bits(1, 1);
+        self.w.bits(leading as u64, 5);
+        let sig = 64 - leading - trailing;
+        // 64 significant bits are written as 0; the reader maps 0 back to 64
+        self.w.bits((sig & 63) as u64, 6);
+        self.w.bits(delta >> trailing, sig);
+    }
+
+    /// The number of samples appended.
+    pub fn len(&self) -> u16 {
+        self.n
+    }
+
+    /// Whether no sample was appended.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The chunk bytes: the sample count, then the bit stream.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.w.bytes.len() + 2);
+        out.extend_from_slice(&self.n.to_be_bytes());
+        out.extend_from_slice(&self.w.bytes);
+        out
+    }
+}
+
+// Mirrors Prometheus' bitRange: -(2^(n-1)-1) <= x <= 2^(n-1).
+fn bit_range(x: i64, n: u32) -> bool {
+    -((1 << (n - 1)) - 1) <= x && x <= 1 << (n - 1)
+}
+
+/// Encodes a whole slice of samples into one chunk.
+pub fn encode(samples: &[Sample]) -> Vec<u8> {
+    let mut e = XorEncoder::new();
+    for &(t, v) in samples {
+        e.append(t, v);
+    }
+    e.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
+        let mut out = Vec::new();
+        decode_into(data, &mut out)?;
+        Ok(out)
+    }
+
+    fn same(a: &[Sample], b: &[Sample]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+    }
+
+    #[test]
+    fn empty_and_single() {
+        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+        assert_eq!(decode(&encode(&[(-5, 1.5)])).unwrap(), vec![(-5, 1.5)]);
+    }
+
+    #[test]
+    fn regular_scrapes_with_jitter_and_gaps() {
+        let mut s = Vec::new();
+        let mut t = 1_761_868_800_123i64;
+        for i in 0..500 {
+            t += 30_000 + (i % 7) - 3;
+            if i == 200 {
+                t += 720_000; // a scrape gap
+            }
+            s.push((t, 1000.0 + i as f64 * 0.25));
+        }
+        let c = encode(&s);
+        assert!(same(&decode(&c).unwrap(), &s));
+        // about 2 bits of timestamp and a few bits of value per sample
+        assert!(c.len() < 500 * 4, "chunk is {} bytes", c.len());
+    }
+
+    #[test]
+    fn special_values_round_trip_bit_exact() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let s = vec![
+            (0, f64::NAN),
+            (1, stale),
+            (2, f64::INFINITY),
+            (3, f64::NEG_INFINITY),
+            (4, -0.0),
+            (5, 0.0),
+            (6, f64::MIN_POSITIVE),
+            (7, f64::MAX),
+        ];
+        assert!(same(&decode(&encode(&s)).unwrap(), &s));
+    }
+
+    #[test]
+    fn trailing_padding_is_ignored() {
+        let s = vec![(1000, 1.0), (2000, 2.0), (3000, 2.5)];
+        let mut c = encode(&s);
+        c.push(0);
+        assert!(same(&decode(&c).unwrap(), &s));
+    }
+
+    #[test]
+    fn truncation_is_reported_with_position() {
+        let s: Vec<Sample> = (0..100).map(|i| (i * 15_000, (i * i) as f64)).collect();
+        let c = encode(&s);
+        let err = decode(&c[..c.len() / 2]).unwrap_err();
+        assert!(matches!(err, ChunkError::Truncated(n, 100) if n > 10 && n < 100));
+        assert_eq!(decode(&c[..1]).unwrap_err(), ChunkError::Truncated(0, 0));
+    }
+
+    #[test]
+    fn dod_bucket_boundaries() {
+        // deltas whose delta-of-delta sits on each bucket edge, both signs
+        let mut t = 0i64;
+        let mut s = vec![(t, 0.0)];
+        let mut delta = 1_000_000i64;
+        for dod in [
+            0i64,
+            1,
+            -1,
+            8191,
+            -8191,
+            8192,
+            -8192,
+            65535,
+            65536,
+            -65536,
+            524_288,
+            -524_288,
+            524_289,
+            1 << 40,
+            -(1 << 40),
+        ] {
+            delta += dod;
+            t += delta;
+            s.push((t, dod as f64));
+        }
+        assert!(same(&decode(&encode(&s)).unwrap(), &s));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(start in any::<i32>(), steps in prop::collection::vec((0i64..10_000_000, any::<u64>(), 0u8..4), 0..300)) {
+            let mut t = start as i64;
+            let mut s = Vec::new();
+            let mut last = 0.0f64;
+            for (dt, bits, mode) in steps {
+                t += dt;
+                let v = match mode {
+                    0 => f64::from_bits(bits),
+                    1 => last,
+                    2 => last + (bits % 1000) as f64,
+                    _ => (bits % 100) as f64 * 0.1,
+                };
+                last = v;
+                s.push((t, v));
+            }
+            let got = decode(&encode(&s)).unwrap();
+            prop_assert!(same(&got, &s));
+        }
+
+        #[test]
+        fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&data);
+        }
+    }
+}

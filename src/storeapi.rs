@@ -1,0 +1,321 @@
+//! The Thanos StoreAPI client: `thanos.Store/Series` for data, `thanos.info.Info/Info` for the
+//! preflight check.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+
+/// Messages generated from `proto/thanos/*.proto`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("thanos");
+    /// `thanos.info`: the Info service.
+    pub mod info {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("thanos.info");
+    }
+}
+
+use proto::store_client::StoreClient as RawStoreClient;
+use proto::{SeriesRequest, SeriesResponse, series_response};
+
+/// How to reach and talk to a StoreAPI endpoint.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// `http://host:port`, or `https://host:port` for TLS.
+    pub endpoint: String,
+    /// CA bundle to verify the server with, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Server name to verify, when it differs from the endpoint's host.
+    pub tls_server_name: Option<String>,
+    /// Deadline of one call, sent to the server as `grpc-timeout`.
+    pub timeout: Duration,
+    /// How long to wait for the connection itself.
+    pub connect_timeout: Duration,
+    /// Largest decoded response frame accepted.
+    pub max_message_bytes: usize,
+    /// Ask the server to gzip responses.
+    pub gzip: bool,
+    /// Sent with every call: auth and tenant headers.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl StoreConfig {
+    /// Defaults for an endpoint: 5 minute deadline, 10 s connect, 64 MiB frames, no TLS files.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        StoreConfig {
+            endpoint: endpoint.into(),
+            ca_file: None,
+            client_cert: None,
+            tls_server_name: None,
+            timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            max_message_bytes: 64 << 20,
+            gzip: false,
+            metadata: Vec::new(),
+        }
+    }
+}
+
+/// A failed StoreAPI call, classified for retries and exit codes.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("invalid StoreAPI endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    #[error("reading {what} {path:?}: {source}")]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "invalid gRPC metadata {0:?}: names must be lowercase ASCII and values printable ASCII"
+    )]
+    BadMetadata(String),
+    #[error("cannot connect to the StoreAPI at {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+    #[error("StoreAPI call {call} failed: {code:?}: {message}")]
+    Status {
+        call: &'static str,
+        code: Code,
+        message: String,
+    },
+    #[error(
+        "StoreAPI returned a warning, the data would be partial: {0} (partial data is never exported)"
+    )]
+    Warning(String),
+}
+
+impl StoreError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Status { code, .. } => retryable_code(*code),
+            // A warning means a store behind the Querier failed; it may be back next time.
+            StoreError::Warning(_) => true,
+            _ => false,
+        }
+    }
+
+    fn status(call: &'static str, s: Status) -> Self {
+        StoreError::Status {
+            call,
+            code: s.code(),
+            message: error_chain(&s),
+        }
+    }
+}
+
+/// gRPC codes worth retrying: the server was busy, unreachable or cut the stream. Never
+/// InvalidArgument, PermissionDenied, Unauthenticated, Unimplemented: the same call fails again.
+pub fn retryable_code(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Internal
+            | Code::Unknown
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// A connected StoreAPI client; cheap to clone (the channel is shared).
+#[derive(Clone)]
+pub struct StoreClient {
+    channel: Channel,
+    cfg: StoreConfig,
+    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+}
+
+impl StoreClient {
+    /// Connects to the endpoint (TLS when it is `https://`).
+    pub async fn connect(cfg: StoreConfig) -> Result<Self, StoreError> {
+        let bad = |reason: String| StoreError::BadEndpoint {
+            endpoint: cfg.endpoint.clone(),
+            reason,
+        };
+        if !(cfg.endpoint.starts_with("http://") || cfg.endpoint.starts_with("https://")) {
+            return Err(bad(
+                "expected http://host:port or https://host:port (e.g. http://thanos-query:10901)"
+                    .into(),
+            ));
+        }
+        let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true);
+        if cfg.endpoint.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            match &cfg.ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|source| StoreError::TlsFile {
+                        what: "CA file",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                None => tls = tls.with_native_roots(),
+            }
+            if let Some((cert, key)) = &cfg.client_cert {
+                let read = |what, path: &PathBuf| {
+                    std::fs::read(path).map_err(|source| StoreError::TlsFile {
+                        what,
+                        path: path.clone(),
+                        source,
+                    })
+                };
+                tls = tls.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            if let Some(name) = &cfg.tls_server_name {
+                tls = tls.domain_name(name.clone());
+            }
+            ep = ep.tls_config(tls).map_err(|e| bad(error_chain(&e)))?;
+        }
+        let channel = ep.connect().await.map_err(|e| StoreError::Connect {
+            endpoint: cfg.endpoint.clone(),
+            detail: error_chain(&e),
+        })?;
+        let metadata = cfg
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let key = k
+                    .parse::<AsciiMetadataKey>()
+                    .map_err(|_| StoreError::BadMetadata(k.clone()))?;
+                let value = v
+                    .parse::<AsciiMetadataValue>()
+                    .map_err(|_| StoreError::BadMetadata(k.clone()))?;
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(StoreClient {
+            channel,
+            cfg,
+            metadata,
+        })
+    }
+
+    fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.cfg.timeout);
+        for (k, v) in &self.metadata {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        req
+    }
+
+    fn raw(&self) -> RawStoreClient<Channel> {
+        let mut c = RawStoreClient::new(self.channel.clone())
+            .max_decoding_message_size(self.cfg.max_message_bytes);
+        if self.cfg.gzip {
+            c = c.accept_compressed(CompressionEncoding::Gzip);
+        }
+        c
+    }
+
+    /// The endpoint's identity and time range (`thanos.info.Info/Info`).
+    pub async fn info(&self) -> Result<proto::info::InfoResponse, StoreError> {
+        let mut c = proto::info::info_client::InfoClient::new(self.channel.clone());
+        c.info(self.request(proto::info::InfoRequest {}))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| StoreError::status("Info", s))
+    }
+
+    /// Opens a `Series` stream. Partial responses are always refused (ABORT): a store that
+    /// fails fails the call instead of silently dropping its data.
+    pub async fn series(&self, mut req: SeriesRequest) -> Result<SeriesStream, StoreError> {
+        req.partial_response_disabled = true;
+        req.partial_response_strategy = proto::PartialResponseStrategy::Abort as i32;
+        let stream = self
+            .raw()
+            .series(self.request(req))
+            .await
+            .map_err(|s| StoreError::status("Series", s))?
+            .into_inner();
+        Ok(SeriesStream {
+            inner: stream,
+            pending: VecDeque::new(),
+            frames: 0,
+            bytes: 0,
+        })
+    }
+}
+
+/// The series of one `Series` call, one at a time, batches flattened.
+pub struct SeriesStream {
+    inner: tonic::Streaming<SeriesResponse>,
+    pending: VecDeque<proto::Series>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl SeriesStream {
+    /// The next series; `Ok(None)` at the clean end of the stream. A warning frame is an
+    /// error: the answer would be partial.
+    pub async fn next(&mut self) -> Result<Option<proto::Series>, StoreError> {
+        loop {
+            if let Some(s) = self.pending.pop_front() {
+                return Ok(Some(s));
+            }
+            let msg = self
+                .inner
+                .message()
+                .await
+                .map_err(|s| StoreError::status("Series", s))?;
+            let Some(msg) = msg else { return Ok(None) };
+            self.frames += 1;
+            self.bytes += prost::Message::encoded_len(&msg) as u64;
+            match msg.result {
+                Some(series_response::Result::Series(s)) => return Ok(Some(s)),
+                Some(series_response::Result::Batch(b)) => self.pending.extend(b.series),
+                Some(series_response::Result::Warning(w)) => return Err(StoreError::Warning(w)),
+                Some(series_response::Result::Hints(_)) | None => {}
+            }
+        }
+    }
+
+    /// Frames and encoded bytes received so far.
+    pub fn received(&self) -> (u64, u64) {
+        (self.frames, self.bytes)
+    }
+}
+
+/// A label matcher for a `SeriesRequest`.
+pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> proto::LabelMatcher {
+    proto::LabelMatcher {
+        r#type: kind as i32,
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}

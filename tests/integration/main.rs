@@ -1,0 +1,7 @@
+//! End-to-end tests against the integration stack (`integration/up.sh`): real Prometheus,
+//! Thanos sidecars and Query, and an S3 server. One test binary, one module per concern.
+
+mod s3;
+mod stack;
+mod thanos_grpc;
+mod thanos_http;
