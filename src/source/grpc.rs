@@ -1,0 +1,321 @@
+//! The catalog evaluated in-process over `thanos.Store/Series`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::{Evaluated, SourceError, Stats, window_steps};
+use crate::catalog::Catalog;
+use crate::dedup::series_samples;
+use crate::engine::{Evaluator, Plan, Series, Steps};
+use crate::labels::{Labels, MatchKind, Matcher};
+use crate::storeapi::StoreClient;
+use crate::storeapi::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type};
+
+/// Series handed to the evaluation thread at a time: large enough to amortise the hand-over,
+/// small enough that decoding a batch stays in the millisecond range.
+const BATCH_SERIES: usize = 256;
+
+/// Evaluates the catalog from a StoreAPI endpoint.
+#[derive(Clone)]
+pub struct GrpcSource {
+    client: StoreClient,
+    catalog: Arc<Catalog>,
+    plans: Arc<Vec<Plan>>,
+    replica_labels: Arc<Vec<String>>,
+    lookback_ms: i64,
+    step: i64,
+    time_frame: i64,
+    concurrency: usize,
+}
+
+/// One Series stream: the entries it feeds and the request's time range.
+struct Group {
+    entries: Vec<usize>,
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl GrpcSource {
+    /// A source for `plans` (compiled from `catalog`, same order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: StoreClient,
+        catalog: Arc<Catalog>,
+        plans: Arc<Vec<Plan>>,
+        replica_labels: Vec<String>,
+        lookback_ms: i64,
+        step: i64,
+        time_frame: i64,
+        concurrency: usize,
+    ) -> Self {
+        debug_assert_eq!(catalog.entries.len(), plans.len());
+        GrpcSource {
+            client,
+            catalog,
+            plans,
+            replica_labels: Arc::new(replica_labels),
+            lookback_ms,
+            step,
+            time_frame,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// The steps of every entry in the window starting at `start` (seconds).
+    pub fn steps(&self, start: i64) -> Vec<Steps> {
+        self.catalog
+            .entries
+            .iter()
+            .map(|e| {
+                window_steps(
+                    start,
+                    self.time_frame,
+                    e.step.map_or(self.step, |s| s as i64),
+                )
+            })
+            .collect()
+    }
+
+    /// Streams that cover the catalog in one window: entries over the same metric and time
+    /// range share one stream (requests and limits of CPU and memory cost one stream per
+    /// metric, not four), asking only for the matchers they all have in common.
+    fn groups(&self, steps: &[Steps]) -> Vec<Group> {
+        let mut by_key: HashMap<(String, i64, i64), usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, plan) in self.plans.iter().enumerate() {
+            let (mint, maxt) = plan.select_range(&steps[i], self.lookback_ms);
+            // a selector without a fixed metric name gets a stream of its own
+            let name = plan
+                .metric_name()
+                .map_or_else(|| format!("#{i}"), str::to_string);
+            match by_key.get(&(name.clone(), mint, maxt)) {
+                Some(&g) => {
+                    let group = &mut groups[g];
+                    group.entries.push(i);
+                    let keys: Vec<_> = plan.matchers.iter().map(Matcher::key).collect();
+                    group.matchers.retain(|m| keys.contains(&m.key()));
+                }
+                None => {
+                    by_key.insert((name, mint, maxt), groups.len());
+                    groups.push(Group {
+                        entries: vec![i],
+                        matchers: plan.matchers.clone(),
+                        mint,
+                        maxt,
+                    });
+                }
+            }
+        }
+        groups
+    }
+
+    /// Evaluates every catalog entry over the window starting at `start` (seconds).
+    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
+        let steps = self.steps(start);
+        let groups = self.groups(&steps);
+        let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
+        let mut stats = Stats::default();
+        let mut runs = futures::stream::iter(groups.into_iter().map(|g| {
+            let steps = steps.clone();
+            async move { self.run_group(g, steps).await }
+        }))
+        .buffer_unordered(self.concurrency);
+        while let Some(done) = runs.next().await {
+            let (outs, s) = done?;
+            stats += s;
+            for (i, series) in outs {
+                results[i] = Some(series);
+            }
+        }
+        drop(runs);
+        let results = self
+            .catalog
+            .entries
+            .iter()
+            .zip(results)
+            .map(|(e, r)| {
+                r.map(|r| (e.name.clone(), r)).ok_or_else(|| {
+                    SourceError::Internal(format!("entry {} was not evaluated", e.name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Evaluated {
+            results,
+            steps,
+            stats,
+        })
+    }
+
+    async fn run_group(
+        &self,
+        group: Group,
+        steps: Vec<Steps>,
+    ) -> Result<(Vec<(usize, Vec<Series>)>, Stats), SourceError> {
+        let req = SeriesRequest {
+            min_time: group.mint,
+            max_time: group.maxt,
+            matchers: group.matchers.iter().map(to_proto).collect(),
+            without_replica_labels: self.replica_labels.to_vec(),
+            ..Default::default()
+        };
+        let mut stream = self.client.series(req).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<proto::Series>>(2);
+        let plans = self.plans.clone();
+        let replica_labels = self.replica_labels.clone();
+        let lookback = self.lookback_ms;
+        let (entries, mint, maxt) = (group.entries, group.mint, group.maxt);
+        // Decoding and folding are CPU work: they run on the blocking pool, fed in batches,
+        // while this task keeps reading the stream.
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut evals: Vec<(usize, Evaluator<'_>)> = entries
+                .iter()
+                .map(|&i| (i, plans[i].evaluator(steps[i], lookback)))
+                .collect();
+            let mut merger = SeriesMerger::new(&replica_labels);
+            let mut stats = Stats::default();
+            while let Some(batch) = rx.blocking_recv() {
+                for s in batch {
+                    if let Some((labels, chunks)) = merger.push(s)? {
+                        feed(&plans, &mut evals, &labels, &chunks, mint, maxt, &mut stats)?;
+                    }
+                }
+            }
+            if let Some((labels, chunks)) = merger.finish() {
+                feed(&plans, &mut evals, &labels, &chunks, mint, maxt, &mut stats)?;
+            }
+            let outs = evals
+                .into_iter()
+                .map(|(i, e)| e.finish().map(|r| (i, r)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, SourceError>((outs, stats))
+        });
+        let received = async {
+            let mut batch = Vec::with_capacity(BATCH_SERIES);
+            while let Some(s) = stream.next().await? {
+                batch.push(s);
+                if batch.len() >= BATCH_SERIES && tx.send(std::mem::take(&mut batch)).await.is_err()
+                {
+                    return Ok(()); // the worker stopped: its error is the one to report
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch).await;
+            }
+            Ok::<_, SourceError>(())
+        }
+        .await;
+        drop(tx);
+        let worked = worker
+            .await
+            .map_err(|e| SourceError::Internal(format!("evaluation thread failed: {e}")))?;
+        received?;
+        let (outs, mut stats) = worked?;
+        let (_, bytes) = stream.received();
+        stats.bytes_in = bytes;
+        stats.calls = 1;
+        Ok((outs, stats))
+    }
+}
+
+fn to_proto(m: &Matcher) -> proto::LabelMatcher {
+    let kind = match m.kind {
+        MatchKind::Eq => Type::Eq,
+        MatchKind::Neq => Type::Neq,
+        MatchKind::Re(_) => Type::Re,
+        MatchKind::Nre(_) => Type::Nre,
+    };
+    crate::storeapi::matcher(kind, &m.name, &m.value)
+}
+
+fn feed(
+    plans: &[Plan],
+    evals: &mut [(usize, Evaluator<'_>)],
+    labels: &Labels,
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+    stats: &mut Stats,
+) -> Result<(), SourceError> {
+    // one decode per deduplication variant (counter adjustment or not), shared by entries
+    let mut decoded: [Option<Vec<crate::chunk::Sample>>; 2] = [None, None];
+    let mut any = false;
+    for (i, eval) in evals.iter_mut() {
+        let plan = &plans[*i];
+        if !plan.matches(labels) {
+            continue;
+        }
+        any = true;
+        let slot = &mut decoded[plan.counter_func as usize];
+        if slot.is_none() {
+            let s = series_samples(chunks, mint, maxt, plan.counter_func).map_err(|source| {
+                SourceError::Data {
+                    series: labels.to_string(),
+                    source,
+                }
+            })?;
+            stats.samples += s.len() as u64;
+            *slot = Some(s);
+        }
+        eval.push(labels, slot.as_deref().unwrap_or_default())?;
+    }
+    if any {
+        stats.series += 1;
+    }
+    Ok(())
+}
+
+/// Joins consecutive series that are equal once replica labels are removed (a store that
+/// sent replicas separately), and checks the stream's order.
+struct SeriesMerger<'a> {
+    replica_labels: &'a [String],
+    pending: Option<(Labels, Vec<AggrChunk>, bool)>,
+}
+
+impl<'a> SeriesMerger<'a> {
+    fn new(replica_labels: &'a [String]) -> Self {
+        SeriesMerger {
+            replica_labels,
+            pending: None,
+        }
+    }
+
+    fn push(&mut self, s: proto::Series) -> Result<Option<(Labels, Vec<AggrChunk>)>, SourceError> {
+        let labels = Labels::from_pairs(
+            s.labels
+                .into_iter()
+                .filter(|l| !self.replica_labels.contains(&l.name))
+                .map(|l| (l.name, l.value)),
+        );
+        match &mut self.pending {
+            Some((pl, chunks, merged)) if *pl == labels => {
+                chunks.extend(s.chunks);
+                *merged = true;
+                Ok(None)
+            }
+            Some((pl, _, _)) if labels < *pl => {
+                Err(SourceError::Order(format!("{labels} after {pl}")))
+            }
+            _ => Ok(self
+                .pending
+                .replace((labels, s.chunks, false))
+                .map(Self::sorted)),
+        }
+    }
+
+    fn finish(&mut self) -> Option<(Labels, Vec<AggrChunk>)> {
+        self.pending.take().map(Self::sorted)
+    }
+
+    // as the Querier's proxy orders the chunks of series it merged
+    fn sorted(
+        (labels, mut chunks, merged): (Labels, Vec<AggrChunk>, bool),
+    ) -> (Labels, Vec<AggrChunk>) {
+        if merged {
+            chunks.sort_by_key(|c| (c.min_time, c.max_time));
+        }
+        (labels, chunks)
+    }
+}

@@ -1,0 +1,288 @@
+//! The catalog evaluated by Thanos Query (or any Prometheus-compatible API) over HTTP
+//! `query_range`: the fallback, the correctness oracle and the benchmark baseline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::{Evaluated, SourceError, Stats, window_steps};
+use crate::catalog::Catalog;
+use crate::engine::{Series, Steps};
+use crate::labels::Labels;
+
+/// Evaluates the catalog with `query_range` requests.
+#[derive(Clone)]
+pub struct HttpSource {
+    client: reqwest::Client,
+    base: String,
+    catalog: Arc<Catalog>,
+    step: i64,
+    time_frame: i64,
+    concurrency: usize,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(rename = "errorType", default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<ResultSeries>,
+}
+
+#[derive(Deserialize)]
+struct ResultSeries {
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// Errors building the HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpConfigError {
+    #[error("invalid HTTP header {0:?}: {1}")]
+    Header(String, String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("reading CA file {0}: {1}")]
+    Ca(String, String),
+}
+
+impl HttpSource {
+    /// A source querying `base` (e.g. `http://thanos-query:10902`), sending `headers` with
+    /// every request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base: &str,
+        headers: &[(String, String)],
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+        catalog: Arc<Catalog>,
+        step: i64,
+        time_frame: i64,
+        concurrency: usize,
+    ) -> Result<Self, HttpConfigError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+            let mut value = HeaderValue::try_from(v.as_str())
+                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(map)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(ca) = ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| HttpConfigError::Client(e.to_string()))?;
+        Ok(HttpSource {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            catalog,
+            step,
+            time_frame,
+            concurrency: concurrency.max(1),
+        })
+    }
+
+    /// The steps of every entry in the window starting at `start` (seconds).
+    pub fn steps(&self, start: i64) -> Vec<Steps> {
+        self.catalog
+            .entries
+            .iter()
+            .map(|e| {
+                window_steps(
+                    start,
+                    self.time_frame,
+                    e.step.map_or(self.step, |s| s as i64),
+                )
+            })
+            .collect()
+    }
+
+    /// Evaluates every catalog entry over the window starting at `start` (seconds).
+    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
+        let steps = self.steps(start);
+        let mut runs =
+            futures::stream::iter(self.catalog.entries.iter().enumerate().map(|(i, e)| {
+                let steps = steps[i];
+                async move { (i, self.query_range(&e.name, &e.expr, steps).await) }
+            }))
+            .buffer_unordered(self.concurrency);
+        let mut results: Vec<Option<Vec<Series>>> = vec![None; self.catalog.entries.len()];
+        let mut stats = Stats::default();
+        while let Some((i, r)) = runs.next().await {
+            let (series, s) = r?;
+            stats += s;
+            results[i] = Some(series);
+        }
+        drop(runs);
+        let results = self
+            .catalog
+            .entries
+            .iter()
+            .zip(results)
+            .map(|(e, r)| (e.name.clone(), r.unwrap_or_default()))
+            .collect();
+        Ok(Evaluated {
+            results,
+            steps,
+            stats,
+        })
+    }
+
+    async fn query_range(
+        &self,
+        metric: &str,
+        expr: &str,
+        steps: Steps,
+    ) -> Result<(Vec<Series>, Stats), SourceError> {
+        let err = |message: String, retryable: bool| SourceError::Http {
+            metric: metric.to_string(),
+            message,
+            retryable,
+        };
+        let url = format!("{}/api/v1/query_range", self.base);
+        let secs = |ms: i64| (ms / 1000).to_string();
+        let form = [
+            ("query", expr.to_string()),
+            ("start", secs(steps.start)),
+            ("end", secs(steps.end())),
+            ("step", secs(steps.step)),
+            // Thanos Query: deduplicate HA replicas, and fail rather than answer partially
+            ("dedup", "true".to_string()),
+            ("partial_response", "false".to_string()),
+        ];
+        let resp = self
+            .client
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| err(format!("POST {url}: {}", error_chain(&e)), true))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| err(format!("reading the answer of {url}: {e}"), true))?;
+        let parsed: Result<Response, _> = serde_json::from_slice(&body);
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                let retryable = status.is_server_error() || status.as_u16() == 429;
+                let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                return Err(err(
+                    format!("HTTP {status} from {url}, not a Prometheus API answer ({e}): {head}"),
+                    retryable,
+                ));
+            }
+        };
+        if parsed.status != "success" {
+            // 400 bad_data (e.g. too many points) and 422 execution (too many samples) fail
+            // the same way every time; 503 (timeout) and 5xx may pass on a retry
+            let retryable = status.is_server_error() || status.as_u16() == 429;
+            return Err(err(
+                format!(
+                    "HTTP {status}, {}: {}",
+                    parsed.error_type.unwrap_or_default(),
+                    parsed.error.unwrap_or_default()
+                ),
+                retryable,
+            ));
+        }
+        if !parsed.warnings.is_empty() {
+            return Err(err(
+                format!(
+                    "the answer carries warnings, it would be partial: {}",
+                    parsed.warnings.join("; ")
+                ),
+                true,
+            ));
+        }
+        let data = parsed
+            .data
+            .ok_or_else(|| err("the answer has no data".into(), false))?;
+        if data.result_type != "matrix" {
+            return Err(err(
+                format!("expected a matrix, got {}", data.result_type),
+                false,
+            ));
+        }
+        let mut stats = Stats {
+            bytes_in: body.len() as u64,
+            calls: 1,
+            ..Default::default()
+        };
+        let mut out = Vec::with_capacity(data.result.len());
+        for r in data.result {
+            let mut values = vec![None; steps.n];
+            for (t, v) in &r.values {
+                let ms = (t * 1000.0).round() as i64;
+                let k = (ms - steps.start) / steps.step;
+                if (ms - steps.start) % steps.step != 0 || k < 0 || k as usize >= steps.n {
+                    return Err(err(format!("a point at {t} is not on a step"), false));
+                }
+                values[k as usize] =
+                    Some(parse_value(v).ok_or_else(|| {
+                        err(format!("cannot parse the sample value {v:?}"), false)
+                    })?);
+                stats.samples += 1;
+            }
+            stats.series += 1;
+            out.push(Series {
+                labels: Labels::from_pairs(r.metric),
+                values,
+            });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok((out, stats))
+    }
+}
+
+fn parse_value(v: &str) -> Option<f64> {
+    match v {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => v.parse().ok(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,89 @@
+//! Where the catalog is evaluated: in-process over StoreAPI chunks (`grpc`), or by Thanos
+//! Query over HTTP (`http`). Both return the same [`WindowResult`] for a window.
+
+pub mod grpc;
+pub mod http;
+
+use thiserror::Error;
+
+use crate::dedup::SeriesDataError;
+use crate::engine::{EvalError, Steps};
+use crate::output::WindowResult;
+use crate::storeapi::StoreError;
+
+/// What one window's evaluation cost and produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Input series (gRPC) or result series (HTTP).
+    pub series: u64,
+    /// Input samples decoded (gRPC) or result points (HTTP).
+    pub samples: u64,
+    /// Bytes received from the endpoint.
+    pub bytes_in: u64,
+    /// Calls made (Series streams or query_range requests).
+    pub calls: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.series += o.series;
+        self.samples += o.samples;
+        self.bytes_in += o.bytes_in;
+        self.calls += o.calls;
+    }
+}
+
+/// A window's results, one entry per catalog metric in catalog order.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub results: WindowResult,
+    pub steps: Vec<Steps>,
+    pub stats: Stats,
+}
+
+/// Why a window could not be evaluated.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("series {series}: {source}")]
+    Data {
+        series: String,
+        source: SeriesDataError,
+    },
+    #[error("{0}")]
+    Eval(#[from] EvalError),
+    #[error(
+        "the StoreAPI sent series out of order ({0}): the endpoint must support without_replica_labels (a Thanos Querier, sidecar, store or receiver of v0.30 or later)"
+    )]
+    Order(String),
+    #[error("HTTP query for {metric} failed: {message}")]
+    Http {
+        metric: String,
+        message: String,
+        retryable: bool,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SourceError {
+    /// Whether evaluating the window again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Store(e) => e.is_retryable(),
+            SourceError::Http { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}
+
+/// The evaluation steps of one entry in the window starting at `start` (seconds).
+pub fn window_steps(start: i64, time_frame: i64, step: i64) -> Steps {
+    debug_assert!(step > 0 && time_frame % step == 0);
+    Steps {
+        start: start * 1000,
+        step: step * 1000,
+        n: (time_frame / step) as usize,
+    }
+}
