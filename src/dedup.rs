@@ -22,7 +22,7 @@
 //! from its first sample as a monotonic running total. PromQL then sees no reset at all. The
 //! rates are the same in exact arithmetic, but not in the last bits, so we do the same.
 
-use crate::chunk::{ChunkError, Sample, XorIter};
+use crate::chunk::{ChunkError, Sample, decode_into};
 use crate::storeapi::proto::{AggrChunk, chunk::Encoding};
 
 /// Why a series' chunks could not be read.
@@ -77,6 +77,7 @@ pub fn replica_samples(
     out: &mut Vec<Sample>,
 ) -> Result<(), SeriesDataError> {
     let mut last_t = i64::MIN;
+    let mut scratch = Vec::new();
     // counter state: raw value of the last sample, and the running total
     let mut started = false;
     let mut last_v = 0.0f64;
@@ -97,8 +98,9 @@ pub fn replica_samples(
                 .unwrap_or_else(|_| format!("#{}", raw.r#type));
             return Err(SeriesDataError::Encoding(name));
         }
-        let mut it = XorIter::new(&raw.data)?;
-        while let Some((t, v)) = it.next_sample()? {
+        scratch.clear();
+        decode_into(&raw.data, &mut scratch)?;
+        for &(t, v) in scratch.iter() {
             let v = if counter {
                 if v.is_nan() {
                     continue;

@@ -12,8 +12,8 @@
 //! `rate`/`increase`/`delta` extrapolate as `extrapolatedRate` does, and `sum`/`avg` use the
 //! same Kahan-Neumaier summation in the same series order, so results are bit-identical.
 
-use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, LabelModifier};
@@ -472,16 +472,31 @@ impl Evaluator<'_> {
             self.values = values;
             return Ok(());
         }
-        let mut labels = match self.plan.leaf {
-            Leaf::Range(f, _) if f.drops_name() => labels.without_name(),
-            _ => labels.clone(),
-        };
-        if let Some(seen) = &mut self.leaf_names
-            && !seen.insert(labels.clone())
-        {
-            return Err(EvalError::DuplicateLabels(labels));
+        let drop_name = matches!(self.plan.leaf, Leaf::Range(f, _) if f.drops_name());
+        if let Some(seen) = &mut self.leaf_names {
+            let leaf_labels = if drop_name {
+                labels.without_name()
+            } else {
+                labels.clone()
+            };
+            if !seen.insert(leaf_labels.clone()) {
+                return Err(EvalError::DuplicateLabels(leaf_labels));
+            }
         }
         let end = self.first_agg.unwrap_or(self.plan.stages.len());
+        if end == 0
+            && let Some(agg) = &mut self.agg
+        {
+            // the aggregation picks its labels straight from the input series
+            agg.push_projected(labels, drop_name, &values);
+            self.values = values;
+            return Ok(());
+        }
+        let mut labels = if drop_name {
+            labels.without_name()
+        } else {
+            labels.clone()
+        };
         for stage in &self.plan.stages[..end] {
             apply_map(stage, &mut labels, &mut values);
         }
@@ -556,6 +571,9 @@ impl Evaluator<'_> {
                 }
             }
             Leaf::Range(func, range) => {
+                // range selections drop staleness markers; most series have none, and then
+                // the windows are plain sub-slices
+                let stale = samples.iter().any(|&(_, v)| is_stale(v));
                 let mut lo = 0usize;
                 let mut hi = 0usize;
                 for (i, slot) in out.iter_mut().enumerate() {
@@ -566,14 +584,18 @@ impl Evaluator<'_> {
                     while lo < hi && samples[lo].0 <= ts - range {
                         lo += 1;
                     }
-                    self.window.clear();
-                    self.window.extend(
-                        samples[lo..hi]
-                            .iter()
-                            .copied()
-                            .filter(|&(_, v)| !is_stale(v)),
-                    );
-                    *slot = range_fn(func, &self.window, ts, range);
+                    *slot = if stale {
+                        self.window.clear();
+                        self.window.extend(
+                            samples[lo..hi]
+                                .iter()
+                                .copied()
+                                .filter(|&(_, v)| !is_stale(v)),
+                        );
+                        range_fn(func, &self.window, ts, range)
+                    } else {
+                        range_fn(func, &samples[lo..hi], ts, range)
+                    };
                     any |= slot.is_some();
                 }
             }
@@ -816,7 +838,8 @@ struct Aggregator {
     n: usize,
     // groups in order of first appearance, as Prometheus orders its result
     groups: Vec<(Labels, Vec<Acc>)>,
-    index: HashMap<Labels, usize>,
+    // group indexes by the hash of their labels (collisions are told apart by comparing)
+    index: HashMap<u64, Vec<usize>>,
 }
 
 impl Aggregator {
@@ -830,23 +853,57 @@ impl Aggregator {
         }
     }
 
-    fn key(&self, labels: &Labels) -> Labels {
+    /// Whether the group key keeps label `name` of a series.
+    fn keeps(&self, name: &str, drop_name: bool) -> bool {
+        if name == METRIC_NAME && drop_name {
+            return false;
+        }
         match &self.grouping {
-            Grouping::By(names) => labels.only(names),
-            Grouping::Without(names) => labels.without(names).without_name(),
+            Grouping::By(names) => names.iter().any(|n| n == name),
+            Grouping::Without(names) => name != METRIC_NAME && !names.iter().any(|n| n == name),
         }
     }
 
-    fn push(&mut self, labels: &Labels, values: &[Option<f64>]) {
-        let key = self.key(labels);
-        let gi = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
-                self.index.insert(key.clone(), self.groups.len());
-                self.groups.push((key, vec![Acc::default(); self.n]));
-                self.groups.len() - 1
+    /// The group of a series, created on first sight.
+    fn group_of(&mut self, labels: &Labels, drop_name: bool) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (k, v) in labels.iter().filter(|(k, _)| self.keeps(k, drop_name)) {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        let hash = h.finish();
+        if let Some(candidates) = self.index.get(&hash) {
+            for &gi in candidates {
+                let mut key = self.groups[gi].0.iter();
+                let mut mine = labels.iter().filter(|(k, _)| self.keeps(k, drop_name));
+                if key.by_ref().zip(mine.by_ref()).all(|(a, b)| a == b)
+                    && key.next().is_none()
+                    && mine.next().is_none()
+                {
+                    return gi;
+                }
             }
-        };
+        }
+        let key = Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|(k, _)| self.keeps(k, drop_name))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        self.groups.push((key, vec![Acc::default(); self.n]));
+        let gi = self.groups.len() - 1;
+        self.index.entry(hash).or_default().push(gi);
+        gi
+    }
+
+    fn push(&mut self, labels: &Labels, values: &[Option<f64>]) {
+        self.push_projected(labels, false, values);
+    }
+
+    /// Folds a series in; with `drop_name`, its metric name does not count.
+    fn push_projected(&mut self, labels: &Labels, drop_name: bool, values: &[Option<f64>]) {
+        let gi = self.group_of(labels, drop_name);
         let op = self.op;
         let accs = &mut self.groups[gi].1;
         for (acc, v) in accs.iter_mut().zip(values) {

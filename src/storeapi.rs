@@ -82,6 +82,12 @@ pub enum StoreError {
     BadMetadata(String),
     #[error("cannot connect to the StoreAPI at {endpoint}: {detail}")]
     Connect { endpoint: String, detail: String },
+    #[error("TLS with the StoreAPI at {endpoint} failed: {detail} ({hint})")]
+    Tls {
+        endpoint: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("StoreAPI call {call} failed: {code:?}: {message}")]
     Status {
         call: &'static str,
@@ -128,6 +134,23 @@ pub fn retryable_code(code: Code) -> bool {
             | Code::Internal
             | Code::Unknown
     )
+}
+
+/// A TLS failure is a configuration problem, not an outage: says what to change.
+fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
+    let d = detail.to_ascii_lowercase();
+    if !endpoint.starts_with("https://") {
+        return None;
+    }
+    if d.contains("invalidcontenttype") || d.contains("corrupt message") {
+        Some("the endpoint does not speak TLS: use http:// instead of https://")
+    } else if d.contains("certificate") || d.contains("unknownissuer") || d.contains("tls") {
+        Some(
+            "the server's certificate was not accepted: set TLS_CA_FILE to its CA, or TLS_SERVER_NAME to the name in its certificate",
+        )
+    } else {
+        None
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -201,9 +224,19 @@ impl StoreClient {
             }
             ep = ep.tls_config(tls).map_err(|e| bad(error_chain(&e)))?;
         }
-        let channel = ep.connect().await.map_err(|e| StoreError::Connect {
-            endpoint: cfg.endpoint.clone(),
-            detail: error_chain(&e),
+        let channel = ep.connect().await.map_err(|e| {
+            let detail = error_chain(&e);
+            match tls_hint(&cfg.endpoint, &detail) {
+                Some(hint) => StoreError::Tls {
+                    endpoint: cfg.endpoint.clone(),
+                    detail,
+                    hint,
+                },
+                None => StoreError::Connect {
+                    endpoint: cfg.endpoint.clone(),
+                    detail,
+                },
+            }
         })?;
         let metadata = cfg
             .metadata

@@ -1,6 +1,10 @@
 //! End-to-end tests against the integration stack (`integration/up.sh`): real Prometheus,
 //! Thanos sidecars and Query, and an S3 server. One test binary, one module per concern.
 
+mod bad_input;
+mod export;
+mod fake_store;
+mod run;
 mod s3;
 mod stack;
 mod thanos_grpc;

@@ -1,0 +1,198 @@
+//! Throughput of the XOR decoder and of the engine on scrape-like data: 30 s scrapes with
+//! millisecond jitter, counters growing at varying rates, gauges drifting, 120-sample chunks
+//! as Prometheus cuts them, and an HA pair 3.2 s apart for the deduplicating path.
+//!
+//! `cargo bench --bench core` prints samples per second (Criterion's "elem/s").
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use storeapi_exporter::chunk::{Sample, XorIter, decode_into, encode};
+use storeapi_exporter::dedup::series_samples;
+use storeapi_exporter::engine::{Plan, Steps};
+use storeapi_exporter::labels::Labels;
+use storeapi_exporter::storeapi::proto::{AggrChunk, Chunk, chunk::Encoding};
+
+const START: i64 = 1_761_868_800_000;
+
+/// A deterministic pseudo-random sequence (xorshift), so runs compare.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// kube-state-metrics: requests, limits, info and label series hold one value
+    Constant,
+    /// cAdvisor counters: CPU seconds, network bytes, with noisy fractional increments
+    Counter,
+    /// cAdvisor gauges: working-set bytes, whole numbers that move every scrape
+    Gauge,
+}
+
+fn scrapes(rng: &mut Rng, n: usize, offset: i64, kind: Kind) -> Vec<Sample> {
+    let mut v = match kind {
+        Kind::Constant => 0.25,
+        _ => rng.unit() * 1e4,
+    };
+    (0..n as i64)
+        .map(|i| {
+            let t = START + offset + i * 30_000 + (rng.next() % 7) as i64 - 3;
+            match kind {
+                Kind::Constant => {}
+                Kind::Counter => v += rng.unit() * 30.0,
+                Kind::Gauge => v = (v + (rng.unit() - 0.5) * 1e6).abs().floor(),
+            }
+            (t, v)
+        })
+        .collect()
+}
+
+/// The catalog's input as the generated Kubernetes data has it: about half the series are
+/// kube-state-metrics constants, the rest cAdvisor counters and gauges.
+fn realistic(i: usize) -> Kind {
+    match i % 4 {
+        0 | 1 => Kind::Constant,
+        2 => Kind::Counter,
+        _ => Kind::Gauge,
+    }
+}
+
+fn chunks_of(samples: &[Sample]) -> Vec<AggrChunk> {
+    samples
+        .chunks(120)
+        .map(|c| AggrChunk {
+            min_time: c[0].0,
+            max_time: c[c.len() - 1].0,
+            raw: Some(Chunk {
+                r#type: Encoding::Xor as i32,
+                data: encode(c).into(),
+                hash: 0,
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn decoder(c: &mut Criterion) {
+    let mut rng = Rng(42);
+    // 1,000 chunks of 120 samples
+    let mixed: Vec<Vec<u8>> = (0..1000)
+        .map(|i| encode(&scrapes(&mut rng, 120, 0, realistic(i))))
+        .collect();
+    // the worst case: every value a counter with a noisy mantissa (about 60 bits a sample)
+    let harsh: Vec<Vec<u8>> = (0..1000)
+        .map(|_| encode(&scrapes(&mut rng, 120, 0, Kind::Counter)))
+        .collect();
+    let samples = 120 * mixed.len() as u64;
+    let mut g = c.benchmark_group("decoder");
+    g.throughput(Throughput::Elements(samples));
+    for (name, chunks) in [("realistic_mix", &mixed), ("noisy_counters", &harsh)] {
+        g.bench_function(format!("decode_into_{name}"), |b| {
+            let mut out = Vec::with_capacity(120);
+            b.iter(|| {
+                let mut sum = 0.0f64;
+                for data in chunks {
+                    out.clear();
+                    decode_into(black_box(data), &mut out).unwrap();
+                    sum += out[out.len() - 1].1;
+                }
+                black_box(sum)
+            })
+        });
+    }
+    let chunks = &mixed;
+    g.bench_function("xor_iter_realistic_mix", |b| {
+        b.iter(|| {
+            let mut sum = 0.0f64;
+            for data in chunks {
+                let mut it = XorIter::new(black_box(data)).unwrap();
+                while let Some((_, v)) = it.next_sample().unwrap() {
+                    sum += v;
+                }
+            }
+            black_box(sum)
+        })
+    });
+    g.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let mut rng = Rng(7);
+    let steps = Steps {
+        start: START + 3_600_000,
+        step: 60_000,
+        n: 60,
+    };
+    // 1,000 containers, 2 h of scrapes each: the window (1 h) plus the range before it
+    let series: Vec<(Labels, Vec<Sample>)> = (0..1000)
+        .map(|i| {
+            let labels = Labels::from_pairs([
+                ("__name__", "container_cpu_usage_seconds_total".to_string()),
+                ("cluster", "c1".to_string()),
+                ("container", format!("c{}", i % 3)),
+                ("namespace", format!("ns{}", i % 20)),
+                ("node", format!("node{}", i % 50)),
+                ("pod", format!("pod-{i}")),
+            ]);
+            (labels, scrapes(&mut rng, 240, 0, Kind::Counter))
+        })
+        .collect();
+    let plan = Plan::compile(
+        r#"sum by (cluster, node, namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=""}[5m]))"#,
+    )
+    .unwrap();
+    let (mint, maxt) = plan.select_range(&steps, 300_000);
+    let in_window = |s: &[Sample]| s.iter().filter(|x| x.0 >= mint && x.0 <= maxt).count() as u64;
+    let samples: u64 = series.iter().map(|(_, s)| in_window(s)).sum();
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(samples));
+    g.bench_function("sum_by_rate_1000_series_1h", |b| {
+        b.iter(|| {
+            let mut e = plan.evaluator(steps, 300_000);
+            for (l, s) in &series {
+                let lo = s.partition_point(|x| x.0 < mint);
+                let hi = s.partition_point(|x| x.0 <= maxt);
+                e.push(l, &s[lo..hi]).unwrap();
+            }
+            black_box(e.finish().unwrap())
+        })
+    });
+
+    // the whole gRPC-side path per series: decode chunks, split replicas, deduplicate
+    // (counter mode), evaluate
+    let ha: Vec<(Labels, Vec<AggrChunk>)> = series
+        .iter()
+        .map(|(l, s)| {
+            let b: Vec<Sample> = s.iter().map(|&(t, v)| (t + 3200, v + 1.0)).collect();
+            let mut chunks = chunks_of(s);
+            chunks.extend(chunks_of(&b));
+            chunks.sort_by_key(|c| (c.min_time, c.max_time));
+            (l.clone(), chunks)
+        })
+        .collect();
+    g.throughput(Throughput::Elements(2 * samples));
+    g.bench_function("decode_dedup_sum_by_rate_ha_pair_1000_series_1h", |b| {
+        b.iter(|| {
+            let mut e = plan.evaluator(steps, 300_000);
+            for (l, chunks) in &ha {
+                let s = series_samples(chunks, mint, maxt, plan.counter_func).unwrap();
+                e.push(l, &s).unwrap();
+            }
+            black_box(e.finish().unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decoder, engine);
+criterion_main!(benches);
