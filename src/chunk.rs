@@ -262,21 +262,14 @@ impl<'a> XorIter<'a> {
                 self.t = self.r.varint().ok_or(truncated)?;
                 self.v = self.r.bits_wide(64).ok_or(truncated)?;
             }
-            1 => {
-                let d = self.r.uvarint().ok_or(truncated)?;
-                self.t_delta = d as i64;
-                self.t = self.t.wrapping_add(self.t_delta);
-                self.r.xor_value(
-                    &mut self.v,
-                    &mut self.leading,
-                    &mut self.trailing,
-                    self.read,
-                    self.total,
-                )?;
-            }
-            _ => {
-                let dod = self.r.dod().ok_or(truncated)?;
-                self.t_delta = self.t_delta.wrapping_add(dod);
+            n => {
+                // the second timestamp is a plain delta, later ones a delta of deltas
+                self.t_delta = if n == 1 {
+                    self.r.uvarint().ok_or(truncated)? as i64
+                } else {
+                    let dod = self.r.dod().ok_or(truncated)?;
+                    self.t_delta.wrapping_add(dod)
+                };
                 self.t = self.t.wrapping_add(self.t_delta);
                 self.r.xor_value(
                     &mut self.v,

@@ -13,3 +13,18 @@ pub mod output;
 pub mod sink;
 pub mod source;
 pub mod storeapi;
+
+/// An error and its sources on one line, without repeating a message a source already holds.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::error_chain;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -151,20 +153,6 @@ fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 /// A connected StoreAPI client; cheap to clone (the channel is shared).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::{Evaluated, SourceError, Stats, window_steps};
+use super::{Evaluated, SourceError, Stats, catalog_steps};
 use crate::catalog::Catalog;
 use crate::dedup::series_samples;
 use crate::engine::{Evaluator, Plan, Series, Steps};
@@ -64,21 +64,6 @@ impl GrpcSource {
         }
     }
 
-    /// The steps of every entry in the window starting at `start` (seconds).
-    pub fn steps(&self, start: i64) -> Vec<Steps> {
-        self.catalog
-            .entries
-            .iter()
-            .map(|e| {
-                window_steps(
-                    start,
-                    self.time_frame,
-                    e.step.map_or(self.step, |s| s as i64),
-                )
-            })
-            .collect()
-    }
-
     /// Streams that cover the catalog in one window: entries over the same metric and time
     /// range share one stream (requests and limits of CPU and memory cost one stream per
     /// metric, not four), asking only for the matchers they all have in common.
@@ -114,7 +99,7 @@ impl GrpcSource {
 
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
-        let steps = self.steps(start);
+        let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
         let groups = self.groups(&steps);
         let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
         let mut stats = Stats::default();

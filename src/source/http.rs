@@ -9,9 +9,10 @@ use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{Evaluated, SourceError, Stats, window_steps};
+use super::{Evaluated, SourceError, Stats, catalog_steps};
 use crate::catalog::Catalog;
 use crate::engine::{Series, Steps};
+use crate::error_chain;
 use crate::labels::Labels;
 
 /// Evaluates the catalog with `query_range` requests.
@@ -110,24 +111,9 @@ impl HttpSource {
         })
     }
 
-    /// The steps of every entry in the window starting at `start` (seconds).
-    pub fn steps(&self, start: i64) -> Vec<Steps> {
-        self.catalog
-            .entries
-            .iter()
-            .map(|e| {
-                window_steps(
-                    start,
-                    self.time_frame,
-                    e.step.map_or(self.step, |s| s as i64),
-                )
-            })
-            .collect()
-    }
-
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
-        let steps = self.steps(start);
+        let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
         let mut runs =
             futures::stream::iter(self.catalog.entries.iter().enumerate().map(|(i, e)| {
                 let steps = steps[i];
@@ -271,18 +257,4 @@ fn parse_value(v: &str) -> Option<f64> {
         "-Inf" => Some(f64::NEG_INFINITY),
         _ => v.parse().ok(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
 }

@@ -6,6 +6,7 @@ pub mod http;
 
 use thiserror::Error;
 
+use crate::catalog::Catalog;
 use crate::dedup::SeriesDataError;
 use crate::engine::{EvalError, Steps};
 use crate::output::WindowResult;
@@ -86,4 +87,14 @@ pub fn window_steps(start: i64, time_frame: i64, step: i64) -> Steps {
         step: step * 1000,
         n: (time_frame / step) as usize,
     }
+}
+
+/// The steps of every catalog entry (its own step, or the global one) in the window starting
+/// at `start` (seconds).
+pub fn catalog_steps(catalog: &Catalog, start: i64, time_frame: i64, step: i64) -> Vec<Steps> {
+    catalog
+        .entries
+        .iter()
+        .map(|e| window_steps(start, time_frame, e.step.map_or(step, |s| s as i64)))
+        .collect()
 }
