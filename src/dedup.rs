@@ -241,10 +241,7 @@ impl Node {
 
     fn at(&self) -> Sample {
         match self {
-            Node::Leaf(l) => {
-                let (t, v) = l.samples[l.pos.unwrap_or(0).min(l.samples.len() - 1)];
-                (t, v + l.adjust)
-            }
+            Node::Leaf(l) => Node::at_leaf(l),
             Node::Merge(m) => m.at(),
         }
     }

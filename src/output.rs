@@ -101,10 +101,10 @@ pub fn json_string(s: &str, out: &mut String) {
 }
 
 /// The body Prometheus' `query_range` returns for `series` (already sorted by labels).
-pub fn render(series: &[Series], steps: &Steps) -> String {
+pub fn render<'a>(series: impl ExactSizeIterator<Item = &'a Series>, steps: &Steps) -> String {
     let mut out = String::with_capacity(64 + series.len() * (200 + steps.n * 24));
     out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
-    for (i, s) in series.iter().enumerate() {
+    for (i, s) in series.enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -153,41 +153,40 @@ pub type WindowResult = Vec<(String, Vec<Series>)>;
 /// Splits a window's results by cluster and renders every file. Every cluster seen in the
 /// window gets a file for every metric (an empty result where it has no series), so a
 /// missing file always means a window not exported, never "no data".
-pub fn window_files(
+pub fn window_files<'a>(
     prefix: &str,
     cluster_label: &str,
-    default_cluster: &str,
+    default_cluster: &'a str,
     window_start: i64,
-    results: &WindowResult,
+    results: &'a WindowResult,
     steps: &[Steps],
 ) -> Vec<OutputFile> {
     debug_assert_eq!(results.len(), steps.len());
-    let cluster_of = |s: &Series| -> String {
+    let cluster_of = |s: &'a Series| -> &'a str {
         match s.labels.get(cluster_label) {
-            "" => default_cluster.to_string(),
-            c => c.to_string(),
+            "" => default_cluster,
+            c => c,
         }
     };
-    let mut clusters: BTreeSet<String> = results
+    let mut clusters: BTreeSet<&str> = results
         .iter()
         .flat_map(|(_, series)| series.iter().map(cluster_of))
         .collect();
     if clusters.is_empty() {
-        clusters.insert(default_cluster.to_string());
+        clusters.insert(default_cluster);
     }
     let mut files = Vec::new();
     for ((metric, series), steps) in results.iter().zip(steps) {
-        let mut by_cluster: BTreeMap<&str, Vec<Series>> =
-            clusters.iter().map(|c| (c.as_str(), Vec::new())).collect();
+        let mut by_cluster: BTreeMap<&str, Vec<&Series>> =
+            clusters.iter().map(|&c| (c, Vec::new())).collect();
         for s in series {
-            let c = cluster_of(s);
             by_cluster
-                .get_mut(c.as_str())
+                .get_mut(cluster_of(s))
                 .expect("every cluster of a series is in the set")
-                .push(s.clone());
+                .push(s);
         }
         for (cluster, series) in by_cluster {
-            let body = render(&series, steps);
+            let body = render(series.iter().copied(), steps);
             files.push(OutputFile {
                 key: object_key(prefix, cluster, metric, window_start),
                 body: gzip(body.as_bytes()),
@@ -249,7 +248,7 @@ mod tests {
 
     #[test]
     fn body_matches_prometheus_rendering() {
-        let s = vec![Series {
+        let s = [Series {
             labels: Labels::from_pairs([("pod", "a<b>&\"c\""), ("cluster", "x")]),
             values: vec![Some(0.5), None, Some(2.0)],
         }];
@@ -259,14 +258,14 @@ mod tests {
             n: 3,
         };
         assert_eq!(
-            render(&s, &steps),
+            render(s.iter(), &steps),
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"cluster":"x","pod":"a\u003cb\u003e\u0026\"c\""},"values":[[1761868800,"0.5"],[1761868920,"2"]]}]}}"#
         );
         let mut t = String::new();
         format_timestamp(1_500, &mut t);
         assert_eq!(t, "1.500");
         assert_eq!(
-            render(&[], &steps),
+            render([].iter(), &steps),
             r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#
         );
     }

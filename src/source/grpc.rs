@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::{Evaluated, SourceError, Stats, catalog_steps};
+use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
 use crate::catalog::Catalog;
 use crate::dedup::series_samples;
 use crate::engine::{Evaluator, Plan, Series, Steps};
@@ -116,17 +116,7 @@ impl GrpcSource {
             }
         }
         drop(runs);
-        let results = self
-            .catalog
-            .entries
-            .iter()
-            .zip(results)
-            .map(|(e, r)| {
-                r.map(|r| (e.name.clone(), r)).ok_or_else(|| {
-                    SourceError::Internal(format!("entry {} was not evaluated", e.name))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let results = name_results(&self.catalog, results)?;
         Ok(Evaluated {
             results,
             steps,

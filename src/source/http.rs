@@ -9,7 +9,7 @@ use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{Evaluated, SourceError, Stats, catalog_steps};
+use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
 use crate::catalog::Catalog;
 use crate::engine::{Series, Steps};
 use crate::error_chain;
@@ -128,13 +128,7 @@ impl HttpSource {
             results[i] = Some(series);
         }
         drop(runs);
-        let results = self
-            .catalog
-            .entries
-            .iter()
-            .zip(results)
-            .map(|(e, r)| (e.name.clone(), r.unwrap_or_default()))
-            .collect();
+        let results = name_results(&self.catalog, results)?;
         Ok(Evaluated {
             results,
             steps,

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::catalog::Catalog;
 use crate::dedup::SeriesDataError;
-use crate::engine::{EvalError, Steps};
+use crate::engine::{EvalError, Series, Steps};
 use crate::output::WindowResult;
 use crate::storeapi::StoreError;
 
@@ -96,5 +96,23 @@ pub fn catalog_steps(catalog: &Catalog, start: i64, time_frame: i64, step: i64) 
         .entries
         .iter()
         .map(|e| window_steps(start, time_frame, e.step.map_or(step, |s| s as i64)))
+        .collect()
+}
+
+/// Pairs each catalog entry's name with its evaluated series; an entry left unevaluated is a
+/// bug in the source, never an empty result.
+pub fn name_results(
+    catalog: &Catalog,
+    results: Vec<Option<Vec<Series>>>,
+) -> Result<WindowResult, SourceError> {
+    debug_assert_eq!(catalog.entries.len(), results.len());
+    catalog
+        .entries
+        .iter()
+        .zip(results)
+        .map(|(e, r)| {
+            r.map(|r| (e.name.clone(), r))
+                .ok_or_else(|| SourceError::Internal(format!("entry {} was not evaluated", e.name)))
+        })
         .collect()
 }
