@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
+use crate::shard::Shard;
+
 /// Exports Kubernetes cost-allocation metrics from Thanos to S3 in Finout's layout, reading raw
 /// chunks over the StoreAPI (gRPC) and evaluating the metric catalog in-process.
 #[derive(Parser, Debug)]
@@ -107,6 +109,28 @@ pub struct Options {
     #[arg(long, env = "S3_ENDPOINT", global = true)]
     pub s3_endpoint: Option<String>,
 
+    /// Region of the bucket; the AWS default chain (AWS_REGION, profile, instance metadata)
+    /// when unset.
+    #[arg(long, env = "S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Path-style addressing (endpoint/bucket/key) instead of virtual-hosted style; defaults
+    /// to true with --s3-endpoint, false for AWS.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", global = true)]
+    pub s3_path_style: Option<bool>,
+
+    /// Attempts per S3 request (first try included) on throttling, 5xx and network errors.
+    #[arg(long, env = "S3_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub s3_max_attempts: u32,
+
+    /// IAM role to assume for the S3 writes (STS AssumeRole on top of the default chain).
+    #[arg(long, env = "ROLE_ARN", global = true)]
+    pub role_arn: Option<String>,
+
+    /// External ID required by the role's trust policy.
+    #[arg(long, env = "ROLE_EXTERNAL_ID", hide_env_values = true, global = true)]
+    pub role_external_id: Option<String>,
+
     /// Folder for series without a cluster label, and for the exporter's state.
     #[arg(long, env = "CLUSTER_NAME", global = true)]
     pub cluster_name: Option<String>,
@@ -144,9 +168,20 @@ pub struct Options {
     #[arg(long, env = "SETTLE_DELAY", default_value = "10m", value_parser = parse_duration, global = true)]
     pub settle_delay: u64,
 
-    /// Days of exported files to keep.
-    #[arg(long, env = "RETENTION_DAYS", default_value_t = 30, global = true)]
-    pub retention_days: u64,
+    /// How long exported files are kept: days (30), or a duration (30d, 12h); 0 keeps them
+    /// forever.
+    #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value = "30", value_parser = parse_days, global = true)]
+    pub retention: u64,
+
+    /// Path of the HTTP API's readiness endpoint, probed before any work when an HTTP address
+    /// is configured (--source http, or PROMETHEUS_URL/HOSTNAME set).
+    #[arg(
+        long,
+        env = "METRICS_READINESS_PATH",
+        default_value = "/-/ready",
+        global = true
+    )]
+    pub readiness_path: String,
 
     /// Labels that tell HA replicas apart (comma-separated), as the Querier's
     /// --query.replica-label.
@@ -195,9 +230,18 @@ pub struct Options {
     #[arg(long, env = "RETRIES", default_value_t = 5, global = true)]
     pub retries: u32,
 
-    /// Streams or queries in flight at once.
+    /// Streams or queries in flight at once, and uploads in flight at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, global = true)]
     pub concurrency: usize,
+
+    /// This pod's shard, i/N: it exports only the clusters whose name hashes to i, and keeps
+    /// its own state. Defaults to JOB_COMPLETION_INDEX/JOB_COMPLETIONS in an Indexed Job.
+    #[arg(long, env = "SHARD", value_parser = Shard::parse, global = true)]
+    pub shard: Option<Shard>,
+
+    /// Windows evaluated at once; memory grows with it (one window's output each).
+    #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 2, global = true)]
+    pub window_concurrency: usize,
 
     /// Static token, sent as the `token` header (Finout's API token authentication).
     #[arg(
@@ -395,12 +439,42 @@ impl Options {
                 "S3_BUCKET (or --s3-bucket), or OUTPUT_DIR (or --output-dir) for a local directory",
             ));
         }
-        if self.concurrency == 0 {
+        if self.concurrency == 0 || self.window_concurrency == 0 {
             return Err(ConfigError::Invalid(
-                "CONCURRENCY must be at least 1".into(),
+                "CONCURRENCY and WINDOW_CONCURRENCY must be at least 1".into(),
             ));
         }
+        if let Some(name) = &self.cluster_name
+            && (name.contains('/') || name == "." || name == "..")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "CLUSTER_NAME {name:?} must be one path segment (no '/')"
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether an HTTP API address was given (for the readiness probe): `--source http`, or
+    /// PROMETHEUS_URL / HOSTNAME set to another host.
+    pub fn http_configured(&self) -> bool {
+        self.source == SourceKind::Http
+            || self.prometheus_url.is_some()
+            || self.hostname.is_some()
+            || env_hostname().is_some()
+    }
+
+    /// This pod's shard, from --shard or an Indexed Job's environment; none for one shard.
+    pub fn shard(&self) -> Result<Option<Shard>, ConfigError> {
+        let shard = match self.shard {
+            Some(s) => Some(s),
+            None => Shard::from_job_env(
+                std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+                std::env::var("JOB_COMPLETIONS").ok().as_deref(),
+            )
+            .transpose()
+            .map_err(ConfigError::Invalid)?,
+        };
+        Ok(shard.filter(|s| s.count > 1))
     }
 
     /// Per-call deadline.
@@ -411,7 +485,12 @@ impl Options {
     /// The effective configuration, secrets redacted, for the start-up log.
     pub fn redacted(&self) -> String {
         let mut o = self.clone();
-        for s in [&mut o.auth_token, &mut o.bearer_token, &mut o.password] {
+        for s in [
+            &mut o.auth_token,
+            &mut o.bearer_token,
+            &mut o.password,
+            &mut o.role_external_id,
+        ] {
             if s.is_some() {
                 *s = Some("<redacted>".into());
             }

@@ -402,6 +402,24 @@ impl Plan {
         (steps.start - back + 1, steps.end())
     }
 
+    /// Whether every output series carries the `label` value of the input series it came
+    /// from: then filtering the input by `label` filters the output the same way (the shard
+    /// pushdown relies on it).
+    pub fn preserves_label(&self, label: &str) -> bool {
+        self.stages.iter().all(|s| match s {
+            Stage::LabelReplace { dst, .. } => dst != label,
+            Stage::Arith { .. } => true,
+            Stage::Aggregate {
+                grouping: Grouping::By(l),
+                ..
+            } => l.iter().any(|x| x == label),
+            Stage::Aggregate {
+                grouping: Grouping::Without(l),
+                ..
+            } => !l.iter().any(|x| x == label),
+        })
+    }
+
     /// Whether a series' labels satisfy every matcher.
     pub fn matches(&self, labels: &Labels) -> bool {
         self.matchers.iter().all(|m| m.matches(labels))
@@ -1263,5 +1281,19 @@ mod tests {
             .push(&l(&[("__name__", "b"), ("x", "1")]), &s)
             .unwrap_err();
         assert!(err.to_string().contains("same labelset"));
+    }
+
+    #[test]
+    fn which_plans_keep_the_cluster_label() {
+        let keeps = |e: &str| Plan::compile(e).unwrap().preserves_label("cluster");
+        assert!(keeps("max by (cluster, node) (kube_node_info)"));
+        assert!(keeps("max without (instance, job) (kube_pod_info)"));
+        assert!(keeps("sum by (cluster) (rate(x_total[5m])) * 8"));
+        assert!(keeps("kube_pod_info"));
+        assert!(!keeps("max(kube_node_info)"));
+        assert!(!keeps("sum without (cluster) (kube_node_info)"));
+        assert!(!keeps(
+            r#"label_replace(kube_node_info, "cluster", "x", "", "")"#
+        ));
     }
 }

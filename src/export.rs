@@ -1,18 +1,21 @@
 //! Exports windows: evaluate a whole window (every metric, every cluster), then write its
 //! files. A window that cannot be evaluated writes nothing.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::output::window_files;
-use crate::sink::{LocalDir, SinkError};
+use crate::output::{OutputFile, window_files};
+use crate::sink::{Sink, SinkError, SinkErrorKind};
 use crate::source::grpc::GrpcSource;
 use crate::source::http::HttpSource;
 use crate::source::{Evaluated, SourceError, Stats};
+use crate::state::{State, StateStore};
 
 /// Exit codes, an API for the Job's podFailurePolicy (README, "Exit codes").
 pub mod exit {
@@ -65,10 +68,24 @@ pub enum ExportError {
         attempts: u32,
         source: SourceError,
     },
-    #[error("window {window}: {source}")]
+    #[error("window {window} ({}): {source}", rfc3339(*window))]
     Sink { window: i64, source: SinkError },
-    #[error("interrupted before window {0}: stopped starting new windows")]
+    #[error("saving the state after window {window} ({}): {source}", rfc3339(*window))]
+    State { window: i64, source: SinkError },
+    #[error("interrupted before window {0} ({utc}): stopped starting new windows", utc = rfc3339(*.0))]
     Interrupted(i64),
+}
+
+/// The exit code for a failure of the destination.
+pub fn sink_exit_code(e: &SinkError) -> u8 {
+    match e.kind() {
+        SinkErrorKind::Unavailable | SinkErrorKind::Refused => exit::UNAVAILABLE,
+        SinkErrorKind::NoSuchBucket
+        | SinkErrorKind::AccessDenied
+        | SinkErrorKind::BadCredentials
+        | SinkErrorKind::NoCredentials
+        | SinkErrorKind::WrongRegion => exit::CONFIG,
+    }
 }
 
 impl ExportError {
@@ -82,13 +99,15 @@ impl ExportError {
                 SourceError::Http { .. } => exit::CONFIG,
                 _ => exit::PARTIAL,
             },
-            ExportError::Sink { .. } => exit::UNAVAILABLE,
+            ExportError::Sink { source, .. } | ExportError::State { source, .. } => {
+                sink_exit_code(source)
+            }
             ExportError::Interrupted(_) => exit::INTERRUPTED,
         }
     }
 }
 
-fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     jiff::Timestamp::from_second(t)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| t.to_string())
@@ -111,68 +130,160 @@ pub fn window_starts(from: i64, to: i64, time_frame: i64) -> Vec<i64> {
 /// Exports windows from a source into a sink.
 pub struct Exporter {
     pub source: Source,
-    pub sink: LocalDir,
+    pub sink: Sink,
     pub prefix: String,
     pub cluster_label: String,
     pub cluster_name: String,
+    /// Window length, seconds.
+    pub time_frame: i64,
+    /// Attempts per window (evaluation) and per file (upload) on transient errors.
     pub retries: u32,
+    /// Uploads in flight at once.
     pub write_concurrency: usize,
+    /// Windows evaluated at once; memory grows with it (one window's output each).
+    pub window_concurrency: usize,
+    /// This pod's shard: only the clusters it owns are written.
+    pub shard: Option<crate::shard::Shard>,
+}
+
+/// One window, exported.
+struct WindowDone {
+    window: i64,
+    files: u64,
+    bytes: u64,
+    stats: Stats,
+    clusters: BTreeSet<String>,
+}
+
+/// The state to advance after each window, when the command keeps one.
+pub struct Checkpoint<'a, 'b> {
+    pub store: &'a StateStore<'b>,
+    pub state: &'a mut State,
 }
 
 impl Exporter {
-    /// Exports the windows in order; stops at the first window that fails, or before the next
-    /// window once `stop` is set.
+    /// Exports the windows; a window's files are all written before the state moves past it,
+    /// and windows complete in time order even when several are evaluated at once. Stops at
+    /// the first window that fails, or before the next window once `stop` is set.
     pub async fn export(
         &self,
         starts: &[i64],
         stop: &AtomicBool,
+        mut checkpoint: Option<Checkpoint<'_, '_>>,
+        progress: &mut Progress,
     ) -> Result<Summary, (Summary, ExportError)> {
         let mut summary = Summary::default();
-        let began = Instant::now();
-        let mut last_progress = Instant::now();
-        for (i, &w) in starts.iter().enumerate() {
-            if stop.load(Ordering::SeqCst) {
-                return Err((summary, ExportError::Interrupted(w)));
-            }
-            let evaluated = self
-                .evaluate_with_retries(w, stop)
-                .await
-                .map_err(|e| (summary, e))?;
-            let files = window_files(
-                &self.prefix,
-                &self.cluster_label,
-                &self.cluster_name,
-                w,
-                &evaluated.results,
-                &evaluated.steps,
-            );
-            let n = files.len() as u64;
-            let bytes: u64 = files.iter().map(|f| f.body.len() as u64).sum();
-            let mut writes = futures::stream::iter(
-                files
-                    .into_iter()
-                    .map(|f| async move { self.sink.put(&f.key, f.body).await }),
-            )
-            .buffer_unordered(self.write_concurrency.max(1));
-            while let Some(r) = writes.next().await {
-                r.map_err(|source| (summary, ExportError::Sink { window: w, source }))?;
+        let mut windows = futures::stream::iter(starts.iter().copied())
+            .take_while(|_| std::future::ready(!stop.load(Ordering::SeqCst)))
+            .map(|w| self.export_window(w, stop))
+            .buffered(self.window_concurrency.max(1));
+        while let Some(done) = windows.next().await {
+            let done = done.map_err(|e| (summary, e))?;
+            if let Some(cp) = checkpoint.as_mut() {
+                cp.state.advance(done.window + self.time_frame);
+                cp.state.clusters.extend(done.clusters);
+                cp.store.save(cp.state).await.map_err(|source| {
+                    (
+                        summary,
+                        ExportError::State {
+                            window: done.window,
+                            source,
+                        },
+                    )
+                })?;
             }
             summary.windows += 1;
-            summary.files += n;
-            summary.bytes_out += bytes;
-            summary.stats += evaluated.stats;
-            if last_progress.elapsed() >= Duration::from_secs(5) {
-                last_progress = Instant::now();
-                info!(
-                    done = i + 1,
-                    windows = starts.len(),
-                    window = %rfc3339(w),
-                    elapsed_s = began.elapsed().as_secs(),
-                    "export progress"
-                );
-            }
+            summary.files += done.files;
+            summary.bytes_out += done.bytes;
+            summary.stats += done.stats;
+            progress.window_done(done.window, &summary);
+        }
+        drop(windows);
+        if (summary.windows as usize) < starts.len() {
+            debug_assert!(
+                stop.load(Ordering::SeqCst),
+                "only a stop ends the loop early"
+            );
+            return Err((
+                summary,
+                ExportError::Interrupted(starts[summary.windows as usize]),
+            ));
         }
         Ok(summary)
+    }
+
+    async fn export_window(&self, w: i64, stop: &AtomicBool) -> Result<WindowDone, ExportError> {
+        let evaluated = self.evaluate_with_retries(w, stop).await?;
+        let files = window_files(
+            &self.prefix,
+            &self.cluster_label,
+            &self.cluster_name,
+            w,
+            &evaluated.results,
+            &evaluated.steps,
+            self.shard,
+        );
+        drop(evaluated.results);
+        let clusters = files
+            .iter()
+            .filter_map(|f| cluster_of_key(&self.prefix, &f.key))
+            .collect();
+        let n = files.len() as u64;
+        let bytes: u64 = files.iter().map(|f| f.body.len() as u64).sum();
+        self.write_with_retries(w, files).await?;
+        Ok(WindowDone {
+            window: w,
+            files: n,
+            bytes,
+            stats: evaluated.stats,
+            clusters,
+        })
+    }
+
+    /// Uploads every file of a window; files that failed for a transient reason are tried
+    /// again (each upload is whole or nothing, and keys are deterministic, so a retry
+    /// overwrites instead of duplicating).
+    async fn write_with_retries(
+        &self,
+        w: i64,
+        mut files: Vec<OutputFile>,
+    ) -> Result<(), ExportError> {
+        let attempts = self.retries.max(1);
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=attempts {
+            let results: Vec<(OutputFile, Result<(), SinkError>)> =
+                futures::stream::iter(files.into_iter().map(|f| async move {
+                    let r = self
+                        .sink
+                        .put(&f.key, f.body.clone(), "application/gzip")
+                        .await;
+                    (f, r)
+                }))
+                .buffer_unordered(self.write_concurrency.max(1))
+                .collect()
+                .await;
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (f, r) in results {
+                if let Err(e) = r {
+                    if !e.is_transient() || attempt == attempts {
+                        return Err(ExportError::Sink {
+                            window: w,
+                            source: e,
+                        });
+                    }
+                    failed.push(f);
+                    last_error = Some(e);
+                }
+            }
+            let Some(e) = last_error else { return Ok(()) };
+            let pause = jitter(delay);
+            warn!(window = %rfc3339(w), attempt, failed = failed.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
+            tokio::time::sleep(pause).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+            files = failed;
+        }
+        unreachable!("the last attempt returns")
     }
 
     async fn evaluate_with_retries(
@@ -206,6 +317,72 @@ impl Exporter {
     }
 }
 
+/// The cluster folder of a key written under `prefix`.
+fn cluster_of_key<'k>(prefix: &str, key: &'k str) -> Option<String> {
+    let prefix = prefix.trim_matches('/');
+    let rest: &'k str = if prefix.is_empty() {
+        key
+    } else {
+        key.strip_prefix(prefix)?.strip_prefix('/')?
+    };
+    rest.split('/').next().map(str::to_string)
+}
+
+/// Progress of a long export: a bar on a terminal, otherwise a log line every few seconds.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    began: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    /// Progress over `total` windows; `bar` draws a progress bar (on a terminal).
+    pub fn new(total: usize, bar: bool) -> Self {
+        let bar = (bar && total > 1).then(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} windows {msg} (eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b
+        });
+        Progress {
+            bar,
+            total,
+            began: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    fn window_done(&mut self, w: i64, s: &Summary) {
+        if let Some(b) = &self.bar {
+            b.set_message(rfc3339(w));
+            b.inc(1);
+        } else if self.last.elapsed() >= Duration::from_secs(5) {
+            self.last = Instant::now();
+            info!(
+                done = s.windows,
+                windows = self.total,
+                window = %rfc3339(w),
+                files_written = s.files,
+                elapsed_s = self.began.elapsed().as_secs(),
+                "export progress"
+            );
+        }
+    }
+
+    /// Removes the bar before the summary is logged.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
 /// 50 % to 100 % of `d`, so retrying exporters do not hit a recovering Querier in step.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -226,6 +403,19 @@ mod tests {
         assert_eq!(window_starts(1, 7201, 3600), vec![3600, 7200]);
         assert_eq!(window_starts(3600, 3600, 3600), Vec::<i64>::new());
         assert_eq!(window_starts(-1, 1, 3600), vec![0]);
+    }
+
+    #[test]
+    fn cluster_folder_of_a_key() {
+        assert_eq!(
+            cluster_of_key("k8s/prometheus/", "k8s/prometheus/a/end=20251101/x"),
+            Some("a".to_string())
+        );
+        assert_eq!(
+            cluster_of_key("", "a/end=20251101/x"),
+            Some("a".to_string())
+        );
+        assert_eq!(cluster_of_key("p", "q/a/x"), None);
     }
 
     #[test]

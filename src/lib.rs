@@ -10,8 +10,11 @@ pub mod engine;
 pub mod export;
 pub mod labels;
 pub mod output;
+pub mod retention;
+pub mod shard;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod storeapi;
 
 /// An error and its sources on one line, without repeating a message a source already holds.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use crate::engine::{Series, Steps};
+use crate::shard::Shard;
 
 /// The file of one (cluster, metric, window).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +153,8 @@ pub type WindowResult = Vec<(String, Vec<Series>)>;
 
 /// Splits a window's results by cluster and renders every file. Every cluster seen in the
 /// window gets a file for every metric (an empty result where it has no series), so a
-/// missing file always means a window not exported, never "no data".
+/// missing file always means a window not exported, never "no data". With a shard, only the
+/// clusters it owns are written.
 pub fn window_files<'a>(
     prefix: &str,
     cluster_label: &str,
@@ -160,7 +162,9 @@ pub fn window_files<'a>(
     window_start: i64,
     results: &'a WindowResult,
     steps: &[Steps],
+    shard: Option<Shard>,
 ) -> Vec<OutputFile> {
+    let owned = |c: &str| shard.is_none_or(|s| s.owns(c));
     debug_assert_eq!(results.len(), steps.len());
     let cluster_of = |s: &'a Series| -> &'a str {
         match s.labels.get(cluster_label) {
@@ -175,15 +179,17 @@ pub fn window_files<'a>(
     if clusters.is_empty() {
         clusters.insert(default_cluster);
     }
+    clusters.retain(|c| owned(c));
     let mut files = Vec::new();
     for ((metric, series), steps) in results.iter().zip(steps) {
         let mut by_cluster: BTreeMap<&str, Vec<&Series>> =
             clusters.iter().map(|&c| (c, Vec::new())).collect();
         for s in series {
-            by_cluster
-                .get_mut(cluster_of(s))
-                .expect("every cluster of a series is in the set")
-                .push(s);
+            if let Some(v) = by_cluster.get_mut(cluster_of(s)) {
+                v.push(s);
+            } else {
+                debug_assert!(!owned(cluster_of(s)), "every owned cluster is in the set");
+            }
         }
         for (cluster, series) in by_cluster {
             let body = render(series.iter().copied(), steps);
@@ -299,7 +305,7 @@ mod tests {
             ("m1".to_string(), vec![a, nolabel]),
             ("m2".to_string(), vec![]),
         ];
-        let files = window_files("p", "cluster", "home", 0, &results, &[steps, steps]);
+        let files = window_files("p", "cluster", "home", 0, &results, &[steps, steps], None);
         let keys: Vec<_> = files.iter().map(|f| (f.key.as_str(), f.series)).collect();
         assert_eq!(
             keys,
@@ -310,5 +316,55 @@ mod tests {
                 ("p/home/end=19700201/day=1/metric=m2/0_m2.json.gz", 0),
             ]
         );
+    }
+
+    #[test]
+    fn shards_write_disjoint_files_that_add_up() {
+        let steps = Steps {
+            start: 0,
+            step: 60_000,
+            n: 1,
+        };
+        let series = |c: &str| Series {
+            labels: Labels::from_pairs([("cluster", c)]),
+            values: vec![Some(1.0)],
+        };
+        let results = vec![(
+            "m".to_string(),
+            vec![series("a"), series("b"), series("c"), series("")],
+        )];
+        let all = window_files("p", "cluster", "home", 0, &results, &[steps], None);
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            union.extend(window_files(
+                "p",
+                "cluster",
+                "home",
+                0,
+                &results,
+                &[steps],
+                Some(shard),
+            ));
+        }
+        union.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(union, all);
+        // no series at all: only the shard owning the default cluster writes its empty files
+        let empty = vec![("m".to_string(), vec![])];
+        let writers = (0..3)
+            .filter(|&index| {
+                !window_files(
+                    "p",
+                    "cluster",
+                    "home",
+                    0,
+                    &empty,
+                    &[steps],
+                    Some(Shard { index, count: 3 }),
+                )
+                .is_empty()
+            })
+            .count();
+        assert_eq!(writers, 1);
     }
 }

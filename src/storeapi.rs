@@ -273,6 +273,35 @@ impl StoreClient {
             .map_err(|s| StoreError::status("Info", s))
     }
 
+    /// The values of `label` among the series with data in `[start, end]` (ms), partial
+    /// responses refused. A warning is an error: a store that did not answer may hold more
+    /// values.
+    pub async fn label_values(
+        &self,
+        label: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let req = proto::LabelValuesRequest {
+            label: label.to_string(),
+            partial_response_disabled: true,
+            partial_response_strategy: proto::PartialResponseStrategy::Abort as i32,
+            start,
+            end,
+            matchers: Vec::new(),
+        };
+        let resp = self
+            .raw()
+            .label_values(self.request(req))
+            .await
+            .map_err(|s| StoreError::status("LabelValues", s))?
+            .into_inner();
+        if let Some(w) = resp.warnings.into_iter().next() {
+            return Err(StoreError::Warning(w));
+        }
+        Ok(resp.values)
+    }
+
     /// Opens a `Series` stream. Partial responses are always refused (ABORT): a store that
     /// fails fails the call instead of silently dropping its data.
     pub async fn series(&self, mut req: SeriesRequest) -> Result<SeriesStream, StoreError> {

@@ -17,9 +17,20 @@ use crate::storeapi::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type
 /// small enough that decoding a batch stays in the millisecond range.
 const BATCH_SERIES: usize = 256;
 
+/// The clusters one shard exports: Series requests are narrowed to them where that cannot
+/// change a result.
+#[derive(Clone, Debug)]
+pub struct ShardScope {
+    pub shard: crate::shard::Shard,
+    pub cluster_label: String,
+    /// Where series without the cluster label go (CLUSTER_NAME).
+    pub default_cluster: String,
+}
+
 /// Evaluates the catalog from a StoreAPI endpoint.
 #[derive(Clone)]
 pub struct GrpcSource {
+    shard: Option<Arc<ShardScope>>,
     client: StoreClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -53,6 +64,7 @@ impl GrpcSource {
     ) -> Self {
         debug_assert_eq!(catalog.entries.len(), plans.len());
         GrpcSource {
+            shard: None,
             client,
             catalog,
             plans,
@@ -97,10 +109,61 @@ impl GrpcSource {
         groups
     }
 
+    /// Narrows the Series requests to the clusters of one shard.
+    pub fn with_shard(mut self, scope: ShardScope) -> Self {
+        self.shard = Some(Arc::new(scope));
+        self
+    }
+
+    /// The matcher selecting the shard's clusters among those the StoreAPI knows in the
+    /// window, and adds it to every group whose entries keep the cluster label. Endpoints
+    /// without LabelValues get no narrowing (the output is filtered by cluster either way).
+    async fn narrow_to_shard(&self, groups: &mut [Group]) -> Result<(), SourceError> {
+        let Some(scope) = &self.shard else {
+            return Ok(());
+        };
+        let (Some(mint), Some(maxt)) = (
+            groups.iter().map(|g| g.mint).min(),
+            groups.iter().map(|g| g.maxt).max(),
+        ) else {
+            return Ok(());
+        };
+        let values = match self
+            .client
+            .label_values(&scope.cluster_label, mint, maxt)
+            .await
+        {
+            Ok(v) => v,
+            Err(crate::storeapi::StoreError::Status {
+                code: tonic::Code::Unimplemented,
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let owned: Vec<&str> = values
+            .iter()
+            .map(String::as_str)
+            .filter(|v| !v.is_empty() && scope.shard.owns(v))
+            .collect();
+        let re = crate::shard::alternatives(&owned, scope.shard.owns(&scope.default_cluster));
+        let m = Matcher::regex(&scope.cluster_label, &re, false)
+            .map_err(|e| SourceError::Internal(format!("shard regex {re:?}: {e}")))?;
+        for g in groups.iter_mut() {
+            if g.entries
+                .iter()
+                .all(|&i| self.plans[i].preserves_label(&scope.cluster_label))
+            {
+                g.matchers.push(m.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
         let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
-        let groups = self.groups(&steps);
+        let mut groups = self.groups(&steps);
+        self.narrow_to_shard(&mut groups).await?;
         let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
         let mut stats = Stats::default();
         let mut runs = futures::stream::iter(groups.into_iter().map(|g| {

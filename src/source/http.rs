@@ -64,6 +64,55 @@ pub enum HttpConfigError {
     Ca(String, String),
 }
 
+/// The HTTP client of the API: auth and tenant headers on every request (marked sensitive, so
+/// they are never logged), the CA file when given.
+pub fn http_client(
+    headers: &[(String, String)],
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, HttpConfigError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+        let mut value = HeaderValue::try_from(v.as_str())
+            .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    let mut builder = reqwest::Client::builder()
+        .default_headers(map)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build()
+        .map_err(|e| HttpConfigError::Client(e.to_string()))
+}
+
+/// Waits until `url` (the API's readiness endpoint) answers 2xx, trying `attempts` times two
+/// seconds apart; the last failure otherwise.
+pub async fn wait_ready(client: &reqwest::Client, url: &str, attempts: u32) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("{url} answered HTTP {}", r.status()),
+            Err(e) => last = format!("{url}: {}", error_chain(&e)),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Err(last)
+}
+
 impl HttpSource {
     /// A source querying `base` (e.g. `http://thanos-query:10902`), sending `headers` with
     /// every request.
@@ -78,29 +127,7 @@ impl HttpSource {
         time_frame: i64,
         concurrency: usize,
     ) -> Result<Self, HttpConfigError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let name = HeaderName::try_from(k.as_str())
-                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
-            let mut value = HeaderValue::try_from(v.as_str())
-                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
-        let mut builder = reqwest::Client::builder()
-            .default_headers(map)
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(ca) = ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| HttpConfigError::Client(e.to_string()))?;
+        let client = http_client(headers, ca_file, timeout)?;
         Ok(HttpSource {
             client,
             base: base.trim_end_matches('/').to_string(),

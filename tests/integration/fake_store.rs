@@ -69,6 +69,13 @@ fn series(name: &str, min: i64, max: i64, encoding: Encoding) -> SeriesResponse 
 impl Store for Fake {
     type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + Send>>;
 
+    async fn label_values(
+        &self,
+        _: Request<storeapi_exporter::storeapi::proto::LabelValuesRequest>,
+    ) -> Result<Response<storeapi_exporter::storeapi::proto::LabelValuesResponse>, Status> {
+        Err(Status::unimplemented("the fake serves Series only"))
+    }
+
     async fn series(
         &self,
         req: Request<SeriesRequest>,

@@ -3,17 +3,35 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Runs `storeapi-exporter` with `args` and a clean environment (only PATH and `env`).
-pub fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// `storeapi-exporter` with `args` and a clean environment (only PATH and `env`). The AWS
+/// SDK is kept off instance metadata: tests talk to loopback addresses only.
+pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_storeapi-exporter"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LOG_FORMAT", "json")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run storeapi-exporter")
+    cmd
+}
+
+/// Runs `storeapi-exporter` to the end (see `exporter_command`).
+pub fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
+    exporter_command(args, env)
+        .output()
+        .expect("run storeapi-exporter")
+}
+
+/// The fields of the JSON log event with this message (the last one).
+pub fn log_event(out: &Output, message: &str) -> Option<serde_json::Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == message)
 }
 
 /// Describes a finished run for assertion messages.

@@ -1,0 +1,201 @@
+//! The exporter's state: a small JSON object under `<S3_PREFIX>/<CLUSTER_NAME>/` recording the
+//! end of the last fully exported window, and the clusters this exporter writes (retention
+//! deletes only those).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::sink::{Sink, SinkError};
+
+/// The content of the state object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Format version.
+    pub version: u32,
+    /// Every window ending at or before this time (unix seconds) is exported.
+    pub exported_until: i64,
+    /// The same, readable.
+    #[serde(default)]
+    pub exported_until_utc: String,
+    /// TIME_FRAME of the windows exported, seconds.
+    pub time_frame: u64,
+    /// Cluster folders this exporter has written, for retention.
+    #[serde(default)]
+    pub clusters: BTreeSet<String>,
+    /// When the state was last written (unix seconds), and by which version.
+    #[serde(default)]
+    pub updated_at: i64,
+    #[serde(default)]
+    pub exporter_version: String,
+}
+
+const VERSION: u32 = 1;
+
+/// The state cannot be used.
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(
+        "the state object {key} is not valid ({reason}): fix or delete it (deleting restarts the export from BACKFILL_DAYS ago; existing files are overwritten, not duplicated)"
+    )]
+    Corrupt { key: String, reason: String },
+    #[error(
+        "the state object {key} records windows exported up to {until} with TIME_FRAME={was}, which is not a window boundary for TIME_FRAME={now}: set TIME_FRAME back to {was}, or delete the state object to restart from BACKFILL_DAYS ago"
+    )]
+    TimeFrame {
+        key: String,
+        until: i64,
+        was: u64,
+        now: u64,
+    },
+}
+
+impl State {
+    /// A state saying that everything before `exported_until` is done.
+    pub fn new(exported_until: i64, time_frame: u64) -> Self {
+        State {
+            version: VERSION,
+            exported_until,
+            exported_until_utc: utc(exported_until),
+            time_frame,
+            clusters: BTreeSet::new(),
+            updated_at: 0,
+            exporter_version: String::new(),
+        }
+    }
+
+    /// Moves the export mark to `until`.
+    pub fn advance(&mut self, until: i64) {
+        debug_assert!(until >= self.exported_until, "state never moves backwards");
+        self.exported_until = until;
+        self.exported_until_utc = utc(until);
+    }
+}
+
+fn utc(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The key of the state object. Each shard keeps its own.
+pub fn state_key(prefix: &str, cluster_name: &str, shard: Option<(u32, u32)>) -> String {
+    let prefix = prefix.trim_matches('/');
+    let lead = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    match shard {
+        Some((i, n)) if n > 1 => {
+            format!("{lead}{cluster_name}/storeapi-exporter-state.shard-{i}-of-{n}.json")
+        }
+        _ => format!("{lead}{cluster_name}/storeapi-exporter-state.json"),
+    }
+}
+
+/// Reads and writes the state object.
+pub struct StateStore<'a> {
+    pub sink: &'a Sink,
+    pub key: String,
+    /// The clock, for `updated_at`.
+    pub now: i64,
+}
+
+impl StateStore<'_> {
+    /// The saved state, if any; checked against this run's TIME_FRAME.
+    pub async fn load(&self, time_frame: u64) -> Result<Option<State>, StateError> {
+        let Some(bytes) = self.sink.get(&self.key).await? else {
+            return Ok(None);
+        };
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            key: self.key.clone(),
+            reason: e.to_string(),
+        })?;
+        if state.version != VERSION {
+            return Err(StateError::Corrupt {
+                key: self.key.clone(),
+                reason: format!(
+                    "version {} is not {VERSION}, written by a different exporter version",
+                    state.version
+                ),
+            });
+        }
+        if state.exported_until.rem_euclid(time_frame as i64) != 0 {
+            return Err(StateError::TimeFrame {
+                key: self.key.clone(),
+                until: state.exported_until,
+                was: state.time_frame,
+                now: time_frame,
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes the state whole (one PutObject).
+    pub async fn save(&self, state: &State) -> Result<(), SinkError> {
+        let mut s = state.clone();
+        s.updated_at = self.now;
+        s.exporter_version = env!("CARGO_PKG_VERSION").to_string();
+        let body = serde_json::to_vec_pretty(&s).expect("the state serialises");
+        self.sink.put(&self.key, body, "application/json").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::LocalDir;
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            state_key("k8s/prometheus/", "home", None),
+            "k8s/prometheus/home/storeapi-exporter-state.json"
+        );
+        assert_eq!(
+            state_key("p", "home", Some((1, 4))),
+            "p/home/storeapi-exporter-state.shard-1-of-4.json"
+        );
+        assert_eq!(
+            state_key("p", "home", Some((0, 1))),
+            "p/home/storeapi-exporter-state.json"
+        );
+    }
+
+    #[tokio::test]
+    async fn round_trip_and_bad_states() {
+        let root = std::env::temp_dir().join(format!("state-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let sink = Sink::Local(LocalDir::new(&root));
+        let store = StateStore {
+            sink: &sink,
+            key: "p/home/state.json".into(),
+            now: 5,
+        };
+        assert_eq!(store.load(3600).await.unwrap(), None);
+        let mut s = State::new(7200, 3600);
+        s.clusters.insert("a".into());
+        s.advance(10_800);
+        store.save(&s).await.unwrap();
+        let back = store.load(3600).await.unwrap().unwrap();
+        assert_eq!(back.exported_until, 10_800);
+        assert_eq!(back.exported_until_utc, "1970-01-01T03:00:00Z");
+        assert_eq!(back.updated_at, 5);
+        assert!(back.clusters.contains("a"));
+        let err = store.load(7200).await.unwrap_err().to_string();
+        assert!(err.contains("TIME_FRAME=3600"), "{err}");
+        sink.put("p/home/state.json", b"{not json".to_vec(), "")
+            .await
+            .unwrap();
+        let err = store.load(3600).await.unwrap_err().to_string();
+        assert!(
+            err.contains("not valid") && err.contains("delete it"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
