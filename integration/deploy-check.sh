@@ -131,12 +131,14 @@ if [ -f "$sharded" ]; then
   completions=$(sed -n 's/^ *completions: *\([0-9]*\)$/\1/p' "$sharded")
   parallelism=$(sed -n 's/^ *parallelism: *\([0-9]*\)$/\1/p' "$sharded")
   job_completions=$(grep -A1 -- '- name: JOB_COMPLETIONS$' "$sharded" | sed -n 's/^ *value: *"\{0,1\}\([0-9]*\)"\{0,1\}$/\1/p')
-  [ -n "$completions" ] && [ "$completions" = "$parallelism" ] && [ "$completions" = "$job_completions" ] ||
+  if [ -z "$completions" ] || [ "$completions" != "$parallelism" ] || [ "$completions" != "$job_completions" ]; then
     die "sharded: completions ($completions), parallelism ($parallelism) and JOB_COMPLETIONS ($job_completions) differ"
+  fi
   log "sharded: $completions shards, JOB_COMPLETIONS and parallelism agree"
 fi
 
-for f in deploy/*.json; do
+policies=(deploy/*.json)
+for f in "${policies[@]}"; do
   python3 -m json.tool "$f" >/dev/null || die "$f is not valid JSON"
 done
-log "deploy/ is valid: ${#rendered[@]} kustomizations, $(ls deploy/*.json | wc -l) IAM policies"
+log "deploy/ is valid: ${#rendered[@]} kustomizations, ${#policies[@]} IAM policies"
