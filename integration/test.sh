@@ -18,6 +18,7 @@ started=$SECONDS
 log "checking formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+bash integration/deploy-check.sh
 
 log "unit tests"
 cargo test --locked --lib --bins
