@@ -362,6 +362,7 @@ async fn build_sink(opts: &Options) -> Sink {
             path_style: opts.s3_path_style.unwrap_or(opts.s3_endpoint.is_some()),
             role_arn: opts.role_arn.clone(),
             external_id: opts.role_external_id.clone(),
+            sts_endpoint: opts.sts_endpoint.clone(),
             max_attempts: opts.s3_max_attempts,
             attempt_timeout: std::time::Duration::from_secs(60),
         })

@@ -127,6 +127,11 @@ pub struct Options {
     #[arg(long, env = "ROLE_ARN", global = true)]
     pub role_arn: Option<String>,
 
+    /// STS endpoint for ROLE_ARN, when not AWS' own (a VPC endpoint, an S3-compatible
+    /// server's STS).
+    #[arg(long, env = "STS_ENDPOINT", global = true)]
+    pub sts_endpoint: Option<String>,
+
     /// External ID required by the role's trust policy.
     #[arg(long, env = "ROLE_EXTERNAL_ID", hide_env_values = true, global = true)]
     pub role_external_id: Option<String>,

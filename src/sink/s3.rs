@@ -28,6 +28,8 @@ pub struct S3Config {
     /// Role to assume for the writes, and its external ID.
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
+    /// STS endpoint for the AssumeRole call, when not AWS' own.
+    pub sts_endpoint: Option<String>,
     /// Attempts per request (first try included) for throttling, 5xx and network errors.
     pub max_attempts: u32,
     /// Deadline of one attempt.
@@ -41,6 +43,7 @@ pub struct S3Sink {
     bucket: String,
     region: String,
     endpoint: Option<String>,
+    role_arn: Option<String>,
     max_attempts: u32,
 }
 
@@ -78,9 +81,13 @@ impl S3Sink {
             .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
         let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
         if let Some(arn) = &cfg.role_arn {
+            let sts_config = match &cfg.sts_endpoint {
+                Some(url) => shared.to_builder().endpoint_url(url.clone()).build(),
+                None => shared.clone(),
+            };
             let mut role = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
                 .session_name("storeapi-exporter")
-                .configure(&shared);
+                .configure(&sts_config);
             if let Some(id) = &cfg.external_id {
                 role = role.external_id(id.clone());
             }
@@ -95,6 +102,7 @@ impl S3Sink {
             bucket: cfg.bucket,
             region,
             endpoint: cfg.endpoint,
+            role_arn: cfg.role_arn,
             max_attempts: cfg.max_attempts.max(1),
         }
     }
@@ -189,26 +197,22 @@ impl S3Sink {
     pub async fn delete(&self, keys: &[String]) -> Result<u64, SinkError> {
         let mut deleted = 0u64;
         for batch in keys.chunks(DELETE_BATCH) {
+            let invalid = |e: aws_sdk_s3::error::BuildError| SinkError::S3 {
+                op: "delete",
+                target: self.target(&batch[0]),
+                kind: SinkErrorKind::Refused,
+                message: e.to_string(),
+            };
             let objects = batch
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(k).build())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SinkError::S3 {
-                    op: "delete",
-                    target: self.target(&batch[0]),
-                    kind: SinkErrorKind::Refused,
-                    message: e.to_string(),
-                })?;
+                .map_err(invalid)?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|e| SinkError::S3 {
-                    op: "delete",
-                    target: self.target(&batch[0]),
-                    kind: SinkErrorKind::Refused,
-                    message: e.to_string(),
-                })?;
+                .map_err(invalid)?;
             let out = self
                 .client
                 .delete_objects()
@@ -351,6 +355,9 @@ impl S3Sink {
             ),
             SinkErrorKind::BadCredentials => format!(
                 "{what}: the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the IRSA role annotation of the ServiceAccount, or ROLE_ARN"
+            ),
+            SinkErrorKind::NoCredentials if self.role_arn.is_some() => format!(
+                "{what}: no AWS credentials from assuming ROLE_ARN: check the role ARN, its trust policy, ROLE_EXTERNAL_ID and STS_ENDPOINT, and the base credentials (IRSA or AWS_ACCESS_KEY_ID) allowed to assume it"
             ),
             SinkErrorKind::NoCredentials => format!(
                 "{what}: no AWS credentials: use IRSA (a ServiceAccount annotated with eks.amazonaws.com/role-arn), set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ROLE_ARN"
