@@ -30,6 +30,8 @@ pub enum AppError {
     Export(ExportError),
     #[error("{0}")]
     NotYet(&'static str),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 impl AppError {
@@ -43,6 +45,7 @@ impl AppError {
             AppError::Preflight(e) if e.is_retryable() => exit::UNAVAILABLE,
             AppError::Preflight(_) => exit::CONFIG,
             AppError::Export(e) => e.exit_code(),
+            AppError::Bench(e) => e.exit_code(),
         }
     }
 }
@@ -74,6 +77,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 None => Ok(()),
                 Some(e) => Err(AppError::Export(e)),
             }
+        }
+        Command::Bench(args) => {
+            let report = crate::bench::run(&opts, args).await?;
+            print!("{}", crate::bench::render_table(&report));
+            Ok(())
         }
     }
 }
