@@ -8,11 +8,13 @@
 #      scrape interval, generated and backfilled in 12-hour slices (cached once built);
 #   3. waits until the stack is idle (Prometheus compacts the backfilled blocks after start);
 #   4. runs `storeapi-exporter bench` over 1 h, 6 h and 24 h spans (gRPC with gzip as a third
-#      source on the 24 h span), and once more for a CPU profile of the gRPC export;
+#      source on the 24 h span), the 24 h gRPC export at several stream concurrencies, and
+#      once more under perf for a CPU profile;
 #   5. writes docs/benchmarks.md (the part between its bench markers; the analysis around them
 #      is kept) and docs/bench.svg. The stack it started is stopped on exit.
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SPANS ("1h 6h 24h"), BENCH_PROFILE (1),
+# BENCH_CONCURRENCY ("1 4 16": --concurrency values tried on the 24 h gRPC export),
 # STACK_BASE_PORT, STACK_DIR, and the DATA_* variables of up.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -90,23 +92,53 @@ for s in $SPANS; do
   "$BIN" "${cmd[@]:1}" --log-format text 2>"$OUT/$s.log" | tee "$OUT/$s.txt"
 done
 
+# Streams in flight: the gRPC export of the 24 h span at several --concurrency values.
+secs=86400
+from=$((mid - secs / 2))
+from=$((from - from % 3600))
+: >"$OUT/concurrency.txt"
+for c in ${BENCH_CONCURRENCY:-1 4 16}; do
+  rm -rf "$OUT/concurrency-export"
+  TIMEFORMAT='%R %U %S'
+  { time "$BIN" --store "$THANOS_GRPC" export --from "$from" --to "$((from + secs))" \
+    --output-dir "$OUT/concurrency-export" --s3-prefix k8s/prometheus --cluster-name bench \
+    --concurrency "$c" --log-format json 2>"$OUT/concurrency-$c.log" >/dev/null; } 2>"$OUT/concurrency-time.txt"
+  read -r wall user sys <"$OUT/concurrency-time.txt"
+  rss=$(python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    if "export finished" in line: print(json.loads(line)["peak_rss_bytes"])' "$OUT/concurrency-$c.log")
+  echo "$c $wall $user $sys $rss" >>"$OUT/concurrency.txt"
+  log "grpc export of 24 h with --concurrency $c: ${wall}s wall, ${user}s user, ${sys}s system"
+done
+rm -rf "$OUT/concurrency-export"
+
+# Where the time goes: perf of the exporter and of the Querier during one 24 h export per
+# source (self time by symbol; Go and Rust binaries both carry their symbols).
 profile=""
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
   secs=86400
   from=$((mid - secs / 2))
   from=$((from - from % 3600))
-  log "profiling one gRPC export of 24 h with perf"
-  if perf record -F 499 -g -o "$OUT/perf.data" -- "$BIN" --store "$THANOS_GRPC" export \
-    --from "$from" --to "$((from + secs))" --output-dir "$OUT/profile-export" --s3-prefix k8s/prometheus \
-    --cluster-name bench --log-format json 2>"$OUT/profile.log" >/dev/null; then
-    perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -25 >"$OUT/profile.txt" || true
-    perf report -i "$OUT/perf.data" --no-children --sort comm --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -10 >"$OUT/profile-threads.txt" || true
-    profile=$OUT/profile.txt
-  else
-    log "perf record failed (see $OUT/profile.log); the report goes without a profile"
-  fi
+  read -r qpid _ <"$STACK_DIR/pids/query.pid"
+  top() { perf report -i "$1" --no-children --sort "$2" --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -"$3" || true; }
+  for src in grpc http; do
+    log "profiling the $src export of 24 h and the Querier with perf"
+    perf record -F 499 -o "$OUT/perf-querier-$src.data" -p "$qpid" 2>/dev/null &
+    qperf=$!
+    sleep 1
+    if perf record -F 499 -o "$OUT/perf-exporter-$src.data" -- "$BIN" --store "$THANOS_GRPC" \
+      --prometheus-url "$THANOS_HTTP" export --source "$src" --from "$from" --to "$((from + secs))" \
+      --output-dir "$OUT/profile-export-$src" --s3-prefix k8s/prometheus --cluster-name bench \
+      --log-format json 2>"$OUT/profile-$src.log" >/dev/null; then
+      profile=$OUT
+    fi
+    kill -INT "$qperf" 2>/dev/null || true
+    wait "$qperf" 2>/dev/null || true
+    top "$OUT/perf-exporter-$src.data" symbol 20 >"$OUT/profile-exporter-$src.txt"
+    top "$OUT/perf-exporter-$src.data" comm 6 >"$OUT/profile-exporter-$src-threads.txt"
+    top "$OUT/perf-querier-$src.data" symbol 20 >"$OUT/profile-querier-$src.txt"
+    rm -rf "$OUT/profile-export-$src"
+  done
 fi
 
 log "writing docs/benchmarks.md"

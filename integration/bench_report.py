@@ -134,6 +134,20 @@ def section(a, reports):
             out.append(f"| {label} | {f(g[key])} | {f(z[key])} |")
         out.append("")
 
+    conc = os.path.join(a.bench_dir, "concurrency.txt")
+    if os.path.exists(conc):
+        with open(conc) as f:
+            rows = [line.split() for line in f if line.strip()]
+        out += ["### Streams in flight (gRPC, 24 h)", "",
+                "`export --source grpc --concurrency N` over the 24 h span, one run each "
+                "(bash `time`):", "",
+                "| --concurrency | wall | exporter CPU (user + sys) | exporter peak RSS |",
+                "|---:|---:|---:|---:|"]
+        for c, wall, user, sys_, rss in rows:
+            out.append(f"| {c} | {float(wall):.2f} s | {float(user) + float(sys_):.2f} s | "
+                       f"{mb(int(rss))} |")
+        out.append("")
+
     for s in spans:
         md = os.path.join(a.bench_dir, s, "bench.md")
         if not os.path.exists(md):
@@ -144,16 +158,24 @@ def section(a, reports):
         body = re.sub(r"^Runs:", "Runs (each round's order alternates):", body, flags=re.M)
         out += [f"### Span {s}", "", body.strip(), ""]
 
-    if a.profile and os.path.exists(a.profile):
-        with open(a.profile) as f:
-            prof = f.read().rstrip()
-        threads = os.path.join(os.path.dirname(a.profile), "profile-threads.txt")
-        out += ["### Profile of the gRPC export (24 h)", "",
-                "`perf record -F 499 -g` of one `export --source grpc` over the 24 h span; "
-                "exporter CPU by symbol (self time):", "", "```", prof, "```", ""]
-        if os.path.exists(threads):
-            with open(threads) as f:
-                out += ["By thread:", "", "```", f.read().rstrip(), "```", ""]
+    if a.profile and os.path.isdir(a.profile):
+        out += ["### Profiles (24 h span)", "",
+                "`perf record -F 499` of one export per source, and of the Querier process "
+                "during it; self time by symbol, as a share of each process' samples.", ""]
+        for src in ("grpc", "http"):
+            for who in ("exporter", "querier"):
+                p = os.path.join(a.profile, f"profile-{who}-{src}.txt")
+                if not os.path.exists(p):
+                    continue
+                with open(p) as f:
+                    text = f.read().rstrip()
+                lines = [re.sub(r"\s+-\s+-\s*$", "", l).rstrip() for l in text.splitlines()]
+                out += [f"{who.capitalize()}, `--source {src}`:", "", "```", *lines, "```", ""]
+            t = os.path.join(a.profile, f"profile-exporter-{src}-threads.txt")
+            if os.path.exists(t):
+                with open(t) as f:
+                    lines = [re.sub(r"\s+-\s+-\s*$", "", l).rstrip() for l in f]
+                out += [f"Exporter threads, `--source {src}`:", "", "```", *lines, "```", ""]
     out.append(END)
     return "\n".join(out)
 

@@ -221,6 +221,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// The sources in report order: grpc, http, then the variants.
+    pub fn ordered(&self) -> Vec<(&'static str, &SourceReport)> {
+        let rank = |n: &str| match n {
+            "grpc" => 0,
+            "http" => 1,
+            _ => 2,
+        };
+        let mut v: Vec<_> = self.sources.iter().map(|(n, s)| (*n, s)).collect();
+        v.sort_by_key(|(n, _)| (rank(n), *n));
+        v
+    }
+
     /// `http / grpc` of a figure, when both ran and the divisor is not zero.
     pub fn ratio(&self, f: fn(&SourceReport) -> f64) -> Option<f64> {
         let (g, h) = (self.sources.get("grpc")?, self.sources.get("http")?);
@@ -322,7 +334,14 @@ pub fn forwarded_args(argv: &[String]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let set_per_run = ["source", "output-dir", "log-format", "grpc-gzip"];
+    // the summary the bench reads is a JSON info event
+    let set_per_run = [
+        "source",
+        "output-dir",
+        "log-format",
+        "log-level",
+        "grpc-gzip",
+    ];
     let takes_value = |long: &str| {
         cli.get_arguments()
             .chain(
@@ -458,6 +477,8 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
                 out_dir.display().to_string(),
                 "--log-format".into(),
                 "json".into(),
+                "--log-level".into(),
+                "info".into(),
             ]);
             cmd_args.extend(v.export_flags().iter().map(|s| s.to_string()));
             let log = logs.join(format!("{}-{round}.log", v.name()));
@@ -829,9 +850,9 @@ fn ratio_cell(r: &Report, f: Option<fn(&SourceReport) -> f64>) -> String {
         .map_or_else(String::new, |x| format!("{x:.1}x"))
 }
 
-fn agreement_line(r: &Report) -> String {
+fn agreement_lines(r: &Report) -> Vec<String> {
     if r.agreement.is_empty() {
-        return "outputs not compared (the http source did not run)".into();
+        return vec!["outputs not compared (the http source did not run)".into()];
     }
     r.agreement
         .iter()
@@ -845,13 +866,12 @@ fn agreement_line(r: &Report) -> String {
                 a.max_relative_difference
             )
         })
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect()
 }
 
 /// The terminal table.
 pub fn render_table(r: &Report) -> String {
-    let names: Vec<&str> = r.sources.keys().copied().collect();
+    let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
     let mut lines: Vec<Vec<String>> = Vec::new();
     let mut head = vec![String::new()];
     head.extend(names.iter().map(|n| n.to_string()));
@@ -859,7 +879,7 @@ pub fn render_table(r: &Report) -> String {
     lines.push(head);
     for (label, cell, ratio) in rows() {
         let mut l = vec![label.to_string()];
-        l.extend(r.sources.values().map(cell));
+        l.extend(r.ordered().into_iter().map(|(_, s)| cell(s)));
         l.push(ratio_cell(r, ratio));
         lines.push(l);
     }
@@ -894,14 +914,16 @@ pub fn render_table(r: &Report) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(&agreement_line(r));
-    out.push('\n');
+    for l in agreement_lines(r) {
+        out.push_str(&l);
+        out.push('\n');
+    }
     out
 }
 
 /// bench.md: the same table in Markdown.
 pub fn render_markdown(r: &Report) -> String {
-    let names: Vec<&str> = r.sources.keys().copied().collect();
+    let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
     let from = jiff::Timestamp::from_second(r.from).map_or(r.from.to_string(), |t| t.to_string());
     let to = jiff::Timestamp::from_second(r.to).map_or(r.to.to_string(), |t| t.to_string());
     let mut out = format!(
@@ -918,14 +940,14 @@ pub fn render_markdown(r: &Report) -> String {
     out.push_str(&format!("| | {} | http/grpc |\n", names.join(" | ")));
     out.push_str(&format!("|---|{}---:|\n", "---:|".repeat(names.len())));
     for (label, cell, ratio) in rows() {
-        let cells: Vec<String> = r.sources.values().map(cell).collect();
+        let cells: Vec<String> = r.ordered().into_iter().map(|(_, s)| cell(s)).collect();
         out.push_str(&format!(
             "| {label} | {} | {} |\n",
             cells.join(" | "),
             ratio_cell(r, ratio)
         ));
     }
-    out.push_str(&format!("\nOutputs: {}.\n", agreement_line(r)));
+    out.push_str(&format!("\nOutputs: {}.\n", agreement_lines(r).join("; ")));
     for (name, a) in &r.agreement {
         for d in &a.differences {
             out.push_str(&format!("- {name}: {d}\n"));
@@ -959,10 +981,11 @@ fn xml_escape(s: &str) -> String {
 pub fn render_svg(r: &Report) -> String {
     const COLORS: [&str; 3] = ["#2b6cb0", "#dd6b20", "#38a169"];
     let figures: Vec<Row> = rows().into_iter().filter(|r| r.2.is_some()).collect();
-    let names: Vec<&str> = r.sources.keys().copied().collect();
+    let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
     let (group_w, bar_w, chart_h, top, left) = (130.0, 34.0, 220.0, 70.0, 20.0);
     let width = left * 2.0 + group_w * figures.len() as f64;
-    let height = top + chart_h + 70.0;
+    let notes = agreement_lines(r);
+    let height = top + chart_h + 50.0 + 16.0 * notes.len() as f64;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
@@ -990,7 +1013,7 @@ pub fn render_svg(r: &Report) -> String {
         let gx = left + g as f64 * group_w;
         let n = names.len() as f64;
         let x0 = gx + (group_w - n * bar_w - (n - 1.0) * 4.0) / 2.0;
-        for (i, src) in r.sources.values().enumerate() {
+        for (i, (_, src)) in r.ordered().into_iter().enumerate() {
             let h = if max > 0.0 {
                 (value(src) / max * chart_h).max(1.0)
             } else {
@@ -1021,11 +1044,14 @@ pub fn render_svg(r: &Report) -> String {
             ));
         }
     }
-    s.push_str(&format!(
-        "<text x=\"{left}\" y=\"{:.0}\" fill=\"#555\">{}</text>\n</svg>\n",
-        height - 10.0,
-        xml_escape(&agreement_line(r))
-    ));
+    for (i, note) in notes.iter().enumerate() {
+        s.push_str(&format!(
+            "<text x=\"{left}\" y=\"{:.0}\" fill=\"#555\">{}</text>\n",
+            base_y + 54.0 + 16.0 * i as f64,
+            xml_escape(note)
+        ));
+    }
+    s.push_str("</svg>\n");
     s
 }
 
@@ -1097,6 +1123,7 @@ not json
             "--step",
             "30",
             "--grpc-gzip",
+            "--log-level=debug",
             "--rounds",
             "1",
             "--cluster-name",
