@@ -44,6 +44,8 @@ pub enum AppError {
     Export(ExportError),
     #[error("retention: {0} (the windows were exported and the state saved)")]
     Retention(SinkError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 impl AppError {
@@ -58,6 +60,7 @@ impl AppError {
             AppError::State(StateError::Sink(e)) => sink_exit_code(e),
             AppError::State(_) => exit::CONFIG,
             AppError::Export(e) => e.exit_code(),
+            AppError::Bench(e) => e.exit_code(),
         }
     }
 }
@@ -89,6 +92,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 None => Ok(()),
                 Some(e) => Err(AppError::Export(e)),
             }
+        }
+        Command::Bench(args) => {
+            let report = crate::bench::run(&opts, args).await?;
+            print!("{}", crate::bench::render_table(&report));
+            Ok(())
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_time)]
         to: i64,
     },
+    /// Export the same windows over --source grpc and --source http, alternating, and report
+    /// wall time, bytes, memory and the Querier's CPU and memory for each (DIR/bench.json,
+    /// bench.md, bench.svg).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the catalog is evaluated.

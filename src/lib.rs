@@ -2,6 +2,7 @@
 //! layout, reading raw chunks over the StoreAPI and evaluating the catalog in-process.
 
 pub mod app;
+pub mod bench;
 pub mod catalog;
 pub mod chunk;
 pub mod config;

@@ -17,6 +17,11 @@ use crate::storeapi::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type
 /// small enough that decoding a batch stays in the millisecond range.
 const BATCH_SERIES: usize = 256;
 
+/// Series per response frame asked of the StoreAPI: the batch size Thanos Query asks its own
+/// stores for, so a frame's overhead is paid once per 64 series on the gRPC path as on the
+/// HTTP path's fan-out.
+const RESPONSE_BATCH_SIZE: i64 = 64;
+
 /// The clusters one shard exports: Series requests are narrowed to them where that cannot
 /// change a result.
 #[derive(Clone, Debug)]
@@ -197,6 +202,7 @@ impl GrpcSource {
             max_time: group.maxt,
             matchers: group.matchers.iter().map(to_proto).collect(),
             without_replica_labels: self.replica_labels.to_vec(),
+            response_batch_size: RESPONSE_BATCH_SIZE,
             ..Default::default()
         };
         let mut stream = self.client.series(req).await?;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod export;
 mod fake_store;
+mod limits;
 mod run;
 mod s3;
 mod s3_proxy;

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Writes the measured part of docs/benchmarks.md from integration/bench.sh's results.
+
+Everything between the markers `<!-- bench:begin -->` and `<!-- bench:end -->` is replaced;
+the text around them (the analysis) is kept. A file without the markers gets them appended.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def mb(b):
+    return f"{b / 1e6:.1f} MB"
+
+
+def ratio(r, key, num="http", den="grpc"):
+    s = r["sources"]
+    if num not in s or den not in s or not s[den][key]:
+        return None
+    return s[num][key] / s[den][key]
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else f"{x:.1f}x"
+
+
+def machine():
+    model, cores = "unknown CPU", os.cpu_count()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return f"{cores} cores ({model}), {mem / 2**30:.0f} GiB RAM, Linux {platform.release()}"
+
+
+def section(a, reports):
+    spans = a.spans.split()
+    out = [BEGIN, "", "## Measured", ""]
+    out.append(f"- Machine: {machine()}. Everything (the stack: 3 Prometheus, 3 sidecars, "
+               "Thanos Query; the exporter) shares these cores, and another engineer's build "
+               "may have been running at the same time: compare figures within one run, side "
+               "by side, not across runs.")
+    out.append(f"- Versions: storeapi-exporter `{a.rev}` (release build), {a.rustc}, "
+               f"{a.thanos}, {a.prometheus}.")
+    env = {k: os.environ.get(k, "") for k in ("DATA_DAYS", "DATA_INTERVAL", "DATA_CLUSTERS",
+                                               "DATA_NODES", "DATA_PODS", "DATA_BATCH",
+                                               "DATA_SLICE_HOURS")}
+    out.append(f"- Dataset: {int(float(a.active)):,} active series across the two clusters "
+               f"({int(float(a.stored)):,} stored: cluster a is an HA pair), "
+               f"{env['DATA_DAYS']} days at a {env['DATA_INTERVAL']} s scrape interval, "
+               f"generated with `{' '.join(f'{k}={v}' for k, v in env.items())}` and "
+               f"backfilled in {env['DATA_SLICE_HOURS']}-hour slices; stack start including "
+               f"data generation (cached after the first run): {a.data_seconds} s.")
+    out.append("- Each source runs as a child process (`export --source …`), alternating; the "
+               "tables show the median of the rounds per figure. Querier CPU and peak RSS come "
+               "from its `/metrics` (`process_cpu_seconds_total` before and after, "
+               "`process_resident_memory_bytes` every 200 ms); bytes received are the payload "
+               "the exporter decoded (protobuf frames, or the JSON bodies).")
+    out += ["", "Commands:", "", "```sh", "integration/bench.sh"]
+    out += [c for c in a.commands.splitlines() if c.strip()]
+    out += ["```", ""]
+
+    out += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for s in spans:
+        r = reports.get(s)
+        if r:
+            x = ratio(r, "querier_cpu_seconds")
+            out.append(f"| Querier CPU seconds HTTP/gRPC >= 10x ({s}) | {fmt_ratio(x)} | "
+                       f"{'yes' if x and x >= 10 else 'no'} |")
+    last = spans[-1]
+    r = reports.get(last)
+    if r:
+        x = ratio(r, "wall_seconds")
+        out.append(f"| wall time HTTP/gRPC >= 3x ({last}) | {fmt_ratio(x)} | "
+                   f"{'yes' if x and x >= 3 else 'no'} |")
+        rss = r["sources"]["grpc"]["exporter_peak_rss_bytes"]
+        out.append(f"| exporter peak RSS <= 200 MB ({last}) | {mb(rss)} | "
+                   f"{'yes' if rss <= 200e6 else 'no'} |")
+        if len(spans) >= 2 and reports.get(spans[-2]):
+            prev = reports[spans[-2]]["sources"]["grpc"]["exporter_peak_rss_bytes"]
+            grow = rss / prev if prev else None
+            out.append(f"| exporter peak RSS grows < 2x when the span grows 4x "
+                       f"({spans[-2]} to {last}) | {fmt_ratio(grow)} "
+                       f"({mb(prev)} to {mb(rss)}) | {'yes' if grow and grow < 2 else 'no'} |")
+    agree = all(rep["outputs_agree"] for rep in reports.values())
+    out.append(f"| outputs agree (SPEC §6) | "
+               f"{'every span' if agree else 'see the tables'} | {'yes' if agree else 'no'} |")
+    out.append("")
+
+    out += ["### Headline, per span", "",
+            "| span | windows | wall gRPC | wall HTTP | wall HTTP/gRPC | Querier CPU gRPC | "
+            "Querier CPU HTTP | CPU HTTP/gRPC | exporter peak RSS gRPC | outputs agree |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for s in spans:
+        r = reports.get(s)
+        if not r:
+            continue
+        g, h = r["sources"]["grpc"], r["sources"]["http"]
+        out.append(f"| {s} | {r['windows']} | {g['wall_seconds']:.2f} s | {h['wall_seconds']:.2f} s"
+                   f" | {fmt_ratio(ratio(r, 'wall_seconds'))} | {g['querier_cpu_seconds']:.2f} s"
+                   f" | {h['querier_cpu_seconds']:.2f} s | "
+                   f"{fmt_ratio(ratio(r, 'querier_cpu_seconds'))} | "
+                   f"{mb(g['exporter_peak_rss_bytes'])} | "
+                   f"{'yes' if r['outputs_agree'] else 'NO'} |")
+    out.append("")
+
+    gz = reports.get(last, {}).get("sources", {})
+    if "grpc-gzip" in gz:
+        g, z = gz["grpc"], gz["grpc-gzip"]
+        out += [f"### gRPC compression ({last})", "",
+                "| | gRPC | gRPC + gzip |", "|---|---:|---:|"]
+        for label, key, f in (("wall time", "wall_seconds", lambda v: f"{v:.2f} s"),
+                              ("exporter CPU", "exporter_cpu_seconds", lambda v: f"{v:.2f} s"),
+                              ("Querier CPU", "querier_cpu_seconds", lambda v: f"{v:.2f} s"),
+                              ("exporter peak RSS", "exporter_peak_rss_bytes", mb),
+                              ("payload decoded", "bytes_received", mb)):
+            out.append(f"| {label} | {f(g[key])} | {f(z[key])} |")
+        out.append("")
+
+    conc = os.path.join(a.bench_dir, "concurrency.txt")
+    if os.path.exists(conc):
+        with open(conc) as f:
+            rows = [line.split() for line in f if line.strip()]
+        out += ["### Streams in flight (gRPC, 24 h)", "",
+                "`export --source grpc --concurrency N` over the 24 h span, one run each "
+                "(bash `time`):", "",
+                "| --concurrency | wall | exporter CPU (user + sys) | exporter peak RSS |",
+                "|---:|---:|---:|---:|"]
+        for c, wall, user, sys_, rss in rows:
+            out.append(f"| {c} | {float(wall):.2f} s | {float(user) + float(sys_):.2f} s | "
+                       f"{mb(int(rss))} |")
+        out.append("")
+
+    for s in spans:
+        md = os.path.join(a.bench_dir, s, "bench.md")
+        if not os.path.exists(md):
+            continue
+        with open(md) as f:
+            body = f.read()
+        body = re.sub(r"^# .*\n", "", body)
+        body = re.sub(r"^Runs:", "Runs (each round's order alternates):", body, flags=re.M)
+        out += [f"### Span {s}", "", body.strip(), ""]
+
+    if a.profile and os.path.isdir(a.profile):
+        out += ["### Profiles (24 h span)", "",
+                "`perf record -F 499` of one export per source, and of the Querier process "
+                "during it; self time by symbol, as a share of each process' samples.", ""]
+        for src in ("grpc", "http"):
+            for who in ("exporter", "querier"):
+                p = os.path.join(a.profile, f"profile-{who}-{src}.txt")
+                if not os.path.exists(p):
+                    continue
+                with open(p) as f:
+                    text = f.read().rstrip()
+                lines = [re.sub(r"\s+-\s+-\s*$", "", l).rstrip() for l in text.splitlines()]
+                out += [f"{who.capitalize()}, `--source {src}`:", "", "```", *lines, "```", ""]
+            t = os.path.join(a.profile, f"profile-exporter-{src}-threads.txt")
+            if os.path.exists(t):
+                with open(t) as f:
+                    lines = [re.sub(r"\s+-\s+-\s*$", "", l).rstrip() for l in f]
+                out += [f"Exporter threads, `--source {src}`:", "", "```", *lines, "```", ""]
+    out.append(END)
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for flag in ("out", "bench-dir", "spans", "active", "stored", "data-seconds", "profile",
+                 "commands", "thanos", "prometheus", "rustc", "rev"):
+        ap.add_argument(f"--{flag}", default="")
+    a = ap.parse_args()
+    reports = {}
+    for s in a.spans.split():
+        p = os.path.join(a.bench_dir, s, "bench.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                reports[s] = json.load(f)
+    text = section(a, reports)
+    old = ""
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            old = f.read()
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    else:
+        new = (old.rstrip() + "\n\n" if old else "# Benchmarks\n\n") + text + "\n"
+    with open(a.out, "w") as f:
+        f.write(new)
+
+
+if __name__ == "__main__":
+    main()
