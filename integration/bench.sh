@@ -142,6 +142,7 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
 fi
 
 log "writing docs/benchmarks.md"
+mkdir -p docs
 cp "$OUT/24h/bench.svg" docs/bench.svg 2>/dev/null || cp "$OUT/$(echo "$SPANS" | awk '{print $NF}')/bench.svg" docs/bench.svg
 python3 integration/bench_report.py --out docs/benchmarks.md --bench-dir "$OUT" --spans "$SPANS" \
   --active "$active" --stored "$raw_series" --data-seconds "$data_seconds" \
