@@ -3,7 +3,7 @@
 # CI (it takes tens of minutes and both cores); a reproducible script.
 #
 #   1. builds the release binary;
-#   2. starts a stack of its own (STACK_BASE_PORT 29000, STACK_DIR target/stack-bench) over a
+#   2. starts a stack of its own (ports from 29000, directory target/stack-bench) over a
 #      large dataset: 2 clusters (one an HA pair), ~22,000 active series, 2 days at a 30 s
 #      scrape interval, generated and backfilled in 12-hour slices (cached once built);
 #   3. waits until the stack is idle (Prometheus compacts the backfilled blocks after start);
@@ -15,11 +15,12 @@
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SPANS ("1h 6h 24h"), BENCH_PROFILE (1),
 # BENCH_CONCURRENCY ("1 4 16": --concurrency values tried on the 24 h gRPC export),
-# STACK_BASE_PORT, STACK_DIR, and the DATA_* variables of up.sh.
+# BENCH_BASE_PORT (29000), BENCH_STACK_DIR (target/stack-bench), and the DATA_* variables of
+# up.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-export STACK_BASE_PORT=${STACK_BASE_PORT:-29000}
+export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 export STACK_DIR=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
 export DATA_DAYS=${DATA_DAYS:-2} DATA_INTERVAL=${DATA_INTERVAL:-30} DATA_CLUSTERS=${DATA_CLUSTERS:-2}
 export DATA_NODES=${DATA_NODES:-40} DATA_PODS=${DATA_PODS:-680} DATA_BATCH=${DATA_BATCH:-4}
@@ -38,7 +39,8 @@ started=$SECONDS
 bash integration/up.sh >"$STACK_DIR.up.log" || die "the stack did not start: see $STACK_DIR.up.log"
 # shellcheck disable=SC1091
 source "$STACK_DIR/env"
-data_seconds=$((SECONDS - started))
+# seconds the data took to generate and backfill, when this run built it (it is cached)
+data_seconds=$(sed -n 's/.*data ready in \([0-9]*\)s.*/\1/p' "$STACK_DIR.up.log")
 
 stack_cpu_ticks() { # user+system ticks of the stack's processes
   local total=0 f pid stat
@@ -142,11 +144,12 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
 fi
 
 log "writing docs/benchmarks.md"
+mkdir -p docs
 cp "$OUT/24h/bench.svg" docs/bench.svg 2>/dev/null || cp "$OUT/$(echo "$SPANS" | awk '{print $NF}')/bench.svg" docs/bench.svg
 python3 integration/bench_report.py --out docs/benchmarks.md --bench-dir "$OUT" --spans "$SPANS" \
   --active "$active" --stored "$raw_series" --data-seconds "$data_seconds" \
   --profile "$profile" --commands "$(printf '%s\n' "${commands[@]}")" \
-  --thanos "$("$THANOS_BIN" --version 2>&1 | head -n1)" \
+  --thanos "Thanos $THANOS_VERSION (built from its Go module, tags $THANOS_TAGS)" \
   --prometheus "$(prometheus --version 2>&1 | head -n1)" \
   --rustc "$(rustc --version)" --rev "$(git rev-parse --short HEAD)"
 log "benchmark done in $((SECONDS - started))s: docs/benchmarks.md, docs/bench.svg, raw results in target/bench"

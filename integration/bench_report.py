@@ -66,8 +66,9 @@ def section(a, reports):
                f"({int(float(a.stored)):,} stored: cluster a is an HA pair), "
                f"{env['DATA_DAYS']} days at a {env['DATA_INTERVAL']} s scrape interval, "
                f"generated with `{' '.join(f'{k}={v}' for k, v in env.items())}` and "
-               f"backfilled in {env['DATA_SLICE_HOURS']}-hour slices; stack start including "
-               f"data generation (cached after the first run): {a.data_seconds} s.")
+               f"backfilled in {env['DATA_SLICE_HOURS']}-hour slices"
+               + (f" in {a.data_seconds} s (cached by parameters afterwards)."
+                  if a.data_seconds else " (cached by parameters)."))
     out.append("- Each source runs as a child process (`export --source …`), alternating; the "
                "tables show the median of the rounds per figure. Querier CPU and peak RSS come "
                "from its `/metrics` (`process_cpu_seconds_total` before and after, "
