@@ -72,6 +72,8 @@ pub enum ExportError {
     Sink { window: i64, source: SinkError },
     #[error("saving the state after window {window} ({}): {source}", rfc3339(*window))]
     State { window: i64, source: SinkError },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("interrupted before window {0} ({utc}): stopped starting new windows", utc = rfc3339(*.0))]
     Interrupted(i64),
 }
@@ -103,6 +105,7 @@ impl ExportError {
                 sink_exit_code(source)
             }
             ExportError::Interrupted(_) => exit::INTERRUPTED,
+            ExportError::Internal(_) => exit::INTERNAL,
         }
     }
 }
@@ -213,17 +216,24 @@ impl Exporter {
     }
 
     async fn export_window(&self, w: i64, stop: &AtomicBool) -> Result<WindowDone, ExportError> {
-        let evaluated = self.evaluate_with_retries(w, stop).await?;
-        let files = window_files(
-            &self.prefix,
-            &self.cluster_label,
-            &self.cluster_name,
-            w,
-            &evaluated.results,
-            &evaluated.steps,
+        let Evaluated {
+            results,
+            steps,
+            stats,
+        } = self.evaluate_with_retries(w, stop).await?;
+        // rendering and gzip are the exporter's heaviest CPU work: off the async runtime, so
+        // the streams of the next window keep flowing meanwhile
+        let (prefix, label, default, shard) = (
+            self.prefix.clone(),
+            self.cluster_label.clone(),
+            self.cluster_name.clone(),
             self.shard,
         );
-        drop(evaluated.results);
+        let files = tokio::task::spawn_blocking(move || {
+            window_files(&prefix, &label, &default, w, &results, &steps, shard)
+        })
+        .await
+        .map_err(|e| ExportError::Internal(format!("rendering window {w} failed: {e}")))?;
         let clusters = files
             .iter()
             .filter_map(|f| cluster_of_key(&self.prefix, &f.key))
@@ -235,7 +245,7 @@ impl Exporter {
             window: w,
             files: n,
             bytes,
-            stats: evaluated.stats,
+            stats,
             clusters,
         })
     }

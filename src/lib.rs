@@ -19,7 +19,7 @@ pub mod state;
 pub mod storeapi;
 
 /// An error and its sources on one line, without repeating a message a source already holds.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

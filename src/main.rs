@@ -40,11 +40,14 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(cli)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
+            let code = e.exit_code();
+            // once, with each source's message unless the message above already holds it
             let err = anyhow::Error::new(e);
-            let code = err
-                .downcast_ref::<app::AppError>()
-                .map_or(exit::INTERNAL, app::AppError::exit_code);
-            tracing::error!(error = format!("{err:#}"), exit_code = code, "failed");
+            tracing::error!(
+                error = storeapi_exporter::error_chain(err.as_ref()),
+                exit_code = code,
+                "failed"
+            );
             ExitCode::from(code)
         }
     }
