@@ -248,8 +248,9 @@ pub struct Options {
     #[arg(long, env = "SHARD", value_parser = Shard::parse, global = true)]
     pub shard: Option<Shard>,
 
-    /// Windows evaluated at once; memory grows with it (one window's output each).
-    #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 2, global = true)]
+    /// Windows evaluated at once. 1 keeps memory at one window's output; 2 overlaps a window's
+    /// writing with the next one's streams (measured: ~15 % less wall time, ~1.4x the memory).
+    #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 1, global = true)]
     pub window_concurrency: usize,
 
     /// Static token, sent as the `token` header (Finout's API token authentication).

@@ -11,6 +11,7 @@ use storeapi_exporter::export::exit;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    storeapi_exporter::limit_malloc_arenas();
     let cli = Cli::parse();
     let json = match cli.opts.log_format {
         LogFormat::Json => true,
