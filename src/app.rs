@@ -230,7 +230,13 @@ fn log_summary(message: &str, s: &Summary, deleted: u64, began: Instant, planned
 
 /// The process' peak resident memory (VmHWM), when the platform tells.
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_hwm("self")
+}
+
+/// Peak resident memory of `/proc/<process>` (a pid, or `self`); 0 when the platform does
+/// not tell.
+pub fn vm_hwm(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -402,15 +402,7 @@ fn children_cpu_seconds() -> f64 {
 }
 
 fn vm_hwm(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::app::vm_hwm(&pid.to_string())
 }
 
 // ---- the benchmark -----------------------------------------------------------------------
