@@ -14,6 +14,7 @@ use crate::export::{
     Checkpoint, ExportError, Exporter, Progress, Source, Summary, exit, rfc3339, sink_exit_code,
     window_starts,
 };
+use crate::output::cluster_folder;
 use crate::retention;
 use crate::sink::{LocalDir, S3Config, S3Sink, Sink, SinkError};
 use crate::source::grpc::{GrpcSource, ShardScope};
@@ -114,11 +115,13 @@ async fn run_job(opts: &Options) -> Result<(), AppError> {
         .unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = opts.time_frame as i64;
     let exporter = build_exporter(opts).await?;
-    let prefix = opts.s3_prefix.clone().unwrap_or_default();
-    let cluster_name = opts.cluster_name.clone().unwrap_or_default();
     let store = StateStore {
         sink: &exporter.sink,
-        key: state_key(&prefix, &cluster_name, exporter.shard.map(|s| s.pair())),
+        key: state_key(
+            &exporter.prefix,
+            &exporter.cluster_name,
+            exporter.shard.map(|s| s.pair()),
+        ),
         now,
     };
     let saved = store.load(opts.time_frame).await?;
@@ -181,7 +184,7 @@ async fn run_job(opts: &Options) -> Result<(), AppError> {
     if err.is_none() && !stop.load(Ordering::SeqCst) && opts.retention > 0 {
         match retention::apply(
             &exporter.sink,
-            &prefix,
+            &exporter.prefix,
             &state.clusters,
             now - opts.retention as i64,
         )
@@ -340,8 +343,7 @@ pub async fn build_exporter(opts: &Options) -> Result<Exporter, AppError> {
     let cluster_name = opts.cluster_name.clone().unwrap_or_default();
     // listing the exporter's own folder proves the bucket exists, the credentials work and
     // the policy allows listing (retention needs it)
-    let own_folder = format!("{}/{cluster_name}/", prefix.trim_matches('/'));
-    sink.list(own_folder.trim_start_matches('/'))
+    sink.list(&cluster_folder(&prefix, &cluster_name))
         .await
         .map_err(AppError::Destination)?;
     info!(destination = %sink.describe(), "destination answers");

@@ -234,10 +234,7 @@ impl Exporter {
         })
         .await
         .map_err(|e| ExportError::Internal(format!("rendering window {w} failed: {e}")))?;
-        let clusters = files
-            .iter()
-            .filter_map(|f| cluster_of_key(&self.prefix, &f.key))
-            .collect();
+        let clusters = files.iter().map(|f| f.cluster.clone()).collect();
         let n = files.len() as u64;
         let bytes: u64 = files.iter().map(|f| f.body.len() as u64).sum();
         self.write_with_retries(w, files).await?;
@@ -327,17 +324,6 @@ impl Exporter {
     }
 }
 
-/// The cluster folder of a key written under `prefix`.
-fn cluster_of_key<'k>(prefix: &str, key: &'k str) -> Option<String> {
-    let prefix = prefix.trim_matches('/');
-    let rest: &'k str = if prefix.is_empty() {
-        key
-    } else {
-        key.strip_prefix(prefix)?.strip_prefix('/')?
-    };
-    rest.split('/').next().map(str::to_string)
-}
-
 /// Progress of a long export: a bar on a terminal, otherwise a log line every few seconds.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -413,19 +399,6 @@ mod tests {
         assert_eq!(window_starts(1, 7201, 3600), vec![3600, 7200]);
         assert_eq!(window_starts(3600, 3600, 3600), Vec::<i64>::new());
         assert_eq!(window_starts(-1, 1, 3600), vec![0]);
-    }
-
-    #[test]
-    fn cluster_folder_of_a_key() {
-        assert_eq!(
-            cluster_of_key("k8s/prometheus/", "k8s/prometheus/a/end=20251101/x"),
-            Some("a".to_string())
-        );
-        assert_eq!(
-            cluster_of_key("", "a/end=20251101/x"),
-            Some("a".to_string())
-        );
-        assert_eq!(cluster_of_key("p", "q/a/x"), None);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::shard::Shard;
 pub struct OutputFile {
     /// Object key (or path below the output directory).
     pub key: String,
+    /// The cluster folder the key is in.
+    pub cluster: String,
     /// The gzip-compressed body.
     pub body: Vec<u8>,
     /// Series in the file.
@@ -33,18 +35,25 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The folder of one cluster, `<prefix>/<cluster>/`: its files, and the state of the exporter
+/// whose CLUSTER_NAME it is. Slashes around the prefix are not doubled; an empty prefix puts
+/// the folder at the top.
+pub fn cluster_folder(prefix: &str, cluster: &str) -> String {
+    match prefix.trim_matches('/') {
+        "" => format!("{cluster}/"),
+        p => format!("{p}/{cluster}/"),
+    }
+}
+
 /// The key of a window's file. `t` is the window start, unix seconds (UTC).
 pub fn object_key(prefix: &str, cluster: &str, metric: &str, t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     // the billing period ends on the first day of the next month, as in AWS CUR
     let (ey, em) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let prefix = prefix.trim_matches('/');
-    let lead = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    format!("{lead}{cluster}/end={ey:04}{em:02}01/day={d}/metric={metric}/{t}_{metric}.json.gz")
+    format!(
+        "{}end={ey:04}{em:02}01/day={d}/metric={metric}/{t}_{metric}.json.gz",
+        cluster_folder(prefix, cluster)
+    )
 }
 
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus renders
@@ -195,6 +204,7 @@ pub fn window_files<'a>(
             let body = render(series.iter().copied(), steps);
             files.push(OutputFile {
                 key: object_key(prefix, cluster, metric, window_start),
+                cluster: cluster.to_string(),
                 body: gzip(body.as_bytes()),
                 series: series.len(),
             });
@@ -231,6 +241,13 @@ mod tests {
         );
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(0), (1970, 1, 1));
+    }
+
+    #[test]
+    fn cluster_folders() {
+        assert_eq!(cluster_folder("k8s/prometheus/", "a"), "k8s/prometheus/a/");
+        assert_eq!(cluster_folder("/p", "a"), "p/a/");
+        assert_eq!(cluster_folder("", "a"), "a/");
     }
 
     #[test]
@@ -306,6 +323,11 @@ mod tests {
             ("m2".to_string(), vec![]),
         ];
         let files = window_files("p", "cluster", "home", 0, &results, &[steps, steps], None);
+        assert!(
+            files
+                .iter()
+                .all(|f| f.key.starts_with(&format!("p/{}/", f.cluster)))
+        );
         let keys: Vec<_> = files.iter().map(|f| (f.key.as_str(), f.series)).collect();
         assert_eq!(
             keys,

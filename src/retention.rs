@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use tracing::{debug, info};
 
+use crate::output::cluster_folder;
 use crate::sink::{Sink, SinkError};
 
 /// What retention did.
@@ -72,17 +73,10 @@ pub async fn apply(
     clusters: &BTreeSet<String>,
     cutoff: i64,
 ) -> Result<Retained, SinkError> {
-    let prefix = prefix.trim_matches('/');
-    let lead = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
     let cutoff_day = cutoff.div_euclid(86_400);
     let mut r = Retained::default();
     for cluster in clusters {
-        let base = format!("{lead}{cluster}/");
-        let ends = sink.list(&base).await?;
+        let ends = sink.list(&cluster_folder(prefix, cluster)).await?;
         r.lists += 1;
         for end in &ends.prefixes {
             let Some((y, month, month_start)) = billing_month(last_segment(end)) else {

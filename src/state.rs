@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::output::cluster_folder;
 use crate::sink::{Sink, SinkError};
 
 /// The content of the state object.
@@ -83,17 +84,12 @@ fn utc(t: i64) -> String {
 
 /// The key of the state object. Each shard keeps its own.
 pub fn state_key(prefix: &str, cluster_name: &str, shard: Option<(u32, u32)>) -> String {
-    let prefix = prefix.trim_matches('/');
-    let lead = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
+    let folder = cluster_folder(prefix, cluster_name);
     match shard {
         Some((i, n)) if n > 1 => {
-            format!("{lead}{cluster_name}/storeapi-exporter-state.shard-{i}-of-{n}.json")
+            format!("{folder}storeapi-exporter-state.shard-{i}-of-{n}.json")
         }
-        _ => format!("{lead}{cluster_name}/storeapi-exporter-state.json"),
+        _ => format!("{folder}storeapi-exporter-state.json"),
     }
 }
 
