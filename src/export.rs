@@ -256,7 +256,7 @@ impl Exporter {
         mut files: Vec<OutputFile>,
     ) -> Result<(), ExportError> {
         let attempts = self.retries.max(1);
-        let mut delay = Duration::from_secs(1);
+        let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             let results: Vec<(OutputFile, Result<(), SinkError>)> =
                 futures::stream::iter(files.into_iter().map(|f| async move {
@@ -284,10 +284,9 @@ impl Exporter {
                 }
             }
             let Some(e) = last_error else { return Ok(()) };
-            let pause = jitter(delay);
+            let pause = backoff.next_pause();
             warn!(window = %rfc3339(w), attempt, failed = failed.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
             tokio::time::sleep(pause).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
             files = failed;
         }
         unreachable!("the last attempt returns")
@@ -299,17 +298,16 @@ impl Exporter {
         stop: &AtomicBool,
     ) -> Result<Evaluated, ExportError> {
         let attempts = self.retries.max(1);
-        let mut delay = Duration::from_secs(1);
+        let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             match self.source.evaluate(w).await {
                 Ok(e) => return Ok(e),
                 Err(e)
                     if e.is_retryable() && attempt < attempts && !stop.load(Ordering::SeqCst) =>
                 {
-                    let pause = jitter(delay);
+                    let pause = backoff.next_pause();
                     warn!(window = %rfc3339(w), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
                     tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
                 }
                 Err(source) => {
                     return Err(ExportError::Window {
@@ -379,6 +377,24 @@ impl Progress {
     }
 }
 
+/// Pauses between attempts: from 1 s, doubling up to 30 s, each jittered.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_secs(1))
+    }
+}
+
+impl Backoff {
+    /// The pause before the next attempt.
+    fn next_pause(&mut self) -> Duration {
+        let pause = jitter(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+        pause
+    }
+}
+
 /// 50 % to 100 % of `d`, so retrying exporters do not hit a recovering Querier in step.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -399,6 +415,20 @@ mod tests {
         assert_eq!(window_starts(1, 7201, 3600), vec![3600, 7200]);
         assert_eq!(window_starts(3600, 3600, 3600), Vec::<i64>::new());
         assert_eq!(window_starts(-1, 1, 3600), vec![0]);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        let mut b = Backoff::default();
+        let bases: Vec<u64> = (0..7)
+            .map(|_| {
+                let base = b.0;
+                let p = b.next_pause();
+                assert!(p <= base && p * 2 >= base);
+                base.as_secs()
+            })
+            .collect();
+        assert_eq!(bases, vec![1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]
