@@ -916,8 +916,7 @@ pub fn render_table(r: &Report) -> String {
 /// bench.md: the same table in Markdown.
 pub fn render_markdown(r: &Report) -> String {
     let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
-    let from = jiff::Timestamp::from_second(r.from).map_or(r.from.to_string(), |t| t.to_string());
-    let to = jiff::Timestamp::from_second(r.to).map_or(r.to.to_string(), |t| t.to_string());
+    let (from, to) = (crate::export::rfc3339(r.from), crate::export::rfc3339(r.to));
     let mut out = format!(
         "# storeapi-exporter bench\n\n{} windows of {} s ({} span, {from} to {to}), step {} s, {} round(s) per source alternating; median run shown.\nStore `{}`, HTTP `{}`, storeapi-exporter {}.\n\n",
         r.windows,
