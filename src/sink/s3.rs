@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -61,24 +62,21 @@ impl S3Sink {
             .connect_timeout(Duration::from_secs(10))
             .operation_attempt_timeout(cfg.attempt_timeout)
             .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // S3_REGION, else the SDK's chain, else us-east-1: a wrong region is then reported
+        // with the bucket's real one (see `classify`)
+        let regions = RegionProviderChain::first_try(cfg.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::from_static("us-east-1"));
+        let shared = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry)
-            .timeout_config(timeouts);
-        if let Some(r) = &cfg.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let mut shared = loader.load().await;
-        if shared.region().is_none() {
-            // S3 is global for signing purposes in us-east-1; a wrong region is reported
-            // with the bucket's real one (see `classify`)
-            shared = shared
-                .into_builder()
-                .region(aws_config::Region::from_static("us-east-1"))
-                .build();
-        }
+            .timeout_config(timeouts)
+            .region(regions)
+            .load()
+            .await;
         let region = shared
             .region()
-            .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+            .expect("the region chain ends in a fixed region")
+            .to_string();
         let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
         if let Some(arn) = &cfg.role_arn {
             let sts_config = match &cfg.sts_endpoint {
