@@ -249,7 +249,8 @@ pub struct Options {
     pub shard: Option<Shard>,
 
     /// Windows evaluated at once. 1 keeps memory at one window's output; 2 overlaps a window's
-    /// writing with the next one's streams (measured: ~15 % less wall time, ~1.4x the memory).
+    /// writing with the next one's streams (measured, docs/benchmarks.md: 3 % less wall time,
+    /// 1.5x the memory).
     #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 1, global = true)]
     pub window_concurrency: usize,
 
