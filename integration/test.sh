@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, as CI does (.ci/run calls this):
-#   formatting and lints, unit tests, then the integration stack (integration/up.sh) and the
+#   formatting and lints, unit tests, then the integration stack (integration/stack/up.sh) and the
 #   end-to-end tests against it. A stack this script started is stopped on exit, pass or fail;
 #   a stack that was already running is left running.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
 cd "$REPO_ROOT"
 
 command -v cargo >/dev/null || die "cargo is not installed: install Rust >= 1.94.1 (rustup)"
@@ -18,17 +18,17 @@ started=$SECONDS
 log "checking formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-bash integration/deploy-check.sh
+bash deploy/check.sh
 
 log "unit tests"
 cargo test --locked --lib --bins
 
 own_stack=0
-if ! bash integration/up.sh --check >/dev/null 2>&1; then
+if ! bash integration/stack/up.sh --check >/dev/null 2>&1; then
   own_stack=1
-  trap 'bash integration/down.sh' EXIT
+  trap 'bash integration/stack/down.sh' EXIT
 fi
-bash integration/up.sh >/dev/null
+bash integration/stack/up.sh >/dev/null
 
 log "end-to-end tests against the stack"
 cargo test --locked --test integration

@@ -198,7 +198,7 @@ fn free_port() -> u16 {
 
 fn thanos_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("integration/thanos.sh")
+        .join("integration/stack/thanos.sh")
         .display()
         .to_string()
 }

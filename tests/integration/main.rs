@@ -1,4 +1,4 @@
-//! End-to-end tests against the integration stack (`integration/up.sh`): real Prometheus,
+//! End-to-end tests against the integration stack (`integration/stack/up.sh`): real Prometheus,
 //! Thanos sidecars and Query, and an S3 server. One test binary, one module per concern.
 
 mod bad_input;

@@ -5,14 +5,14 @@ use std::process::Command;
 
 fn s3_admin(args: &[&str], secret: Option<&str>) -> std::process::Output {
     let env = crate::stack::stack();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/integration/s3_admin.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/integration/tools/s3_admin.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(args);
     cmd.env("S3_ENDPOINT", &env.s3_endpoint)
         .env("AWS_ACCESS_KEY_ID", &env.access_key)
         .env("AWS_SECRET_ACCESS_KEY", secret.unwrap_or(&env.secret_key))
         .env("AWS_REGION", "us-east-1");
-    cmd.output().expect("run integration/s3_admin.py")
+    cmd.output().expect("run integration/tools/s3_admin.py")
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The running integration stack, as `integration/up.sh` describes it: from the environment,
+//! The running integration stack, as `integration/stack/up.sh` describes it: from the environment,
 //! or else from the env file it writes (`target/stack/env`).
 
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ pub fn stack() -> &'static Stack {
                 .unwrap_or_else(|| {
                     panic!(
                         "{k} is not set and {} has no stack environment: start the stack with \
-                         integration/up.sh (or run everything with integration/test.sh)",
+                         integration/stack/up.sh (or run everything with integration/test.sh)",
                         dir.join("env").display()
                     )
                 })

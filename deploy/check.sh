@@ -8,7 +8,7 @@
 # package kubernetes-validate, which bundles them per Kubernetes version (kubeconform's usual
 # source is GitHub, which the machines here cannot reach). All three are cached by version
 # under CACHE_DIR and skipped when present.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/stack/lib.sh"
 cd "$REPO_ROOT"
 
 # v5.8.3 needs go >= 1.27.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the measured part of docs/benchmarks.md from integration/bench.sh's results.
+"""Writes the measured part of docs/benchmarks.md from integration/bench/bench.sh's results.
 
 Everything between the markers `<!-- bench:begin -->` and `<!-- bench:end -->` is replaced;
 the text around them (the analysis) is kept. A file without the markers gets them appended.
@@ -74,7 +74,7 @@ def section(a, reports):
                "from its `/metrics` (`process_cpu_seconds_total` before and after, "
                "`process_resident_memory_bytes` every 200 ms); bytes received are the payload "
                "the exporter decoded (protobuf frames, or the JSON bodies).")
-    out += ["", "Commands:", "", "```sh", "integration/bench.sh"]
+    out += ["", "Commands:", "", "```sh", "integration/bench/bench.sh"]
     out += [c for c in a.commands.splitlines() if c.strip()]
     out += ["```", ""]
 

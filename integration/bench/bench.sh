@@ -17,7 +17,7 @@
 # BENCH_CONCURRENCY ("1 4 16": --concurrency values tried on the 24 h gRPC export),
 # BENCH_BASE_PORT (29000), BENCH_STACK_DIR (target/stack-bench), and the DATA_* variables of
 # up.sh.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
@@ -34,9 +34,9 @@ BIN=$REPO_ROOT/target/release/storeapi-exporter
 log "building the release binary"
 cargo build --release --locked --quiet
 
-trap 'bash "$REPO_ROOT/integration/down.sh"' EXIT
+trap 'bash "$REPO_ROOT/integration/stack/down.sh"' EXIT
 started=$SECONDS
-bash integration/up.sh >"$STACK_DIR.up.log" || die "the stack did not start: see $STACK_DIR.up.log"
+bash integration/stack/up.sh >"$STACK_DIR.up.log" || die "the stack did not start: see $STACK_DIR.up.log"
 # shellcheck disable=SC1091
 source "$STACK_DIR/env"
 # seconds the data took to generate and backfill, when this run built it (it is cached)
@@ -146,7 +146,7 @@ fi
 log "writing docs/benchmarks.md"
 mkdir -p docs
 cp "$OUT/24h/bench.svg" docs/bench.svg 2>/dev/null || cp "$OUT/$(echo "$SPANS" | awk '{print $NF}')/bench.svg" docs/bench.svg
-python3 integration/bench_report.py --out docs/benchmarks.md --bench-dir "$OUT" --spans "$SPANS" \
+python3 integration/bench/report.py --out docs/benchmarks.md --bench-dir "$OUT" --spans "$SPANS" \
   --active "$active" --stored "$raw_series" --data-seconds "$data_seconds" \
   --profile "$profile" --commands "$(printf '%s\n' "${commands[@]}")" \
   --thanos "Thanos $THANOS_VERSION (built from its Go module, tags $THANOS_TAGS)" \

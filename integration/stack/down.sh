@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops exactly the processes integration/up.sh started (by their recorded pids) and removes
+# Stops exactly the processes integration/stack/up.sh started (by their recorded pids) and removes
 # their run directories. The generated data and the built peers stay cached.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

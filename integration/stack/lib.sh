@@ -6,7 +6,7 @@
 
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_DIR=${STOREAPI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storeapi-exporter}
 STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
 
