@@ -7,11 +7,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use storeapi_exporter::chunk::{Sample, XorIter, decode_into, encode};
+use storeapi_exporter::chunk::{XorIter, decode_into, encode};
 use storeapi_exporter::dedup::series_samples;
-use storeapi_exporter::engine::{Plan, Steps};
-use storeapi_exporter::labels::Labels;
-use storeapi_exporter::storeapi::proto::{AggrChunk, Chunk, chunk::Encoding};
+use storeapi_exporter::engine::Plan;
+use storeapi_exporter::model::Labels;
+use storeapi_exporter::model::{Sample, Steps};
+use storeapi_exporter::store::proto::{AggrChunk, Chunk, chunk::Encoding};
 
 const START: i64 = 1_761_868_800_000;
 

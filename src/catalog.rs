@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::engine::{CompileError, Plan};
-
 /// The placeholder for the configured cluster label in catalog expressions.
 pub const CLUSTER_LABEL_PLACEHOLDER: &str = "{{cluster_label}}";
 
@@ -56,12 +54,6 @@ pub enum CatalogError {
         name: String,
         step: u64,
         time_frame: u64,
-    },
-    #[error("catalog entry {name} ({expr}): {source}")]
-    Compile {
-        name: String,
-        expr: String,
-        source: CompileError,
     },
     #[error("the catalog is empty: nothing to export")]
     Empty,
@@ -220,17 +212,12 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Checks names and steps; with `compile`, compiles every expression for the in-process
-    /// engine and returns the plans (in entry order).
-    pub fn validate(
-        &self,
-        time_frame: u64,
-        compile: bool,
-    ) -> Result<Option<Vec<Plan>>, CatalogError> {
+    /// Checks names and steps (what every source needs; the in-process engine compiles the
+    /// expressions on top, `engine::compile`).
+    pub fn check(&self, time_frame: u64) -> Result<(), CatalogError> {
         if self.entries.is_empty() {
             return Err(CatalogError::Empty);
         }
-        let mut plans = Vec::new();
         for e in &self.entries {
             if e.name.is_empty()
                 || !e
@@ -249,33 +236,14 @@ impl Catalog {
                     time_frame,
                 });
             }
-            if compile {
-                plans.push(
-                    Plan::compile(&e.expr).map_err(|source| CatalogError::Compile {
-                        name: e.name.clone(),
-                        expr: e.expr.clone(),
-                        source,
-                    })?,
-                );
-            }
         }
-        Ok(compile.then_some(plans))
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn defaults_compile_with_the_cluster_label() {
-        let c = Catalog::default_for("k8s_cluster");
-        assert_eq!(c.entries.len(), 19);
-        assert!(c.entries[0].expr.starts_with("max by (k8s_cluster, node,"));
-        let plans = c.validate(3600, true).unwrap().unwrap();
-        assert_eq!(plans.len(), 19);
-        assert!(plans[5].counter_func, "cpu_usage is a rate");
-    }
 
     #[test]
     fn file_extends_overrides_and_replaces() {
@@ -299,34 +267,11 @@ mod tests {
         let err = Catalog::load(&yaml, "cl").unwrap_err().to_string();
         assert!(err.contains("not valid YAML"), "{err}");
         std::fs::write(&yaml, "metrics:\n  'bad name': 'x'\n").unwrap();
-        let err = Catalog::load(&yaml, "cl")
-            .unwrap()
-            .validate(3600, false)
-            .unwrap_err();
+        let err = Catalog::load(&yaml, "cl").unwrap().check(3600).unwrap_err();
         assert!(matches!(err, CatalogError::BadName(_)));
         std::fs::write(&yaml, "metrics:\n  odd: {expr: 'x', step: 7}\n").unwrap();
-        let err = Catalog::load(&yaml, "cl")
-            .unwrap()
-            .validate(3600, false)
-            .unwrap_err();
+        let err = Catalog::load(&yaml, "cl").unwrap().check(3600).unwrap_err();
         assert!(err.to_string().contains("divisor"));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn unsupported_function_names_the_entry_and_the_fix() {
-        let c = Catalog {
-            entries: vec![Entry {
-                name: "p95".into(),
-                expr: "histogram_quantile(0.95, x)".into(),
-                step: None,
-            }],
-        };
-        let err = c.validate(3600, true).unwrap_err().to_string();
-        assert!(err.contains("p95"), "{err}");
-        assert!(err.contains("histogram_quantile"), "{err}");
-        assert!(err.contains("--source http"), "{err}");
-        // the HTTP source does not need to compile it
-        assert!(c.validate(3600, false).is_ok());
     }
 }

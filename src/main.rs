@@ -1,32 +1,21 @@
 //! The `storeapi-exporter` binary: parse the command line, set up logging, run, exit with the
 //! documented code.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use storeapi_exporter::app;
-use storeapi_exporter::config::{Cli, LogFormat};
-use storeapi_exporter::export::exit;
-use tracing_subscriber::EnvFilter;
+use storeapi_exporter::cli::{Cli, LogFormat};
+use storeapi_exporter::{cmd, exit, observe};
 
 fn main() -> ExitCode {
-    storeapi_exporter::limit_malloc_arenas();
+    limit_malloc_arenas();
     let cli = Cli::parse();
-    let json = match cli.opts.log_format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    let json = match cli.opts.log.log_format {
+        LogFormat::Json => Some(true),
+        LogFormat::Text => Some(false),
+        LogFormat::Auto => None,
     };
-    let filter = EnvFilter::try_new(&cli.opts.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    observe::init_logging(json, &cli.opts.log.log_level);
     tracing::info!(config = %cli.opts.redacted(), version = env!("CARGO_PKG_VERSION"), "starting");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,18 +27,44 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(app::run(cli)) {
+    match runtime.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            let code = e.exit_code();
             // once, with each source's message unless the message above already holds it
-            let err = anyhow::Error::new(e);
             tracing::error!(
-                error = storeapi_exporter::error_chain(err.as_ref()),
-                exit_code = code,
+                error = observe::error_chain(&e),
+                exit_code = e.exit_code(),
                 "failed"
             );
-            ExitCode::from(code)
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// glibc gives threads that allocate at the same time arenas of their own (up to 8 per core)
+/// and keeps what is freed in each: the decoding threads, the runtime's workers and the file
+/// writers then each hold on to a window's worth of freed memory, and the peak grows with the
+/// span. Measured on a 24 h export of ~22,000 series: 218 MB peak RSS with glibc's default,
+/// 148 MB with 4 arenas, at the same CPU time. A MALLOC_ARENA_MAX set by the user wins. Called
+/// by `main` before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+                return;
+            }
+            // M_ARENA_MAX in glibc's malloc.h
+            const M_ARENA_MAX: std::ffi::c_int = -8;
+            unsafe extern "C" {
+                fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+            }
+            // SAFETY: mallopt only changes a tunable under malloc's own lock; arenas that
+            // already exist stay valid, later threads share the four
+            unsafe {
+                mallopt(M_ARENA_MAX, 4);
+            }
+        });
     }
 }

@@ -8,10 +8,11 @@ use futures::StreamExt;
 use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
 use crate::catalog::Catalog;
 use crate::dedup::series_samples;
-use crate::engine::{Evaluator, Plan, Series, Steps};
-use crate::labels::{Labels, MatchKind, Matcher};
-use crate::storeapi::StoreClient;
-use crate::storeapi::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type};
+use crate::engine::{Evaluator, Plan};
+use crate::model::{Labels, MatchKind, Matcher};
+use crate::model::{Series, Steps};
+use crate::store::StoreClient;
+use crate::store::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type};
 
 /// Series handed to the evaluation thread at a time: large enough to amortise the hand-over,
 /// small enough that decoding a batch stays in the millisecond range.
@@ -139,7 +140,7 @@ impl GrpcSource {
             .await
         {
             Ok(v) => v,
-            Err(crate::storeapi::StoreError::Status {
+            Err(crate::store::StoreError::Status {
                 code: tonic::Code::Unimplemented,
                 ..
             }) => return Ok(()),
@@ -271,7 +272,7 @@ fn to_proto(m: &Matcher) -> proto::LabelMatcher {
         MatchKind::Re(_) => Type::Re,
         MatchKind::Nre(_) => Type::Nre,
     };
-    crate::storeapi::matcher(kind, &m.name, &m.value)
+    crate::store::matcher(kind, &m.name, &m.value)
 }
 
 fn feed(
@@ -284,7 +285,7 @@ fn feed(
     stats: &mut Stats,
 ) -> Result<(), SourceError> {
     // one decode per deduplication variant (counter adjustment or not), shared by entries
-    let mut decoded: [Option<Vec<crate::chunk::Sample>>; 2] = [None, None];
+    let mut decoded: [Option<Vec<crate::model::Sample>>; 2] = [None, None];
     let mut any = false;
     for (i, eval) in evals.iter_mut() {
         let plan = &plans[*i];

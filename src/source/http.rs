@@ -1,19 +1,17 @@
 //! The catalog evaluated by Thanos Query (or any Prometheus-compatible API) over HTTP
 //! `query_range`: the fallback, the correctness oracle and the benchmark baseline.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
 
 use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
 use crate::catalog::Catalog;
-use crate::engine::{Series, Steps};
-use crate::error_chain;
-use crate::labels::Labels;
+use crate::model::{Labels, Series, Steps};
+use crate::observe::error_chain;
+use crate::query_range;
 
 /// Evaluates the catalog with `query_range` requests.
 #[derive(Clone)]
@@ -24,33 +22,6 @@ pub struct HttpSource {
     step: i64,
     time_frame: i64,
     concurrency: usize,
-}
-
-#[derive(Deserialize)]
-struct Response {
-    status: String,
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    warnings: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: Vec<ResultSeries>,
-}
-
-#[derive(Deserialize)]
-struct ResultSeries {
-    metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
 }
 
 /// Errors building the HTTP client.
@@ -197,7 +168,7 @@ impl HttpSource {
             .bytes()
             .await
             .map_err(|e| err(format!("reading the answer of {url}: {e}"), true))?;
-        let parsed: Result<Response, _> = serde_json::from_slice(&body);
+        let parsed = query_range::parse(&body);
         let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
@@ -255,7 +226,7 @@ impl HttpSource {
                     return Err(err(format!("a point at {t} is not on a step"), false));
                 }
                 values[k as usize] =
-                    Some(parse_value(v).ok_or_else(|| {
+                    Some(query_range::parse_value(v).ok_or_else(|| {
                         err(format!("cannot parse the sample value {v:?}"), false)
                     })?);
                 stats.samples += 1;
@@ -268,14 +239,5 @@ impl HttpSource {
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok((out, stats))
-    }
-}
-
-fn parse_value(v: &str) -> Option<f64> {
-    match v {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => v.parse().ok(),
     }
 }

@@ -8,9 +8,28 @@ use thiserror::Error;
 
 use crate::catalog::Catalog;
 use crate::dedup::SeriesDataError;
-use crate::engine::{EvalError, Series, Steps};
-use crate::output::WindowResult;
-use crate::storeapi::StoreError;
+use crate::engine::EvalError;
+use crate::model::{Series, Steps, WindowResult};
+use crate::store::StoreError;
+use grpc::GrpcSource;
+use http::HttpSource;
+
+/// Where the catalog is evaluated.
+#[derive(Clone)]
+pub enum Source {
+    Grpc(Box<GrpcSource>),
+    Http(Box<HttpSource>),
+}
+
+impl Source {
+    /// Evaluates every catalog entry over the window starting at `start` (seconds).
+    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
+        match self {
+            Source::Grpc(s) => s.evaluate(start).await,
+            Source::Http(s) => s.evaluate(start).await,
+        }
+    }
+}
 
 /// What one window's evaluation cost and produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -7,22 +7,13 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::error_chain;
+use crate::observe::error_chain;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
-/// Messages generated from `proto/thanos/*.proto`.
-pub mod proto {
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("thanos");
-    /// `thanos.info`: the Info service.
-    pub mod info {
-        #![allow(clippy::all, missing_docs)]
-        tonic::include_proto!("thanos.info");
-    }
-}
+pub mod proto;
 
 use proto::store_client::StoreClient as RawStoreClient;
 use proto::{SeriesRequest, SeriesResponse, series_response};

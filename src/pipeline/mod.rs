@@ -1,54 +1,27 @@
-//! Exports windows: evaluate a whole window (every metric, every cluster), then write its
-//! files. A window that cannot be evaluated writes nothing.
+//! The window loop: evaluate a whole window (every metric, every cluster), then write its
+//! files, then advance the state. A window that cannot be evaluated writes nothing. Retention
+//! runs after the loop.
+
+pub mod progress;
+pub mod retention;
+pub mod retry;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::output::{OutputFile, window_files};
-use crate::sink::{Sink, SinkError, SinkErrorKind};
-use crate::source::grpc::GrpcSource;
-use crate::source::http::HttpSource;
-use crate::source::{Evaluated, SourceError, Stats};
-use crate::state::{State, StateStore};
-
-/// Exit codes, an API for the Job's podFailurePolicy (README, "Exit codes").
-pub mod exit {
-    /// Success, also "nothing to do".
-    pub const OK: u8 = 0;
-    /// Bad configuration, unknown bucket, denied access: retrying cannot help.
-    pub const CONFIG: u8 = 2;
-    /// The Querier or the sink stayed unavailable through the retries.
-    pub const UNAVAILABLE: u8 = 3;
-    /// A window could not be exported (data the engine refuses); earlier windows were.
-    pub const PARTIAL: u8 = 4;
-    /// An internal invariant failed: a bug.
-    pub const INTERNAL: u8 = 5;
-    /// Stopped by SIGTERM or SIGINT before finishing.
-    pub const INTERRUPTED: u8 = 6;
-}
-
-/// Where the catalog is evaluated.
-#[derive(Clone)]
-pub enum Source {
-    Grpc(Box<GrpcSource>),
-    Http(Box<HttpSource>),
-}
-
-impl Source {
-    /// Evaluates every catalog entry over the window starting at `start` (seconds).
-    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
-        match self {
-            Source::Grpc(s) => s.evaluate(start).await,
-            Source::Http(s) => s.evaluate(start).await,
-        }
-    }
-}
+use crate::exit;
+use crate::finout::{OutputFile, window_files};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Evaluated, Source, SourceError, Stats};
+use crate::time::rfc3339;
+use progress::Progress;
+use retry::Backoff;
+use state::{State, StateStore};
 
 /// Totals of an export.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -78,18 +51,6 @@ pub enum ExportError {
     Interrupted(i64),
 }
 
-/// The exit code for a failure of the destination.
-pub fn sink_exit_code(e: &SinkError) -> u8 {
-    match e.kind() {
-        SinkErrorKind::Unavailable | SinkErrorKind::Refused => exit::UNAVAILABLE,
-        SinkErrorKind::NoSuchBucket
-        | SinkErrorKind::AccessDenied
-        | SinkErrorKind::BadCredentials
-        | SinkErrorKind::NoCredentials
-        | SinkErrorKind::WrongRegion => exit::CONFIG,
-    }
-}
-
 impl ExportError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
@@ -99,35 +60,15 @@ impl ExportError {
                 e if e.is_retryable() => exit::UNAVAILABLE,
                 SourceError::Store(_) => exit::CONFIG,
                 SourceError::Http { .. } => exit::CONFIG,
-                _ => exit::PARTIAL,
+                _ => exit::DATA_REFUSED,
             },
             ExportError::Sink { source, .. } | ExportError::State { source, .. } => {
-                sink_exit_code(source)
+                source.exit_code()
             }
             ExportError::Interrupted(_) => exit::INTERRUPTED,
             ExportError::Internal(_) => exit::INTERNAL,
         }
     }
-}
-
-pub(crate) fn rfc3339(t: i64) -> String {
-    jiff::Timestamp::from_second(t)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
-}
-
-/// The window starts in `[from, to)`: multiples of `time_frame`.
-pub fn window_starts(from: i64, to: i64, time_frame: i64) -> Vec<i64> {
-    let first = from.div_euclid(time_frame) * time_frame;
-    let first = if first < from {
-        first + time_frame
-    } else {
-        first
-    };
-    (0..)
-        .map(|k| first + k * time_frame)
-        .take_while(|&w| w < to)
-        .collect()
 }
 
 /// Exports windows from a source into a sink.
@@ -140,7 +81,7 @@ pub struct Exporter {
     /// Window length, seconds.
     pub time_frame: i64,
     /// Attempts per window (evaluation) and per file (upload) on transient errors.
-    pub retries: u32,
+    pub attempts: u32,
     /// Uploads in flight at once.
     pub write_concurrency: usize,
     /// Windows evaluated at once; memory grows with it (one window's output each).
@@ -255,7 +196,7 @@ impl Exporter {
         w: i64,
         mut files: Vec<OutputFile>,
     ) -> Result<(), ExportError> {
-        let attempts = self.retries.max(1);
+        let attempts = self.attempts.max(1);
         let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             let results: Vec<(OutputFile, Result<(), SinkError>)> =
@@ -297,7 +238,7 @@ impl Exporter {
         w: i64,
         stop: &AtomicBool,
     ) -> Result<Evaluated, ExportError> {
-        let attempts = self.retries.max(1);
+        let attempts = self.attempts.max(1);
         let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             match self.source.evaluate(w).await {
@@ -319,123 +260,5 @@ impl Exporter {
             }
         }
         unreachable!("the last attempt returns")
-    }
-}
-
-/// Progress of a long export: a bar on a terminal, otherwise a log line every few seconds.
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    total: usize,
-    began: Instant,
-    last: Instant,
-}
-
-impl Progress {
-    /// Progress over `total` windows; `bar` draws a progress bar (on a terminal).
-    pub fn new(total: usize, bar: bool) -> Self {
-        let bar = (bar && total > 1).then(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} windows {msg} (eta {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        });
-        Progress {
-            bar,
-            total,
-            began: Instant::now(),
-            last: Instant::now(),
-        }
-    }
-
-    fn window_done(&mut self, w: i64, s: &Summary) {
-        if let Some(b) = &self.bar {
-            b.set_message(rfc3339(w));
-            b.inc(1);
-        } else if self.last.elapsed() >= Duration::from_secs(5) {
-            self.last = Instant::now();
-            info!(
-                done = s.windows,
-                windows = self.total,
-                window = %rfc3339(w),
-                files_written = s.files,
-                elapsed_s = self.began.elapsed().as_secs(),
-                "export progress"
-            );
-        }
-    }
-
-    /// Removes the bar before the summary is logged.
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Pauses between attempts: from 1 s, doubling up to 30 s, each jittered.
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_secs(1))
-    }
-}
-
-impl Backoff {
-    /// The pause before the next attempt.
-    fn next_pause(&mut self) -> Duration {
-        let pause = jitter(self.0);
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
-        pause
-    }
-}
-
-/// 50 % to 100 % of `d`, so retrying exporters do not hit a recovering Querier in step.
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
-    d.mul_f64(frac)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_start_on_multiples_of_the_time_frame() {
-        assert_eq!(window_starts(0, 7200, 3600), vec![0, 3600]);
-        assert_eq!(window_starts(1, 7201, 3600), vec![3600, 7200]);
-        assert_eq!(window_starts(3600, 3600, 3600), Vec::<i64>::new());
-        assert_eq!(window_starts(-1, 1, 3600), vec![0]);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_thirty_seconds() {
-        let mut b = Backoff::default();
-        let bases: Vec<u64> = (0..7)
-            .map(|_| {
-                let base = b.0;
-                let p = b.next_pause();
-                assert!(p <= base && p * 2 >= base);
-                base.as_secs()
-            })
-            .collect();
-        assert_eq!(bases, vec![1, 2, 4, 8, 16, 30, 30]);
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_whole() {
-        for _ in 0..100 {
-            let j = jitter(Duration::from_secs(2));
-            assert!(j >= Duration::from_secs(1) && j <= Duration::from_secs(2));
-        }
     }
 }

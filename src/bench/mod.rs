@@ -9,60 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, CommandFactory};
+use clap::CommandFactory;
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::config::{Cli, Options, parse_time};
-
-/// Flags of the `bench` command.
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// First window start, unix seconds or RFC 3339.
-    #[arg(long, value_parser = parse_time)]
-    pub from: i64,
-    /// End of the range (exclusive), unix seconds or RFC 3339.
-    #[arg(long, value_parser = parse_time)]
-    pub to: i64,
-    /// Directory for bench.json, bench.md, bench.svg and the exported files.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Runs per source; the sources alternate, and the report shows the median run.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: u32,
-    /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses).
-    #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
-    pub sources: Vec<Variant>,
-}
-
-/// One way of exporting, run as `export --source …`.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Variant {
-    Grpc,
-    Http,
-    GrpcGzip,
-}
-
-impl Variant {
-    /// The name in reports and in bench.json.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Grpc => "grpc",
-            Variant::Http => "http",
-            Variant::GrpcGzip => "grpc-gzip",
-        }
-    }
-
-    fn export_flags(self) -> &'static [&'static str] {
-        match self {
-            Variant::Grpc => &["--source", "grpc"],
-            Variant::Http => &["--source", "http"],
-            Variant::GrpcGzip => &["--source", "grpc", "--grpc-gzip"],
-        }
-    }
-}
+use crate::cli::{BenchArgs, Cli, Options, Variant};
+use crate::exit;
+use crate::observe::{children_cpu_seconds, vm_hwm};
+use crate::time::{rfc3339, window_starts};
 
 /// Why the benchmark could not run.
 #[derive(Debug, Error)]
@@ -97,12 +52,11 @@ pub enum BenchError {
 impl BenchError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
-        use crate::export::exit;
         match self {
             BenchError::Invalid(_) => exit::CONFIG,
             BenchError::Metrics { .. } => exit::UNAVAILABLE,
             BenchError::Io { .. } | BenchError::Export { .. } | BenchError::NoSummary { .. } => {
-                exit::PARTIAL
+                exit::DATA_REFUSED
             }
         }
     }
@@ -267,7 +221,7 @@ async fn querier_sample(client: &reqwest::Client, url: &str) -> Result<ProcessSa
         .get(url)
         .send()
         .await
-        .map_err(|e| err(crate::error_chain(&e)))?;
+        .map_err(|e| err(crate::observe::error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }
@@ -382,29 +336,6 @@ struct ChildRun {
     cpu_seconds: f64,
 }
 
-/// CPU seconds of this process' waited-for children (`cutime + cstime` of /proc/self/stat).
-fn children_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // fields after the command name, which may hold spaces: state is field 3, cutime 16
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on every Linux architecture the kernel exposes to user space
-    (ticks(16) + ticks(17)) / 100.0
-}
-
-fn vm_hwm(pid: u32) -> u64 {
-    crate::app::vm_hwm(&pid.to_string())
-}
-
 // ---- the benchmark -----------------------------------------------------------------------
 
 /// Runs the benchmark and writes its report.
@@ -423,10 +354,9 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
     let mut sources = args.sources.clone();
     sources.sort();
     sources.dedup();
-    let store = opts
-        .store_endpoint()
+    let store = crate::cli::settings::store_endpoint(&opts.source)
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let base = opts.http_base();
+    let base = crate::cli::settings::http_base(&opts.source);
     let metrics_url = format!("{base}/metrics");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -437,10 +367,10 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
     let exe = std::env::current_exe().map_err(io("locating", Path::new("the executable")))?;
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut common = forwarded_args(&argv);
-    if opts.s3_prefix.is_none() {
+    if opts.destination.s3_prefix.is_none() {
         common.extend(["--s3-prefix".into(), "k8s/prometheus".into()]);
     }
-    if opts.cluster_name.is_none() {
+    if opts.destination.cluster_name.is_none() {
         common.extend(["--cluster-name".into(), "bench".into()]);
     }
     let logs = args.out.join("logs");
@@ -530,10 +460,9 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
         from: args.from,
         to: args.to,
         span_seconds: args.to - args.from,
-        windows: crate::export::window_starts(args.from, args.to, opts.time_frame as i64).len()
-            as u64,
-        time_frame: opts.time_frame,
-        step: opts.step,
+        windows: window_starts(args.from, args.to, opts.windows.time_frame as i64).len() as u64,
+        time_frame: opts.windows.time_frame,
+        step: opts.windows.step,
         rounds: args.rounds,
         store,
         prometheus_url: base,
@@ -567,7 +496,7 @@ async fn sample_peaks(
         }
         let p = pid.load(Ordering::SeqCst);
         if p != 0 {
-            exporter = exporter.max(vm_hwm(p));
+            exporter = exporter.max(vm_hwm(&p.to_string()));
         }
     }
     (querier, exporter)
@@ -916,7 +845,7 @@ pub fn render_table(r: &Report) -> String {
 /// bench.md: the same table in Markdown.
 pub fn render_markdown(r: &Report) -> String {
     let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
-    let (from, to) = (crate::export::rfc3339(r.from), crate::export::rfc3339(r.to));
+    let (from, to) = (rfc3339(r.from), rfc3339(r.to));
     let mut out = format!(
         "# storeapi-exporter bench\n\n{} windows of {} s ({} span, {from} to {to}), step {} s, {} round(s) per source alternating; median run shown.\nStore `{}`, HTTP `{}`, storeapi-exporter {}.\n\n",
         r.windows,

@@ -17,8 +17,7 @@ pub enum ChunkError {
     Corrupt(u16, &'static str),
 }
 
-/// One float sample: milliseconds since the epoch and the value.
-pub type Sample = (i64, f64);
+use crate::model::Sample;
 
 /// Reads bits most significant first from a byte slice. Every read is one unaligned
 /// big-endian load at the current bit position: no buffer to refill.

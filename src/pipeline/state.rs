@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::output::cluster_folder;
+use crate::finout::cluster_folder;
 use crate::sink::{Sink, SinkError};
 
 /// The content of the state object.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::exit;
+
 pub use s3::{S3Config, S3Sink};
 
 /// What went wrong with the destination, for the exit code and the hint.
@@ -46,6 +48,19 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// The process exit code for this failure: a destination that refuses for a reason the
+    /// user must fix is a configuration error, one that stays unavailable is worth a retry.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind() {
+            SinkErrorKind::Unavailable | SinkErrorKind::Refused => exit::UNAVAILABLE,
+            SinkErrorKind::NoSuchBucket
+            | SinkErrorKind::AccessDenied
+            | SinkErrorKind::BadCredentials
+            | SinkErrorKind::NoCredentials
+            | SinkErrorKind::WrongRegion => exit::CONFIG,
+        }
+    }
+
     /// The class of the failure.
     pub fn kind(&self) -> SinkErrorKind {
         match self {

@@ -22,8 +22,9 @@
 //! from its first sample as a monotonic running total. PromQL then sees no reset at all. The
 //! rates are the same in exact arithmetic, but not in the last bits, so we do the same.
 
-use crate::chunk::{ChunkError, Sample, decode_into};
-use crate::storeapi::proto::{AggrChunk, chunk::Encoding};
+use crate::chunk::{ChunkError, decode_into};
+use crate::model::Sample;
+use crate::store::proto::{AggrChunk, chunk::Encoding};
 
 /// Why a series' chunks could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -409,7 +410,7 @@ impl Merger {
 mod tests {
     use super::*;
     use crate::chunk::encode;
-    use crate::storeapi::proto::Chunk;
+    use crate::store::proto::Chunk;
 
     fn scrape(start: i64, every: i64, n: usize, f: impl Fn(i64) -> f64) -> Vec<Sample> {
         (0..n as i64)

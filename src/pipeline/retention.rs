@@ -6,8 +6,11 @@ use std::collections::BTreeSet;
 
 use tracing::{debug, info};
 
-use crate::output::cluster_folder;
+use crate::finout::layout::{
+    billing_month, cluster_folder, last_segment, partition_day, window_of_key,
+};
 use crate::sink::{Sink, SinkError};
+use crate::time::{rfc3339, utc_date};
 
 /// What retention did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,53 +21,6 @@ pub struct Retained {
     pub deleted: u64,
 }
 
-/// Days since the epoch of a civil date (inverse of `civil_from_days`, Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `end=YYYYMMDD` → the year, month and first day (days since the epoch) of the billing month
-/// it closes.
-fn billing_month(name: &str) -> Option<(i64, u32, i64)> {
-    let digits = name.strip_prefix("end=")?;
-    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let y: i64 = digits[..4].parse().ok()?;
-    let m: u32 = digits[4..6].parse().ok()?;
-    if !(1..=12).contains(&m) || &digits[6..] != "01" {
-        return None;
-    }
-    let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
-    Some((py, pm, days_from_civil(py, pm, 1)))
-}
-
-/// `<T>_<metric>.json.gz` under `metric=<metric>/` → T.
-fn window_of_key(key: &str) -> Option<i64> {
-    let mut parts = key.rsplit('/');
-    let file = parts.next()?;
-    let metric = parts.next()?.strip_prefix("metric=")?;
-    let t = file
-        .strip_suffix(".json.gz")?
-        .strip_suffix(metric)?
-        .strip_suffix('_')?;
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    t.parse().ok()
-}
-
-fn last_segment(prefix: &str) -> &str {
-    let p = prefix.strip_suffix('/').unwrap_or(prefix);
-    &p[p.rfind('/').map_or(0, |i| i + 1)..]
-}
-
 /// Deletes the files of `clusters` under `prefix` whose window starts before `cutoff` (unix
 /// seconds).
 pub async fn apply(
@@ -73,28 +29,25 @@ pub async fn apply(
     clusters: &BTreeSet<String>,
     cutoff: i64,
 ) -> Result<Retained, SinkError> {
-    let cutoff_day = cutoff.div_euclid(86_400);
+    let cutoff_day = utc_date(cutoff);
     let mut r = Retained::default();
     for cluster in clusters {
         let ends = sink.list(&cluster_folder(prefix, cluster)).await?;
         r.lists += 1;
         for end in &ends.prefixes {
-            let Some((y, month, month_start)) = billing_month(last_segment(end)) else {
+            let Some(month) = billing_month(last_segment(end)) else {
                 continue;
             };
-            if month_start > cutoff_day {
+            if month > cutoff_day {
                 continue; // the whole month is newer than the cutoff
             }
             let days = sink.list(end).await?;
             r.lists += 1;
             for day in &days.prefixes {
-                let Some(d) = last_segment(day)
-                    .strip_prefix("day=")
-                    .and_then(|d| d.parse::<u32>().ok())
-                else {
+                let Some(d) = partition_day(month, last_segment(day)) else {
                     continue;
                 };
-                if days_from_civil(y, month, d) > cutoff_day {
+                if d > cutoff_day {
                     continue;
                 }
                 let metrics = sink.list(day).await?;
@@ -120,7 +73,7 @@ pub async fn apply(
     }
     info!(
         clusters = clusters.len(),
-        cutoff = %jiff::Timestamp::from_second(cutoff).map(|t| t.to_string()).unwrap_or_default(),
+        cutoff = %rfc3339(cutoff),
         lists = r.lists,
         deleted = r.deleted,
         "retention applied"
@@ -131,42 +84,8 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::{civil_from_days, object_key};
+    use crate::finout::object_key;
     use crate::sink::LocalDir;
-
-    #[test]
-    fn partitions_and_keys() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
-        for z in [-1000, 0, 19_782, 20_000, 30_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
-        // end=20251101 closes October 2025
-        assert_eq!(
-            billing_month("end=20251101"),
-            Some((2025, 10, days_from_civil(2025, 10, 1)))
-        );
-        assert_eq!(
-            billing_month("end=20260101"),
-            Some((2025, 12, days_from_civil(2025, 12, 1)))
-        );
-        assert_eq!(billing_month("end=2025110"), None);
-        assert_eq!(billing_month("end=20251102"), None);
-        assert_eq!(billing_month("other"), None);
-        assert_eq!(
-            window_of_key("p/a/end=20251101/day=5/metric=cpu_usage/1759622400_cpu_usage.json.gz"),
-            Some(1_759_622_400)
-        );
-        assert_eq!(
-            window_of_key("p/a/end=20251101/day=5/metric=cpu_usage/notes.txt"),
-            None
-        );
-        assert_eq!(
-            window_of_key("p/a/end=20251101/day=5/metric=cpu_usage/1_other.json.gz"),
-            None
-        );
-    }
 
     #[tokio::test]
     async fn deletes_exactly_the_expired_files_of_its_clusters() {

@@ -1,0 +1,354 @@
+//! The command line as typed: every flag with its environment variable and help, grouped by
+//! what it configures. Nothing here reads the environment beyond clap's `env` or validates
+//! more than a value's form; `settings` resolves these into what the commands use.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::parse::{parse_days, parse_duration, parse_time};
+use crate::shard::Shard;
+
+/// Where the catalog is evaluated.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// In-process over the Thanos StoreAPI (`thanos.Store/Series`).
+    Grpc,
+    /// By Thanos Query (or Prometheus) over HTTP `query_range`.
+    Http,
+}
+
+/// Log output format.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct Options {
+    #[command(flatten, next_help_heading = "Source")]
+    pub source: SourceArgs,
+    #[command(flatten, next_help_heading = "Destination")]
+    pub destination: DestinationArgs,
+    #[command(flatten, next_help_heading = "Windows")]
+    pub windows: WindowArgs,
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
+    #[command(flatten, next_help_heading = "Logging")]
+    pub log: LogArgs,
+}
+
+/// Where the catalog is evaluated, and the endpoints it reads from.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// StoreAPI gRPC endpoint, e.g. http://thanos-query.monitoring:10901 (https:// for TLS).
+    /// Defaults to HOSTNAME:10901 when HOSTNAME names another host.
+    #[arg(long, env = "STORE_ENDPOINT", global = true)]
+    pub store: Option<String>,
+
+    /// Where the catalog is evaluated.
+    #[arg(
+        long,
+        env = "SOURCE",
+        value_enum,
+        default_value = "grpc",
+        global = true
+    )]
+    pub source: SourceKind,
+
+    /// Prometheus-compatible HTTP API base URL; overrides SCHEME, HOSTNAME, PORT, PATH_PREFIX.
+    #[arg(long, env = "PROMETHEUS_URL", global = true)]
+    pub prometheus_url: Option<String>,
+
+    /// HTTP API host (Finout's HOSTNAME; the environment value is ignored when it is this
+    /// machine's own hostname, as Kubernetes sets it to the pod name).
+    #[arg(long, global = true)]
+    pub hostname: Option<String>,
+
+    /// HTTP API port.
+    #[arg(long, env = "PORT", default_value_t = 9090, global = true)]
+    pub port: u16,
+
+    /// HTTP API scheme.
+    #[arg(long, env = "SCHEME", default_value = "http", global = true)]
+    pub scheme: String,
+
+    /// Path prefix of the HTTP API, when served under a sub-path (e.g. data/metrics).
+    #[arg(long, env = "PATH_PREFIX", global = true)]
+    pub path_prefix: Option<String>,
+
+    /// Path of the HTTP API's readiness endpoint, probed before any work when an HTTP address
+    /// is configured (--source http, or PROMETHEUS_URL/HOSTNAME set).
+    #[arg(
+        long,
+        env = "METRICS_READINESS_PATH",
+        default_value = "/-/ready",
+        global = true
+    )]
+    pub readiness_path: String,
+
+    /// Catalog file (YAML or JSON) extending or replacing the default catalog.
+    #[arg(long, env = "CATALOG_FILE", global = true)]
+    pub catalog: Option<PathBuf>,
+
+    /// Labels that tell HA replicas apart (comma-separated), as the Querier's
+    /// --query.replica-label.
+    #[arg(
+        long = "replica-label",
+        env = "REPLICA_LABELS",
+        value_delimiter = ',',
+        default_value = "replica,prometheus_replica,receive_replica,rule_replica",
+        global = true
+    )]
+    pub replica_labels: Vec<String>,
+
+    /// Lookback delta of instant selectors; must equal the Querier's --query.lookback-delta.
+    #[arg(long, env = "LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub lookback_delta: u64,
+}
+
+/// Where the files go.
+#[derive(Args, Debug, Clone)]
+pub struct DestinationArgs {
+    /// Write the files under this directory instead of S3 (DIR/<S3_PREFIX>/<cluster>/...).
+    #[arg(long, env = "OUTPUT_DIR", global = true)]
+    pub output_dir: Option<PathBuf>,
+
+    /// S3 bucket (required unless --output-dir).
+    #[arg(long, env = "S3_BUCKET", global = true)]
+    pub s3_bucket: Option<String>,
+
+    /// Key prefix of every object, e.g. k8s/prometheus.
+    #[arg(long, env = "S3_PREFIX", global = true)]
+    pub s3_prefix: Option<String>,
+
+    /// S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// Region of the bucket; the AWS default chain (AWS_REGION, profile, instance metadata)
+    /// when unset.
+    #[arg(long, env = "S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Path-style addressing (endpoint/bucket/key) instead of virtual-hosted style; defaults
+    /// to true with --s3-endpoint, false for AWS.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", global = true)]
+    pub s3_path_style: Option<bool>,
+
+    /// Attempts per S3 request (first try included) on throttling, 5xx and network errors.
+    #[arg(long, env = "S3_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub s3_max_attempts: u32,
+
+    /// IAM role to assume for the S3 writes (STS AssumeRole on top of the default chain).
+    #[arg(long, env = "ROLE_ARN", global = true)]
+    pub role_arn: Option<String>,
+
+    /// STS endpoint for ROLE_ARN, when not AWS' own (a VPC endpoint, an S3-compatible
+    /// server's STS).
+    #[arg(long, env = "STS_ENDPOINT", global = true)]
+    pub sts_endpoint: Option<String>,
+
+    /// External ID required by the role's trust policy.
+    #[arg(long, env = "ROLE_EXTERNAL_ID", hide_env_values = true, global = true)]
+    pub role_external_id: Option<String>,
+
+    /// Folder for series without a cluster label, and for the exporter's state.
+    #[arg(long, env = "CLUSTER_NAME", global = true)]
+    pub cluster_name: Option<String>,
+
+    /// Label whose value names the cluster of each series.
+    #[arg(
+        long,
+        env = "CLUSTER_LABEL_NAME",
+        default_value = "cluster",
+        global = true
+    )]
+    pub cluster_label: String,
+}
+
+/// Which windows are exported, and when.
+#[derive(Args, Debug, Clone)]
+pub struct WindowArgs {
+    /// Seconds per exported file (window).
+    #[arg(long, env = "TIME_FRAME", default_value_t = 3600, global = true)]
+    pub time_frame: u64,
+
+    /// Evaluation step in seconds; divides TIME_FRAME.
+    #[arg(long, env = "QUERY_STEP", default_value_t = 60, global = true)]
+    pub step: u64,
+
+    /// How far back the first run starts: days (3), or a duration (3d, 72h).
+    #[arg(long, env = "BACKFILL_DAYS", default_value = "3d", value_parser = parse_days, global = true)]
+    pub backfill: u64,
+
+    /// The clock, unix seconds or RFC 3339 (for tests and replays).
+    #[arg(long, env = "EXPORTER_NOW", value_parser = parse_time, global = true)]
+    pub now: Option<i64>,
+
+    /// How long after a window ends before it is exported (late samples, sidecar lag).
+    #[arg(long, env = "SETTLE_DELAY", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub settle_delay: u64,
+
+    /// How long exported files are kept: days (30), or a duration (30d, 12h); 0 keeps them
+    /// forever.
+    #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value = "30", value_parser = parse_days, global = true)]
+    pub retention: u64,
+
+    /// This pod's shard, i/N: it exports only the clusters whose name hashes to i, and keeps
+    /// its own state. Defaults to JOB_COMPLETION_INDEX/JOB_COMPLETIONS in an Indexed Job.
+    #[arg(long, env = "SHARD", value_parser = Shard::parse, global = true)]
+    pub shard: Option<Shard>,
+}
+
+/// TLS, authentication, deadlines, retries and concurrency, for every endpoint.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// CA bundle (PEM) to verify the endpoints with, instead of the system roots.
+    #[arg(long, env = "TLS_CA_FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mTLS to the StoreAPI.
+    #[arg(long, env = "TLS_CERT_FILE", global = true, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Client key (PEM) for mTLS to the StoreAPI.
+    #[arg(long, env = "TLS_KEY_FILE", global = true, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Server name to verify in TLS, when it differs from the endpoint's host.
+    #[arg(long, env = "TLS_SERVER_NAME", global = true)]
+    pub tls_server_name: Option<String>,
+
+    /// Static token, sent as the `token` header (Finout's API token authentication).
+    #[arg(
+        long,
+        env = "PROMETHEUS_AUTH_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub auth_token: Option<String>,
+
+    /// Bearer token, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "PROMETHEUS_BEARER_AUTH_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub bearer_token: Option<String>,
+
+    /// Basic auth user.
+    #[arg(long, env = "PROMETHEUS_USERNAME", global = true)]
+    pub username: Option<String>,
+
+    /// Basic auth password.
+    #[arg(
+        long,
+        env = "PROMETHEUS_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub password: Option<String>,
+
+    /// Tenant, sent as X-Scope-OrgID and THANOS-TENANT.
+    #[arg(long, env = "PROMETHEUS_X_SCOPE_ORGID", global = true)]
+    pub tenant: Option<String>,
+
+    /// Deadline of one StoreAPI call or HTTP query.
+    #[arg(long, env = "QUERY_TIMEOUT", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub timeout: u64,
+
+    /// Largest StoreAPI response frame accepted, bytes.
+    #[arg(long, env = "GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, global = true)]
+    pub max_message_bytes: usize,
+
+    /// Ask the StoreAPI to gzip its responses.
+    #[arg(long, env = "GRPC_GZIP", global = true)]
+    pub grpc_gzip: bool,
+
+    /// Attempts per window before giving up on retryable errors.
+    #[arg(long, env = "RETRIES", default_value_t = 5, global = true)]
+    pub retries: u32,
+
+    /// Streams or queries in flight at once, and uploads in flight at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4, global = true)]
+    pub concurrency: usize,
+
+    /// Windows evaluated at once. 1 keeps memory at one window's output; 2 overlaps a window's
+    /// writing with the next one's streams (measured, docs/benchmarks.md: 3 % less wall time,
+    /// 1.5x the memory).
+    #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 1, global = true)]
+    pub window_concurrency: usize,
+}
+
+/// Log output.
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. info or storeapi_exporter=debug.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// Flags of the `bench` command.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// First window start, unix seconds or RFC 3339.
+    #[arg(long, value_parser = parse_time)]
+    pub from: i64,
+    /// End of the range (exclusive), unix seconds or RFC 3339.
+    #[arg(long, value_parser = parse_time)]
+    pub to: i64,
+    /// Directory for bench.json, bench.md, bench.svg and the exported files.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Runs per source; the sources alternate, and the report shows the median run.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses).
+    #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
+    pub sources: Vec<Variant>,
+}
+
+/// One way of exporting, run as `export --source …`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Grpc,
+    Http,
+    GrpcGzip,
+}
+
+impl Variant {
+    /// The name in reports and in bench.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Grpc => "grpc",
+            Variant::Http => "http",
+            Variant::GrpcGzip => "grpc-gzip",
+        }
+    }
+
+    pub fn export_flags(self) -> &'static [&'static str] {
+        match self {
+            Variant::Grpc => &["--source", "grpc"],
+            Variant::Http => &["--source", "http"],
+            Variant::GrpcGzip => &["--source", "grpc", "--grpc-gzip"],
+        }
+    }
+}

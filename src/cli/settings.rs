@@ -1,0 +1,399 @@
+//! The command line resolved once into what the commands use: checked, typed (durations as
+//! `Duration`, windows in seconds), with the environment that is not a flag (HOSTNAME as
+//! Kubernetes sets it, an Indexed Job's JOB_COMPLETION_*) read here and nowhere else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::args::{ConnectionArgs, Options, SourceArgs, SourceKind};
+use crate::shard::Shard;
+use crate::sink::S3Config;
+use crate::store::StoreConfig;
+
+/// A configuration that cannot work.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{0} is required: set {1}")]
+    Missing(&'static str, &'static str),
+    #[error(
+        "no StoreAPI endpoint: set STORE_ENDPOINT (or --store), e.g. http://thanos-query.monitoring:10901 (HOSTNAME is this machine's own name, not the Thanos host)"
+    )]
+    NoStore,
+    #[error("QUERY_STEP ({step}s) must be positive and divide TIME_FRAME ({time_frame}s)")]
+    Step { step: u64, time_frame: u64 },
+    #[error("--from ({from}) must be before --to ({to})")]
+    Range { from: i64, to: i64 },
+    #[error("CONCURRENCY and WINDOW_CONCURRENCY must be at least 1")]
+    Concurrency,
+    #[error("CLUSTER_NAME {0:?} must be one path segment (no '/')")]
+    ClusterName(String),
+    #[error("{0}")]
+    Shard(String),
+}
+
+/// Where the catalog is evaluated, with what that needs.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    /// The StoreAPI endpoint, TLS, deadline and metadata.
+    Grpc(StoreConfig),
+    /// Thanos Query's (or Prometheus') HTTP API.
+    Http,
+}
+
+/// Where the files go.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    Local(PathBuf),
+    S3(S3Config),
+}
+
+/// Everything `run` and `export` need, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceSettings,
+    /// The HTTP API base URL (`--source http`, and the readiness probe).
+    pub http_base: String,
+    /// Whether an HTTP API address was given, so its readiness is probed before work.
+    pub probe_http: bool,
+    /// Path of the HTTP API's readiness endpoint.
+    pub readiness_path: String,
+    pub catalog_file: Option<PathBuf>,
+    pub replica_labels: Vec<String>,
+    pub lookback: Duration,
+    pub destination: Destination,
+    pub prefix: String,
+    pub cluster_name: String,
+    pub cluster_label: String,
+    /// Window length and evaluation step, seconds (the unit of object keys).
+    pub time_frame: i64,
+    pub step: i64,
+    pub backfill: Duration,
+    /// The clock (unix seconds), when fixed for a test or a replay.
+    pub now: Option<i64>,
+    pub settle_delay: Duration,
+    /// How long files are kept; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// This pod's shard, when there is more than one.
+    pub shard: Option<Shard>,
+    /// Auth and tenant headers, for gRPC metadata and HTTP alike.
+    pub auth_headers: Vec<(String, String)>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Attempts per window (evaluation) and per file (upload) on transient errors.
+    pub attempts: u32,
+    pub concurrency: usize,
+    pub window_concurrency: usize,
+}
+
+impl Settings {
+    /// Checks the options and resolves them for `run` and `export`.
+    pub fn resolve(opts: &Options) -> Result<Settings, ConfigError> {
+        let (src, dst, win, conn) = (
+            &opts.source,
+            &opts.destination,
+            &opts.windows,
+            &opts.connection,
+        );
+        if win.step == 0 || win.time_frame == 0 || !win.time_frame.is_multiple_of(win.step) {
+            return Err(ConfigError::Step {
+                step: win.step,
+                time_frame: win.time_frame,
+            });
+        }
+        let prefix = dst.s3_prefix.clone().ok_or(ConfigError::Missing(
+            "the key prefix",
+            "S3_PREFIX (or --s3-prefix)",
+        ))?;
+        let cluster_name =
+            dst.cluster_name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .ok_or(ConfigError::Missing(
+                    "the cluster name",
+                    "CLUSTER_NAME (or --cluster-name)",
+                ))?;
+        let destination = match (&dst.output_dir, &dst.s3_bucket) {
+            (Some(dir), _) => Destination::Local(dir.clone()),
+            (None, Some(bucket)) => Destination::S3(S3Config {
+                bucket: bucket.clone(),
+                region: dst.s3_region.clone(),
+                endpoint: dst.s3_endpoint.clone(),
+                path_style: dst.s3_path_style.unwrap_or(dst.s3_endpoint.is_some()),
+                role_arn: dst.role_arn.clone(),
+                external_id: dst.role_external_id.clone(),
+                sts_endpoint: dst.sts_endpoint.clone(),
+                max_attempts: dst.s3_max_attempts,
+                attempt_timeout: Duration::from_secs(60),
+            }),
+            (None, None) => {
+                return Err(ConfigError::Missing(
+                    "a destination",
+                    "S3_BUCKET (or --s3-bucket), or OUTPUT_DIR (or --output-dir) for a local directory",
+                ));
+            }
+        };
+        if conn.concurrency == 0 || conn.window_concurrency == 0 {
+            return Err(ConfigError::Concurrency);
+        }
+        if cluster_name.contains('/') || cluster_name == "." || cluster_name == ".." {
+            return Err(ConfigError::ClusterName(cluster_name));
+        }
+        let env_host = env_hostname();
+        let auth_headers = auth_headers(conn);
+        let source = match src.source {
+            SourceKind::Grpc => {
+                let mut cfg = StoreConfig::new(store_endpoint_with(src, env_host.as_deref())?);
+                cfg.ca_file = conn.tls_ca_file.clone();
+                cfg.client_cert = conn.tls_cert_file.clone().zip(conn.tls_key_file.clone());
+                cfg.tls_server_name = conn.tls_server_name.clone();
+                cfg.timeout = Duration::from_secs(conn.timeout);
+                cfg.max_message_bytes = conn.max_message_bytes;
+                cfg.gzip = conn.grpc_gzip;
+                cfg.metadata = auth_headers.clone();
+                SourceSettings::Grpc(cfg)
+            }
+            SourceKind::Http => SourceSettings::Http,
+        };
+        let shard = match win.shard {
+            Some(s) => Some(s),
+            None => Shard::from_job_env(
+                std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+                std::env::var("JOB_COMPLETIONS").ok().as_deref(),
+            )
+            .transpose()
+            .map_err(ConfigError::Shard)?,
+        }
+        .filter(|s| s.count > 1);
+        Ok(Settings {
+            source,
+            http_base: http_base_with(src, env_host.as_deref()),
+            probe_http: src.source == SourceKind::Http
+                || src.prometheus_url.is_some()
+                || src.hostname.is_some()
+                || env_host.is_some(),
+            readiness_path: src.readiness_path.clone(),
+            catalog_file: src.catalog.clone(),
+            replica_labels: src.replica_labels.clone(),
+            lookback: Duration::from_secs(src.lookback_delta),
+            destination,
+            prefix,
+            cluster_name,
+            cluster_label: dst.cluster_label.clone(),
+            time_frame: win.time_frame as i64,
+            step: win.step as i64,
+            backfill: Duration::from_secs(win.backfill),
+            now: win.now,
+            settle_delay: Duration::from_secs(win.settle_delay),
+            retention: (win.retention > 0).then(|| Duration::from_secs(win.retention)),
+            shard,
+            auth_headers,
+            tls_ca_file: conn.tls_ca_file.clone(),
+            timeout: Duration::from_secs(conn.timeout),
+            attempts: conn.retries,
+            concurrency: conn.concurrency,
+            window_concurrency: conn.window_concurrency,
+        })
+    }
+}
+
+fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The HOSTNAME environment value, unless it is this machine's own name (Kubernetes sets
+/// HOSTNAME to the pod name in every container).
+fn env_hostname() -> Option<String> {
+    let h = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())?;
+    match machine_hostname() {
+        Some(own) if own == h => None,
+        _ => Some(h),
+    }
+}
+
+/// The StoreAPI endpoint: `--store`, else `HOSTNAME:10901` when HOSTNAME names another host.
+pub fn store_endpoint(src: &SourceArgs) -> Result<String, ConfigError> {
+    store_endpoint_with(src, env_hostname().as_deref())
+}
+
+fn store_endpoint_with(src: &SourceArgs, env_host: Option<&str>) -> Result<String, ConfigError> {
+    if let Some(s) = &src.store {
+        return Ok(s.clone());
+    }
+    src.hostname
+        .as_deref()
+        .or(env_host)
+        .map(|h| format!("http://{h}:10901"))
+        .ok_or(ConfigError::NoStore)
+}
+
+/// The HTTP API base URL: `--prometheus-url`, else `SCHEME://HOSTNAME:PORT/PATH_PREFIX`.
+pub fn http_base(src: &SourceArgs) -> String {
+    http_base_with(src, env_hostname().as_deref())
+}
+
+fn http_base_with(src: &SourceArgs, env_host: Option<&str>) -> String {
+    if let Some(u) = &src.prometheus_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = src.hostname.as_deref().or(env_host).unwrap_or("localhost");
+    let mut base = format!("{}://{}:{}", src.scheme, host, src.port);
+    if let Some(p) = src.path_prefix.as_deref().map(|p| p.trim_matches('/'))
+        && !p.is_empty()
+    {
+        base.push('/');
+        base.push_str(p);
+    }
+    base
+}
+
+/// Auth and tenant headers, the same for gRPC metadata (lowercase) and HTTP.
+fn auth_headers(conn: &ConnectionArgs) -> Vec<(String, String)> {
+    let mut h = Vec::new();
+    if let Some(t) = &conn.bearer_token {
+        h.push(("authorization".to_string(), format!("Bearer {t}")));
+    } else if let (Some(u), Some(p)) = (&conn.username, &conn.password) {
+        h.push((
+            "authorization".to_string(),
+            format!(
+                "Basic {}",
+                base64_lite::encode(format!("{u}:{p}").as_bytes())
+            ),
+        ));
+    }
+    if let Some(t) = &conn.auth_token {
+        h.push(("token".to_string(), t.clone()));
+    }
+    if let Some(t) = &conn.tenant {
+        h.push(("x-scope-orgid".to_string(), t.clone()));
+        h.push(("thanos-tenant".to_string(), t.clone()));
+    }
+    h
+}
+
+/// Base64 for basic auth, so no crate is needed for eight lines.
+mod base64_lite {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn opts(args: &[&str]) -> Options {
+        let mut argv = vec!["storeapi-exporter"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).opts
+    }
+
+    #[test]
+    fn basic_auth_encoding() {
+        assert_eq!(base64_lite::encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_lite::encode(b"a"), "YQ==");
+        assert_eq!(base64_lite::encode(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn hostname_equal_to_the_machine_is_not_the_thanos_host() {
+        let o = opts(&["--s3-prefix", "p"]);
+        if let Some(own) = machine_hostname() {
+            assert!(matches!(
+                store_endpoint_with(&o.source, None),
+                Err(ConfigError::NoStore)
+            ));
+            assert_eq!(http_base_with(&o.source, None), "http://localhost:9090");
+            // what env_hostname() makes of Kubernetes' HOSTNAME=<pod name>
+            assert!(own != "thanos-query.monitoring");
+        }
+        let host = Some("thanos-query.monitoring");
+        assert_eq!(
+            store_endpoint_with(&o.source, host).unwrap(),
+            "http://thanos-query.monitoring:10901"
+        );
+        assert_eq!(
+            http_base_with(&o.source, host),
+            "http://thanos-query.monitoring:9090"
+        );
+    }
+
+    #[test]
+    fn resolves_checked_and_typed() {
+        let base = [
+            "--store",
+            "http://q:10901",
+            "--s3-prefix",
+            "p",
+            "--cluster-name",
+            "c",
+            "--output-dir",
+            "/tmp/x",
+        ];
+        let s = Settings::resolve(&opts(&base)).unwrap();
+        assert_eq!((s.time_frame, s.step), (3600, 60));
+        assert_eq!(s.lookback, Duration::from_secs(300));
+        assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert!(matches!(s.source, SourceSettings::Grpc(ref c) if c.endpoint == "http://q:10901"));
+        assert!(matches!(s.destination, Destination::Local(_)));
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            Settings::resolve(&opts(&a))
+        };
+        assert!(matches!(
+            with(&["--step", "7"]),
+            Err(ConfigError::Step { .. })
+        ));
+        let mut slash = base.to_vec();
+        slash[5] = "a/b";
+        assert!(matches!(
+            Settings::resolve(&opts(&slash)),
+            Err(ConfigError::ClusterName(_))
+        ));
+        assert!(matches!(
+            with(&["--concurrency", "0"]),
+            Err(ConfigError::Concurrency)
+        ));
+        assert_eq!(with(&["--retention-days", "0"]).unwrap().retention, None);
+        assert_eq!(with(&["--shard", "0/1"]).unwrap().shard, None);
+        let s = with(&["--bearer-token", "t", "--tenant", "x"]).unwrap();
+        assert_eq!(
+            s.auth_headers,
+            vec![
+                ("authorization".to_string(), "Bearer t".to_string()),
+                ("x-scope-orgid".to_string(), "x".to_string()),
+                ("thanos-tenant".to_string(), "x".to_string()),
+            ]
+        );
+        if std::env::var_os("S3_BUCKET").is_none() && std::env::var_os("OUTPUT_DIR").is_none() {
+            let no_dest = Settings::resolve(&opts(&base[..6])).unwrap_err();
+            assert!(no_dest.to_string().contains("S3_BUCKET"), "{no_dest}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The commands, wired from the command line: what `main` calls.
+
+mod run;
+mod setup;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::catalog::CatalogError;
+use crate::cli::{Cli, Command, ConfigError, LogFormat, Settings};
+use crate::engine::EntryError;
+use crate::exit;
+use crate::observe::peak_rss_bytes;
+use crate::pipeline::progress::Progress;
+use crate::pipeline::state::StateError;
+use crate::pipeline::{ExportError, Summary};
+use crate::sink::SinkError;
+use crate::source::http::HttpConfigError;
+use crate::store::StoreError;
+use crate::time::window_starts;
+
+pub use setup::build_exporter;
+
+/// Why a command failed, with its exit code.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Compile(#[from] EntryError),
+    #[error(transparent)]
+    Http(#[from] HttpConfigError),
+    #[error("preflight: {0}")]
+    Preflight(StoreError),
+    #[error(
+        "preflight: the HTTP API is not ready: {0} (check PROMETHEUS_URL or SCHEME/HOSTNAME/PORT/PATH_PREFIX, and METRICS_READINESS_PATH)"
+    )]
+    NotReady(String),
+    #[error("preflight: the destination: {0}")]
+    Destination(SinkError),
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Export(ExportError),
+    #[error("retention: {0} (the windows were exported and the state saved)")]
+    Retention(SinkError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+}
+
+impl AppError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_)
+            | AppError::Catalog(_)
+            | AppError::Compile(_)
+            | AppError::Http(_) => exit::CONFIG,
+            AppError::Preflight(e) if e.is_retryable() => exit::UNAVAILABLE,
+            AppError::Preflight(_) => exit::CONFIG,
+            AppError::NotReady(_) => exit::UNAVAILABLE,
+            AppError::Destination(e) | AppError::Retention(e) => e.exit_code(),
+            AppError::State(StateError::Sink(e)) => e.exit_code(),
+            AppError::State(_) => exit::CONFIG,
+            AppError::Export(e) => e.exit_code(),
+            AppError::Bench(e) => e.exit_code(),
+        }
+    }
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let opts = cli.opts;
+    let bar = opts.log.log_format != LogFormat::Json && std::io::stderr().is_terminal();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run::run_job(&Settings::resolve(&opts)?, bar).await,
+        Command::Export { from, to } => export(&Settings::resolve(&opts)?, from, to, bar).await,
+        Command::Bench(args) => {
+            let report = crate::bench::run(&opts, args).await?;
+            print!("{}", crate::bench::render_table(&report));
+            Ok(())
+        }
+    }
+}
+
+/// `export`: the windows starting in `[from, to)`, without state.
+async fn export(s: &Settings, from: i64, to: i64, bar: bool) -> Result<(), AppError> {
+    if from >= to {
+        return Err(ConfigError::Range { from, to }.into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let exporter = build_exporter(s).await?;
+    let starts = window_starts(from, to, s.time_frame);
+    let began = Instant::now();
+    let mut progress = Progress::new(starts.len(), bar);
+    let result = exporter.export(&starts, &stop, None, &mut progress).await;
+    progress.finish();
+    let (summary, err) = match result {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e)),
+    };
+    log_summary("export finished", &summary, 0, began, starts.len());
+    match err {
+        None => Ok(()),
+        Some(e) => Err(AppError::Export(e)),
+    }
+}
+
+fn log_summary(message: &str, s: &Summary, deleted: u64, began: Instant, planned: usize) {
+    info!(
+        windows = s.windows,
+        windows_planned = planned,
+        series = s.stats.series,
+        samples = s.stats.samples,
+        calls = s.stats.calls,
+        bytes_in = s.stats.bytes_in,
+        bytes_out = s.bytes_out,
+        files_written = s.files,
+        files_deleted = deleted,
+        duration_s = began.elapsed().as_secs_f64(),
+        peak_rss_bytes = peak_rss_bytes(),
+        "{message}"
+    );
+}
+
+fn watch_signals(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        warn!("signal received: finishing the window in flight, starting no new one");
+        stop.store(true, Ordering::SeqCst);
+    });
+}

@@ -1,0 +1,223 @@
+//! `run`, the CronJob: export every complete window since the saved state (first run: since
+//! BACKFILL_DAYS ago) up to now minus the settle delay, advancing the state after each
+//! window, then apply retention.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::{AppError, build_exporter, log_summary, watch_signals};
+use crate::cli::Settings;
+use crate::pipeline::progress::Progress;
+use crate::pipeline::retention;
+use crate::pipeline::state::{State, StateError, StateStore, state_key};
+use crate::pipeline::{Checkpoint, ExportError};
+use crate::time::{rfc3339, window_starts};
+
+/// What one run does, decided from the clock, the saved state and the settings alone.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct RunPlan {
+    /// The state to start from (the saved one, a new one at the backfill start, or moved up
+    /// to the retention cutoff).
+    pub state: State,
+    /// Whether the state was moved up to the retention cutoff (older windows would be deleted
+    /// right away).
+    pub skipped_to_retention: Option<i64>,
+    /// Window starts to export, in time order.
+    pub windows: Vec<i64>,
+    /// Files whose window starts before this are deleted afterwards (unix seconds).
+    pub retention_cutoff: Option<i64>,
+}
+
+pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan {
+    let tf = s.time_frame;
+    let backfill_start = (now - s.backfill.as_secs() as i64).div_euclid(tf) * tf;
+    let retention = s.retention.map(|r| r.as_secs() as i64);
+    // the first window that retention keeps whole
+    let retention_start = retention.map(|r| (now - r + tf - 1).div_euclid(tf) * tf);
+    let mut state = saved.unwrap_or_else(|| State::new(backfill_start, tf as u64));
+    let mut skipped_to_retention = None;
+    if let Some(r) = retention_start
+        && state.exported_until < r
+    {
+        skipped_to_retention = Some(r);
+        state.advance(r);
+    }
+    let limit = now - s.settle_delay.as_secs() as i64;
+    let windows = window_starts(state.exported_until, limit - tf + 1, tf);
+    RunPlan {
+        state,
+        skipped_to_retention,
+        windows,
+        retention_cutoff: retention.map(|r| now - r),
+    }
+}
+
+pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let began = Instant::now();
+    let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
+    let tf = s.time_frame;
+    let exporter = build_exporter(s).await?;
+    let store = StateStore {
+        sink: &exporter.sink,
+        key: state_key(
+            &exporter.prefix,
+            &exporter.cluster_name,
+            exporter.shard.map(|s| s.pair()),
+        ),
+        now,
+    };
+    let saved = store.load(tf as u64).await?;
+    match &saved {
+        Some(st) => {
+            info!(key = %store.key, exported_until = %rfc3339(st.exported_until), "state loaded")
+        }
+        None => {
+            let start = (now - s.backfill.as_secs() as i64).div_euclid(tf) * tf;
+            info!(key = %store.key, start = %rfc3339(start), "no state: first run, backfilling");
+        }
+    }
+    let RunPlan {
+        mut state,
+        skipped_to_retention,
+        windows: starts,
+        retention_cutoff,
+    } = plan_run(now, saved, s);
+    if let Some(r) = skipped_to_retention {
+        warn!(
+            exported_until = %rfc3339(state.exported_until),
+            retention_start = %rfc3339(r),
+            "the state is older than the retention: starting at the retention cutoff, older windows would be deleted right away"
+        );
+    }
+    // writing the state is the check that the bucket is writable
+    store
+        .save(&state)
+        .await
+        .map_err(|e| AppError::State(StateError::Sink(e)))?;
+    info!(
+        windows = starts.len(),
+        from = %rfc3339(state.exported_until),
+        to = %rfc3339(starts.last().map_or(state.exported_until, |w| w + tf)),
+        destination = %exporter.sink.describe(),
+        "export planned"
+    );
+    let mut progress = Progress::new(starts.len(), bar);
+    let result = exporter
+        .export(
+            &starts,
+            &stop,
+            Some(Checkpoint {
+                store: &store,
+                state: &mut state,
+            }),
+            &mut progress,
+        )
+        .await;
+    progress.finish();
+    let (summary, err) = match result {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e)),
+    };
+    let mut deleted = 0;
+    let mut retention_error = None;
+    if let Some(cutoff) = retention_cutoff
+        && err.is_none()
+        && !stop.load(Ordering::SeqCst)
+    {
+        match retention::apply(&exporter.sink, &exporter.prefix, &state.clusters, cutoff).await {
+            Ok(r) => deleted = r.deleted,
+            Err(e) => retention_error = Some(e),
+        }
+    }
+    log_summary("run finished", &summary, deleted, began, starts.len());
+    if let Some(e) = err {
+        return Err(AppError::Export(e));
+    }
+    if stop.load(Ordering::SeqCst) {
+        return Err(AppError::Export(ExportError::Interrupted(
+            state.exported_until,
+        )));
+    }
+    match retention_error {
+        Some(e) => Err(AppError::Retention(e)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    const H: i64 = 3600;
+    // 2025-11-01T10:20Z
+    const NOW: i64 = 1_761_955_200 + 10 * H + 20 * 60;
+
+    fn settings(extra: &[&str]) -> Settings {
+        let mut argv = vec![
+            "storeapi-exporter",
+            "--store",
+            "http://q:10901",
+            "--s3-prefix",
+            "p",
+            "--cluster-name",
+            "c",
+            "--output-dir",
+            "/tmp/x",
+        ];
+        argv.extend_from_slice(extra);
+        Settings::resolve(&Cli::parse_from(argv).opts).unwrap()
+    }
+
+    #[test]
+    fn first_run_backfills_to_the_last_settled_window() {
+        let s = settings(&["--backfill", "1d", "--settle-delay", "10m"]);
+        let p = plan_run(NOW, None, &s);
+        // backfill from 2025-10-31T10:00Z; 10:20 - 10m = 10:10, so the 09:00 window is the last
+        // complete one
+        assert_eq!(p.state.exported_until, NOW - 20 * 60 - 24 * H);
+        assert_eq!(p.windows.first(), Some(&(NOW - 20 * 60 - 24 * H)));
+        assert_eq!(p.windows.last(), Some(&(NOW - 20 * 60 - H)));
+        assert_eq!(p.windows.len(), 24);
+        assert_eq!(p.retention_cutoff, Some(NOW - 30 * 86_400));
+        assert_eq!(p.skipped_to_retention, None);
+    }
+
+    #[test]
+    fn a_saved_state_resumes_and_nothing_is_due_within_the_settle_delay() {
+        let s = settings(&["--settle-delay", "30m"]);
+        let saved = State::new(NOW - 20 * 60 - H, 3600);
+        // 10:20 - 30m = 09:50: the 09:00 window is not settled yet
+        assert!(plan_run(NOW, Some(saved.clone()), &s).windows.is_empty());
+        let s = settings(&["--settle-delay", "10m"]);
+        assert_eq!(
+            plan_run(NOW, Some(saved), &s).windows,
+            vec![NOW - 20 * 60 - H]
+        );
+    }
+
+    #[test]
+    fn a_state_older_than_the_retention_starts_at_the_cutoff() {
+        let s = settings(&["--retention-days", "2d", "--backfill", "3d"]);
+        assert_eq!(s.retention, Some(Duration::from_secs(2 * 86_400)));
+        let p = plan_run(NOW, None, &s);
+        // the first window retention keeps whole: 2025-10-30T11:00Z
+        let cut = NOW - 20 * 60 - 2 * 86_400 + H;
+        assert_eq!(p.skipped_to_retention, Some(cut));
+        assert_eq!(p.state.exported_until, cut);
+        assert_eq!(p.windows[0], cut);
+        let keep = settings(&["--retention-days", "0", "--backfill", "3d"]);
+        let p = plan_run(NOW, None, &keep);
+        assert_eq!((p.skipped_to_retention, p.retention_cutoff), (None, None));
+        assert_eq!(p.windows.len(), 72);
+    }
+}

@@ -1,0 +1,51 @@
+//! The PromQL subset evaluated in-process over StoreAPI data.
+//!
+//! An expression compiles into one selector and a chain of stages, innermost first:
+//! a leaf (instant selector or range function) computes a series' value at every step, maps
+//! (`label_replace`, arithmetic with a number) transform it, aggregations group it. Series are
+//! pushed one at a time as they stream in and folded into the first aggregation's per-step
+//! accumulators, so memory follows the output (groups × steps), never the input samples.
+//!
+//! Semantics are those of the Prometheus 3 engine inside the pinned Thanos Query: range
+//! selectors select `(t - range, t]` (left-open; Prometheus 2 selected `[t - range, t]`),
+//! instant selectors the newest sample in `(t - lookback, t]`, staleness markers end a series,
+//! `rate`/`increase`/`delta` extrapolate as `extrapolatedRate` does, and `sum`/`avg` use the
+//! same Kahan-Neumaier summation in the same series order, so results are bit-identical.
+
+mod aggregate;
+mod eval;
+mod functions;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+pub use eval::{EvalError, Evaluator};
+pub use plan::{AggOp, ArithOp, CompileError, Grouping, Leaf, Plan, RangeFunc, Stage};
+
+use thiserror::Error;
+
+use crate::catalog::Catalog;
+
+/// A catalog entry the engine cannot evaluate.
+#[derive(Debug, Error)]
+#[error("catalog entry {name} ({expr}): {source}")]
+pub struct EntryError {
+    pub name: String,
+    pub expr: String,
+    pub source: CompileError,
+}
+
+/// Compiles every catalog entry for the in-process engine, in entry order.
+pub fn compile(catalog: &Catalog) -> Result<Vec<Plan>, EntryError> {
+    catalog
+        .entries
+        .iter()
+        .map(|e| {
+            Plan::compile(&e.expr).map_err(|source| EntryError {
+                name: e.name.clone(),
+                expr: e.expr.clone(),
+                source,
+            })
+        })
+        .collect()
+}

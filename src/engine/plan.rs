@@ -1,0 +1,380 @@
+//! Compiling an expression into a [`Plan`]: one selector, a leaf and a chain of stages, or a
+//! [`CompileError`] that names the construct outside the subset.
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{self, Expr, LabelModifier};
+use regex::Regex;
+use thiserror::Error;
+
+use crate::model::{Labels, METRIC_NAME, MatchKind, Matcher, Steps, anchored};
+
+/// Why an expression cannot be evaluated by this engine.
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("cannot parse: {0}")]
+    Parse(String),
+    #[error(
+        "{0} is not supported by the in-process (gRPC) engine; evaluate this entry with --source http"
+    )]
+    Unsupported(String),
+    #[error("invalid regular expression {0:?}: {1}")]
+    Regex(String, String),
+}
+
+/// Range functions of the subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeFunc {
+    Rate,
+    Increase,
+    Irate,
+    Delta,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+    LastOverTime,
+}
+
+impl RangeFunc {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "rate" => RangeFunc::Rate,
+            "increase" => RangeFunc::Increase,
+            "irate" => RangeFunc::Irate,
+            "delta" => RangeFunc::Delta,
+            "avg_over_time" => RangeFunc::AvgOverTime,
+            "min_over_time" => RangeFunc::MinOverTime,
+            "max_over_time" => RangeFunc::MaxOverTime,
+            "sum_over_time" => RangeFunc::SumOverTime,
+            "count_over_time" => RangeFunc::CountOverTime,
+            "last_over_time" => RangeFunc::LastOverTime,
+            _ => return None,
+        })
+    }
+
+    // Prometheus keeps the metric name only for last_over_time (and first_over_time).
+    pub(super) fn drops_name(self) -> bool {
+        self != RangeFunc::LastOverTime
+    }
+}
+
+/// Aggregation operators of the subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggOp {
+    Sum,
+    Max,
+    Min,
+    Avg,
+    Count,
+}
+
+/// How an aggregation groups.
+#[derive(Clone, Debug)]
+pub enum Grouping {
+    /// `by (labels)`; no clause is `by ()`.
+    By(Vec<String>),
+    /// `without (labels)`; also drops the metric name.
+    Without(Vec<String>),
+}
+
+/// Arithmetic between a vector and a number.
+#[derive(Clone, Copy, Debug)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+}
+
+/// One step after the leaf.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    LabelReplace {
+        dst: String,
+        replacement: String,
+        src: String,
+        regex: Regex,
+    },
+    Arith {
+        op: ArithOp,
+        scalar: f64,
+        scalar_left: bool,
+    },
+    Aggregate {
+        op: AggOp,
+        grouping: Grouping,
+    },
+}
+
+/// What the leaf computes at each step.
+#[derive(Clone, Copy, Debug)]
+pub enum Leaf {
+    /// The newest sample within the lookback.
+    Instant,
+    /// A range function over `(t - range, t]`.
+    Range(RangeFunc, i64),
+}
+
+/// A compiled catalog expression.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The expression as written.
+    pub expr: String,
+    /// The selector's matchers (the metric name as an `=` matcher).
+    pub matchers: Vec<Matcher>,
+    /// The leaf.
+    pub leaf: Leaf,
+    /// Stages after the leaf, innermost first.
+    pub stages: Vec<Stage>,
+    /// The function nearest the selector is rate, increase, irate or resets: Thanos Query then
+    /// reads the series as a reset-free running total and shifts counters at replica switches
+    /// (see `dedup`).
+    pub counter_func: bool,
+}
+
+impl Plan {
+    /// Parses and compiles `expr`, rejecting anything outside the subset.
+    pub fn compile(expr: &str) -> Result<Plan, CompileError> {
+        let ast = parser::parse(expr).map_err(CompileError::Parse)?;
+        let mut stages = Vec::new();
+        let mut nearest_func: Option<String> = None;
+        let mut node = &ast;
+        loop {
+            match node {
+                Expr::Paren(p) => node = &p.expr,
+                Expr::Aggregate(a) => {
+                    let op = match a.op.to_string().as_str() {
+                        "sum" => AggOp::Sum,
+                        "max" => AggOp::Max,
+                        "min" => AggOp::Min,
+                        "avg" => AggOp::Avg,
+                        "count" => AggOp::Count,
+                        other => {
+                            return Err(CompileError::Unsupported(format!(
+                                "the aggregation {other}()"
+                            )));
+                        }
+                    };
+                    if a.param.is_some() {
+                        return Err(CompileError::Unsupported("an aggregation parameter".into()));
+                    }
+                    let grouping = match &a.modifier {
+                        None => Grouping::By(Vec::new()),
+                        Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
+                        Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
+                    };
+                    stages.push(Stage::Aggregate { op, grouping });
+                    nearest_func = Some(a.op.to_string());
+                    node = &a.expr;
+                }
+                Expr::Binary(b) => {
+                    let op = match b.op.to_string().as_str() {
+                        "+" => ArithOp::Add,
+                        "-" => ArithOp::Sub,
+                        "*" => ArithOp::Mul,
+                        "/" => ArithOp::Div,
+                        "%" => ArithOp::Mod,
+                        "^" => ArithOp::Pow,
+                        other => {
+                            return Err(CompileError::Unsupported(format!(
+                                "the binary operator {other}"
+                            )));
+                        }
+                    };
+                    if b.modifier.as_ref().is_some_and(|m| m.return_bool) {
+                        return Err(CompileError::Unsupported("the bool modifier".into()));
+                    }
+                    let (scalar, vector, scalar_left) = match (number(&b.lhs), number(&b.rhs)) {
+                        (None, Some(s)) => (s, &b.lhs, false),
+                        (Some(s), None) => (s, &b.rhs, true),
+                        _ => {
+                            return Err(CompileError::Unsupported(
+                                "a binary operation between two vectors (only vector-number arithmetic is)"
+                                    .into(),
+                            ));
+                        }
+                    };
+                    stages.push(Stage::Arith {
+                        op,
+                        scalar,
+                        scalar_left,
+                    });
+                    // Prometheus stops looking for the selector's function at a binary
+                    // expression: the hint is empty unless a function lies below it.
+                    nearest_func = Some(String::new());
+                    node = vector;
+                }
+                Expr::Call(c) if c.func.name == "label_replace" => {
+                    let s = |i: usize| -> Result<String, CompileError> {
+                        match c.args.args.get(i).map(|a| a.as_ref()) {
+                            Some(Expr::StringLiteral(l)) => Ok(l.val.clone()),
+                            _ => Err(CompileError::Unsupported(
+                                "label_replace() with non-literal arguments".into(),
+                            )),
+                        }
+                    };
+                    let (dst, replacement, src, re) = (s(1)?, s(2)?, s(3)?, s(4)?);
+                    let regex = anchored(&re)
+                        .map_err(|e| CompileError::Regex(re.clone(), e.to_string()))?;
+                    stages.push(Stage::LabelReplace {
+                        dst,
+                        replacement,
+                        src,
+                        regex,
+                    });
+                    nearest_func = Some("label_replace".into());
+                    node = &c.args.args[0];
+                }
+                Expr::Call(c) => {
+                    let Some(func) = RangeFunc::parse(c.func.name) else {
+                        return Err(CompileError::Unsupported(format!(
+                            "the function {}()",
+                            c.func.name
+                        )));
+                    };
+                    let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|a| a.as_ref())
+                    else {
+                        return Err(CompileError::Unsupported(format!(
+                            "{}() over anything but a range selector (subqueries are not supported)",
+                            c.func.name
+                        )));
+                    };
+                    let range = m.range.as_millis() as i64;
+                    nearest_func = Some(c.func.name.to_string());
+                    stages.reverse();
+                    return Self::finish(
+                        expr,
+                        &m.vs,
+                        Leaf::Range(func, range),
+                        stages,
+                        nearest_func,
+                    );
+                }
+                Expr::VectorSelector(vs) => {
+                    stages.reverse();
+                    return Self::finish(expr, vs, Leaf::Instant, stages, nearest_func);
+                }
+                Expr::MatrixSelector(_) => {
+                    return Err(CompileError::Unsupported(
+                        "a bare range selector (the result must be an instant vector)".into(),
+                    ));
+                }
+                Expr::Subquery(_) => return Err(CompileError::Unsupported("a subquery".into())),
+                Expr::Unary(_) => {
+                    return Err(CompileError::Unsupported("unary minus".into()));
+                }
+                Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {
+                    return Err(CompileError::Unsupported(
+                        "an expression without a selector".into(),
+                    ));
+                }
+                Expr::Extension(_) => return Err(CompileError::Unsupported("an extension".into())),
+            }
+        }
+    }
+
+    fn finish(
+        expr: &str,
+        vs: &parser::VectorSelector,
+        leaf: Leaf,
+        stages: Vec<Stage>,
+        nearest_func: Option<String>,
+    ) -> Result<Plan, CompileError> {
+        if vs.offset.is_some() {
+            return Err(CompileError::Unsupported("the offset modifier".into()));
+        }
+        if vs.at.is_some() {
+            return Err(CompileError::Unsupported("the @ modifier".into()));
+        }
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(CompileError::Unsupported("`or` in label matchers".into()));
+        }
+        let mut matchers = Vec::new();
+        if let Some(name) = &vs.name {
+            matchers.push(Matcher::eq(METRIC_NAME, name));
+        }
+        for m in &vs.matchers.matchers {
+            let regex = |negate| {
+                Matcher::regex(&m.name, &m.value, negate)
+                    .map_err(|e| CompileError::Regex(m.value.clone(), e.to_string()))
+            };
+            let matcher = match &m.op {
+                MatchOp::Equal => Matcher::eq(&m.name, &m.value),
+                MatchOp::NotEqual => Matcher {
+                    kind: MatchKind::Neq,
+                    name: m.name.clone(),
+                    value: m.value.clone(),
+                },
+                MatchOp::Re(_) => regex(false)?,
+                MatchOp::NotRe(_) => regex(true)?,
+            };
+            if !(matcher.name == METRIC_NAME && vs.name.as_deref() == Some(m.value.as_str())) {
+                matchers.push(matcher);
+            }
+        }
+        let counter_func = matches!(
+            nearest_func.as_deref(),
+            Some("rate" | "increase" | "irate" | "resets")
+        );
+        Ok(Plan {
+            expr: expr.to_string(),
+            matchers,
+            leaf,
+            stages,
+            counter_func,
+        })
+    }
+
+    /// The metric name when the selector fixes it with `=`.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && matches!(m.kind, MatchKind::Eq))
+            .map(|m| m.value.as_str())
+    }
+
+    /// The inclusive time range `[mint, maxt]` Thanos Query selects for this expression over
+    /// `steps` (Prometheus' getTimeRangesForSelector): the first step minus the lookback (or
+    /// the range) plus one millisecond, to the last step.
+    pub fn select_range(&self, steps: &Steps, lookback_ms: i64) -> (i64, i64) {
+        let back = match self.leaf {
+            Leaf::Instant => lookback_ms,
+            Leaf::Range(_, r) => r,
+        };
+        (steps.start - back + 1, steps.end())
+    }
+
+    /// Whether every output series carries the `label` value of the input series it came
+    /// from: then filtering the input by `label` filters the output the same way (the shard
+    /// pushdown relies on it).
+    pub fn preserves_label(&self, label: &str) -> bool {
+        self.stages.iter().all(|s| match s {
+            Stage::LabelReplace { dst, .. } => dst != label,
+            Stage::Arith { .. } => true,
+            Stage::Aggregate {
+                grouping: Grouping::By(l),
+                ..
+            } => l.iter().any(|x| x == label),
+            Stage::Aggregate {
+                grouping: Grouping::Without(l),
+                ..
+            } => !l.iter().any(|x| x == label),
+        })
+    }
+
+    /// Whether a series' labels satisfy every matcher.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+    }
+}
+
+fn number(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Paren(p) => number(&p.expr),
+        _ => None,
+    }
+}

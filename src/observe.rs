@@ -1,0 +1,73 @@
+//! What the process tells about itself: log setup, error chains on one line, and process
+//! statistics (peak memory, children's CPU) for the summary event and the benchmark.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Sets up `tracing` on stderr: JSON when asked, or when stderr is no terminal (in a pod).
+pub fn init_logging(json: Option<bool>, filter: &str) {
+    let json = json.unwrap_or_else(|| !std::io::stderr().is_terminal());
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// An error and its sources on one line, without repeating a message a source already holds.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// The process' peak resident memory (VmHWM), when the platform tells.
+pub fn peak_rss_bytes() -> u64 {
+    vm_hwm("self")
+}
+
+/// Peak resident memory of `/proc/<process>` (a pid, or `self`); 0 when the platform does
+/// not tell.
+pub fn vm_hwm(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU seconds of this process' waited-for children (`cutime + cstime` of /proc/self/stat).
+pub fn children_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // fields after the command name, which may hold spaces: state is field 3, cutime 16
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on every Linux architecture the kernel exposes to user space
+    (ticks(16) + ticks(17)) / 100.0
+}
