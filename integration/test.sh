@@ -17,11 +17,11 @@ done
 started=$SECONDS
 log "checking formatting and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --all-features --locked -- -D warnings
 bash deploy/check.sh
 
-log "unit tests"
-cargo test --locked --lib --bins
+log "unit tests and the tests that need no stack"
+cargo test --locked --lib --bins --test cli
 
 own_stack=0
 if ! bash integration/stack/up.sh --check >/dev/null 2>&1; then
@@ -31,6 +31,6 @@ fi
 bash integration/stack/up.sh >/dev/null
 
 log "end-to-end tests against the stack"
-cargo test --locked --test integration
+cargo test --locked --features e2e --test integration
 [ $own_stack -eq 1 ] && log "stopping the stack this run started"
 log "all tests passed in $((SECONDS - started))s"

@@ -1,11 +1,9 @@
 //! Bad input: each gets a clear error naming the problem and the fix, its exit code, and
 //! never a partial file.
 
-use crate::fake_store::{Script, start};
-use crate::run::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{describe, exporter, files, read_json, scratch};
 
 const W1: i64 = 1_761_868_800; // 2025-10-31T00:00Z
-const W2: i64 = W1 + 3600;
 
 fn common(store: &str) -> Vec<(&str, &str)> {
     vec![
@@ -45,22 +43,9 @@ async fn export_blocking(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_endpoint() {
-    let dir = scratch("bad-unreachable");
-    let out = export_blocking("http://127.0.0.1:1".into(), dir.clone(), 1, vec![]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot connect to the StoreAPI at http://127.0.0.1:1"),
-        "{err}"
-    );
-    assert!(files(&dir).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_a_plaintext_endpoint() {
     let dir = scratch("bad-tls");
-    let plain = crate::stack::stack()
+    let plain = crate::support::stack::stack()
         .thanos_grpc
         .replace("http://", "https://");
     let out = export_blocking(plain, dir.clone(), 1, vec![]).await;
@@ -79,7 +64,7 @@ async fn unsupported_function_in_the_catalog() {
         "metrics:\n  p95_latency: 'histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m])))'\n",
     )
     .unwrap();
-    let store = crate::stack::stack().thanos_grpc.clone();
+    let store = crate::support::stack::stack().thanos_grpc.clone();
     let out = export_blocking(
         store,
         dir.join("out"),
@@ -107,7 +92,7 @@ async fn metric_without_series_is_an_empty_result() {
         r#"{"replace": true, "metrics": {"nothing": "max by (cluster) (no_such_metric_anywhere)", "pod_info": "max without (instance, job) (kube_pod_info)"}}"#,
     )
     .unwrap();
-    let store = crate::stack::stack().thanos_grpc.clone();
+    let store = crate::support::stack::stack().thanos_grpc.clone();
     let out = export_blocking(
         store,
         dir.join("out"),
@@ -123,47 +108,4 @@ async fn metric_without_series_is_an_empty_result() {
         let v = read_json(&dir.join("out").join(k));
         assert_eq!(v["data"]["result"], serde_json::json!([]));
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunk_with_an_unknown_encoding() {
-    let store = start(Script::HistogramChunk).await;
-    let dir = scratch("bad-encoding");
-    let out = export_blocking(store, dir.clone(), 1, vec![]).await;
-    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HISTOGRAM"), "names the encoding: {err}");
-    assert!(err.contains(r#"pod=\"p1\""#), "names the series: {err}");
-    assert!(files(&dir).is_empty(), "nothing written: {:?}", files(&dir));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_cut_mid_series_fails_the_window_and_writes_nothing_for_it() {
-    // the first window exports; every stream of the second is cut after one series
-    let store = start(Script::CutFrom(W2 * 1000 - 300_000)).await;
-    let dir = scratch("bad-cut");
-    let out = export_blocking(store, dir.clone(), 2, vec![]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("injected"), "{err}");
-    assert!(err.contains("after 2 attempt(s)"), "retried: {err}");
-    let f = files(&dir);
-    assert!(!f.is_empty(), "the first window was written");
-    assert!(f.iter().all(|k| k.contains(&format!("/{W1}_"))), "{f:?}");
-    assert!(!f.iter().any(|k| k.contains(&format!("/{W2}_"))), "{f:?}");
-    assert!(
-        !f.iter().any(|k| k.contains(".tmp")),
-        "no temporary file left: {f:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn warning_frame_is_never_exported_as_partial_data() {
-    let store = start(Script::Warning).await;
-    let dir = scratch("bad-warning");
-    let out = export_blocking(store, dir.clone(), 1, vec![]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("partial"), "{err}");
-    assert!(files(&dir).is_empty());
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::run::{describe, exporter, files, read_json, scratch};
-use crate::stack::stack;
+use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::stack::stack;
 
 fn export(source: &str, dir: &std::path::Path) -> std::process::Output {
     let s = stack();

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::run::{describe, exporter, files, read_json, scratch};
-use crate::stack::stack;
+use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::stack::stack;
 
 fn export(
     source: &str,

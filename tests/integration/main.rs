@@ -1,15 +1,24 @@
 //! End-to-end tests against the integration stack (`integration/stack/up.sh`): real Prometheus,
-//! Thanos sidecars and Query, and an S3 server. One test binary, one module per concern.
+//! Thanos sidecars and Query, and an S3 server. Built only with the `e2e` feature, which
+//! `integration/test.sh` turns on after starting the stack; plain `cargo test` runs the tests
+//! that need nothing running (`tests/cli`).
 
+/// Fixtures, apart from the tests: the stack's addresses, the exporter binary, fakes.
+mod support;
+
+/// Bad input that needs a real Querier (TLS against plaintext, a catalog the engine refuses).
 mod bad_input;
+/// gRPC against HTTP over the whole dataset: same keys, byte-identical files.
 mod export;
-mod fake_store;
+/// What the HTTP API refuses (points, samples, timeouts) and gRPC exports.
 mod limits;
+/// `run` against S3: state, resume, retention, credentials, faults.
 mod run;
+/// The S3 destination on its own (bucket, keys, content type).
 mod s3;
-mod s3_proxy;
-mod s3_run;
+/// Several pods sharing the clusters (`--shard i/N`).
 mod shard;
-mod stack;
+/// The StoreAPI as Thanos serves it: the generator's ground truth through the gRPC client.
 mod thanos_grpc;
+/// The generator's ground truth through Thanos Query's PromQL.
 mod thanos_http;

@@ -1,80 +1,533 @@
-//! Running the exporter binary as a user would.
+//! `run` (the CronJob) against the stack's real S3 server: state, resume, retention, and the
+//! failures a production bucket gives, each with its exit code and message and never a
+//! partial object.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-/// `storeapi-exporter` with `args` and a clean environment (only PATH and `env`). The AWS
-/// SDK is kept off instance metadata: tests talk to loopback addresses only.
-pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_storeapi-exporter"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+use crate::support::exporter::{describe, exporter, exporter_command, files, log_event, scratch};
+use crate::support::s3_proxy::{self, Fault};
+use crate::support::stack::stack;
+
+const HOUR: i64 = 3600;
+/// The settle delay the tests run with.
+const SETTLE: i64 = 600;
+/// Files of one window: 19 metrics x 2 clusters.
+const FILES_PER_WINDOW: usize = 38;
+
+fn client() -> aws_sdk_s3::Client {
+    let s = stack();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&s.s3_endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(
+            &s.access_key,
+            &s.secret_key,
+            None,
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
-/// Runs `storeapi-exporter` to the end (see `exporter_command`).
-pub fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
-    exporter_command(args, env)
-        .output()
-        .expect("run storeapi-exporter")
-}
-
-/// The fields of the JSON log event with this message (the last one).
-pub fn log_event(out: &Output, message: &str) -> Option<serde_json::Value> {
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == message)
-}
-
-/// Describes a finished run for assertion messages.
-pub fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A fresh empty directory under the target directory.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Every file below `dir`, as paths relative to it, sorted.
-pub fn files(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
+/// Every object under `prefix/` with its bytes, keyed relative to the prefix.
+async fn objects(prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let c = client();
+    let bucket = &stack().bucket;
+    let mut out = BTreeMap::new();
+    let mut pages = c
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("{prefix}/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for o in page.unwrap().contents() {
+            let key = o.key().unwrap().to_string();
+            let body = c
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec();
+            out.insert(key[prefix.len() + 1..].to_string(), body);
         }
     }
-    let mut out = Vec::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out);
-    }
-    out.sort();
     out
 }
 
-/// A gzip file's JSON.
-pub fn read_json(path: &Path) -> serde_json::Value {
-    let bytes = std::fs::read(path).unwrap();
-    let mut s = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s).unwrap();
-    serde_json::from_str(&s).unwrap()
+async fn clear(prefix: &str) {
+    let c = client();
+    for key in objects(prefix).await.keys() {
+        c.delete_object()
+            .bucket(&stack().bucket)
+            .key(format!("{prefix}/{key}"))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn put(key: &str, body: &[u8]) {
+    client()
+        .put_object()
+        .bucket(&stack().bucket)
+        .key(key)
+        .body(body.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The data files only (not the state), by key.
+fn data(objs: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    objs.iter()
+        .filter(|(k, _)| k.ends_with(".json.gz"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The state's `exported_until`.
+fn exported_until(objs: &BTreeMap<String, Vec<u8>>) -> Option<i64> {
+    let s = objs.get("home/storeapi-exporter-state.json")?;
+    let v: serde_json::Value = serde_json::from_slice(s).unwrap();
+    v["exported_until"].as_i64()
+}
+
+/// The state's `exported_until` under `prefix`, read alone.
+async fn state_until(prefix: &str) -> Option<i64> {
+    let got = client()
+        .get_object()
+        .bucket(&stack().bucket)
+        .key(format!("{prefix}/home/storeapi-exporter-state.json"))
+        .send()
+        .await
+        .ok()?;
+    let bytes = got.body.collect().await.ok()?.into_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["exported_until"].as_i64()
+}
+
+/// Every data object is a whole gzip JSON body (nothing partial under a final key).
+fn assert_whole(objs: &BTreeMap<String, Vec<u8>>) {
+    for (k, body) in data(objs) {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut s)
+            .unwrap_or_else(|e| panic!("{k} is not whole gzip: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&s).unwrap_or_else(|e| panic!("{k} is not whole JSON: {e}"));
+        assert_eq!(v["status"], "success", "{k}");
+    }
+}
+
+/// The environment of a run under `prefix`, at `now`, against `s3` (the server or a proxy).
+fn env(prefix: &str, now: i64, s3: &str) -> Vec<(String, String)> {
+    let s = stack();
+    [
+        ("STORE_ENDPOINT", s.thanos_grpc.clone()),
+        ("S3_ENDPOINT", s3.to_string()),
+        ("S3_BUCKET", s.bucket.clone()),
+        ("AWS_ACCESS_KEY_ID", s.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s.secret_key.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("S3_PREFIX", prefix.to_string()),
+        ("CLUSTER_NAME", "home".to_string()),
+        ("EXPORTER_NOW", now.to_string()),
+        ("SETTLE_DELAY", SETTLE.to_string()),
+        ("BACKFILL_DAYS", "6h".to_string()),
+        ("RETENTION_DAYS", "0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (k, v) in extra {
+        env.retain(|(x, _)| x != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+async fn run(args: &[&str], env: Vec<(String, String)>) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        exporter(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn window_set(objs: &BTreeMap<String, Vec<u8>>) -> Vec<i64> {
+    let mut w: Vec<i64> = data(objs)
+        .keys()
+        .map(|k| {
+            let file = k.rsplit('/').next().unwrap();
+            file.split('_').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    w.sort();
+    w.dedup();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_backfills_then_has_nothing_to_do_then_exports_only_new_windows() {
+    let s = stack();
+    let prefix = "it/run-steps";
+    clear(prefix).await;
+    let t0 = s.data_from;
+    let now = t0 + 6 * HOUR + SETTLE;
+
+    let out = run(&[], env(prefix, now, &s.s3_endpoint)).await;
+    assert!(out.status.success(), "first run: {}", describe(&out));
+    let first = objects(prefix).await;
+    assert_eq!(
+        data(&first).len(),
+        6 * FILES_PER_WINDOW,
+        "BACKFILL_DAYS=6h: six windows"
+    );
+    assert_eq!(
+        window_set(&first),
+        (0..6).map(|h| t0 + h * HOUR).collect::<Vec<_>>()
+    );
+    assert_eq!(exported_until(&first), Some(t0 + 6 * HOUR));
+    assert_whole(&first);
+    let summary = log_event(&out, "run finished").expect("a summary event");
+    assert_eq!(summary["windows"], 6);
+    assert_eq!(summary["files_written"], 6 * FILES_PER_WINDOW as u64);
+    assert!(summary["bytes_in"].as_u64().unwrap() > 0);
+
+    let out = run(&["run"], env(prefix, now, &s.s3_endpoint)).await;
+    assert!(out.status.success(), "second run: {}", describe(&out));
+    assert_eq!(log_event(&out, "run finished").unwrap()["windows"], 0);
+    let second = objects(prefix).await;
+    assert_eq!(data(&second), data(&first), "nothing rewritten");
+
+    let out = run(&[], env(prefix, now + 2 * HOUR, &s.s3_endpoint)).await;
+    assert!(out.status.success(), "later run: {}", describe(&out));
+    assert_eq!(log_event(&out, "run finished").unwrap()["windows"], 2);
+    let third = objects(prefix).await;
+    assert_eq!(
+        window_set(&third),
+        (0..8).map(|h| t0 + h * HOUR).collect::<Vec<_>>(),
+        "exactly the two new windows"
+    );
+    assert_eq!(data(&third).len(), 8 * FILES_PER_WINDOW);
+    assert_eq!(exported_until(&third), Some(t0 + 8 * HOUR));
+
+    // the same windows exported to a directory: the same keys, the same bytes
+    let dir = scratch("s3-vs-dir");
+    let out = run(
+        &[
+            "export",
+            "--from",
+            &t0.to_string(),
+            "--to",
+            &(t0 + 8 * HOUR).to_string(),
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ],
+        env(prefix, now, &s.s3_endpoint),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "export to a directory: {}",
+        describe(&out)
+    );
+    let local: BTreeMap<String, Vec<u8>> = files(&dir.join(prefix))
+        .into_iter()
+        .map(|k| {
+            let body = std::fs::read(dir.join(prefix).join(&k)).unwrap();
+            (k, body)
+        })
+        .collect();
+    assert_eq!(local.len(), data(&third).len());
+    assert!(
+        local == data(&third),
+        "S3 objects byte-identical to --output-dir files"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigkill_mid_backfill_then_resume_equals_an_uninterrupted_run() {
+    let s = stack();
+    let (prefix, reference) = ("it/killed", "it/uninterrupted");
+    clear(prefix).await;
+    clear(reference).await;
+    let t0 = s.data_from;
+    let now = t0 + 24 * HOUR + SETTLE;
+    let e = with(
+        env(prefix, now, &s.s3_endpoint),
+        &[("BACKFILL_DAYS", "1"), ("WINDOW_CONCURRENCY", "1")],
+    );
+
+    // waits until the state moved past `after`, then signals the process
+    async fn interrupt(
+        e: &[(String, String)],
+        prefix: &str,
+        after: i64,
+        signal: &str,
+    ) -> (Option<i32>, String) {
+        let env: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut child = exporter_command(&[], &env)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if state_until(prefix).await.is_some_and(|u| u > after) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no window exported within 60 s");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it was interrupted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    let (code, stderr) = interrupt(&e, prefix, t0, "-TERM").await;
+    assert_eq!(
+        code,
+        Some(6),
+        "SIGTERM: the interrupted exit code\n{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let after_term = state_until(prefix).await.unwrap();
+    assert!(after_term < t0 + 24 * HOUR, "stopped before the end");
+    assert_eq!(after_term % HOUR, 0, "the state is on a window boundary");
+
+    let (code, _) = interrupt(&e, prefix, after_term, "-KILL").await;
+    assert_eq!(code, None, "killed by a signal");
+    let after_kill = state_until(prefix).await.unwrap();
+    assert!(
+        after_kill > after_term && after_kill < t0 + 24 * HOUR,
+        "killed mid-backfill"
+    );
+
+    let out = run(&[], e.clone()).await;
+    assert!(out.status.success(), "resumed run: {}", describe(&out));
+    let resumed = objects(prefix).await;
+
+    let out = run(&[], with(e, &[("S3_PREFIX", reference)])).await;
+    assert!(out.status.success(), "reference run: {}", describe(&out));
+    let whole = objects(reference).await;
+
+    assert_eq!(data(&whole).len(), 24 * FILES_PER_WINDOW);
+    assert_eq!(
+        data(&resumed).keys().collect::<Vec<_>>(),
+        data(&whole).keys().collect::<Vec<_>>(),
+        "no window skipped, none duplicated"
+    );
+    assert!(data(&resumed) == data(&whole), "the same bytes");
+    assert_eq!(exported_until(&resumed), exported_until(&whole));
+    assert_whole(&resumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_and_a_missing_bucket_are_configuration_errors() {
+    let s = stack();
+    let prefix = "it/bad-s3";
+    clear(prefix).await;
+    let now = s.data_from + HOUR + SETTLE;
+
+    let out = run(
+        &[],
+        with(
+            env(prefix, now, &s.s3_endpoint),
+            &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+        ),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SignatureDoesNotMatch"),
+        "the server's reason: {err}"
+    );
+    assert!(
+        err.contains("credentials were refused"),
+        "what to fix: {err}"
+    );
+
+    let out = run(
+        &[],
+        with(
+            env(prefix, now, &s.s3_endpoint),
+            &[("S3_BUCKET", "no-such-bucket-here")],
+        ),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\\\"no-such-bucket-here\\\" does not exist"),
+        "names the bucket: {err}"
+    );
+    assert!(err.contains("check S3_BUCKET"), "what to fix: {err}");
+
+    let out = run(
+        &[],
+        with(
+            env(prefix, now, &s.s3_endpoint),
+            &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+        ),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS credentials"), "{err}");
+    assert!(objects(prefix).await.is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_storm_is_retried_through_and_one_that_lasts_fails_with_nothing_partial() {
+    let s = stack();
+    let t0 = s.data_from;
+    let now = t0 + 2 * HOUR + SETTLE;
+
+    // a short storm: the SDK's and the window's retries carry the run through it
+    let prefix = "it/storm-short";
+    clear(prefix).await;
+    let proxy = s3_proxy::start(
+        &s.s3_endpoint,
+        Fault::SlowDownUntil(Instant::now() + Duration::from_secs(3)),
+    )
+    .await;
+    let out = run(
+        &[],
+        with(
+            env(prefix, now, &proxy.url),
+            &[("S3_MAX_ATTEMPTS", "2"), ("BACKFILL_DAYS", "2h")],
+        ),
+    )
+    .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let objs = objects(prefix).await;
+    assert_eq!(data(&objs).len(), 2 * FILES_PER_WINDOW);
+    assert_eq!(exported_until(&objs), Some(t0 + 2 * HOUR));
+    assert_whole(&objs);
+
+    // a storm that outlasts every retry: exit 3, the state does not move, nothing partial
+    let prefix = "it/storm-long";
+    clear(prefix).await;
+    let proxy = s3_proxy::start(
+        &s.s3_endpoint,
+        Fault::SlowDownUntil(Instant::now() + Duration::from_secs(3600)),
+    )
+    .await;
+    let out = run(
+        &[],
+        with(
+            env(prefix, now, &proxy.url),
+            &[
+                ("S3_MAX_ATTEMPTS", "2"),
+                ("RETRIES", "2"),
+                ("BACKFILL_DAYS", "2h"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SlowDown"), "the server's reason: {err}");
+    assert!(err.contains("kept failing"), "{err}");
+    let objs = objects(prefix).await;
+    assert!(data(&objs).is_empty(), "no data object: {:?}", objs.keys());
+    assert_eq!(exported_until(&objs), Some(t0), "the state did not move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_the_expired_files_and_a_denied_delete_is_reported() {
+    let s = stack();
+    let prefix = "it/retention";
+    clear(prefix).await;
+    clear("it/retention-other").await;
+    let t0 = s.data_from;
+
+    let out = run(&[], env(prefix, t0 + 6 * HOUR + SETTLE, &s.s3_endpoint)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    // another exporter's cluster, another prefix, and a file that is not ours
+    let foreign = [
+        format!("{prefix}/other/end=20251101/day=31/metric=cpu_usage/{t0}_cpu_usage.json.gz"),
+        format!("it/retention-other/a/end=20251101/day=31/metric=cpu_usage/{t0}_cpu_usage.json.gz"),
+        format!("{prefix}/a/end=20251101/day=31/metric=cpu_usage/notes.txt"),
+    ];
+    for k in &foreign {
+        put(k, b"not ours").await;
+    }
+
+    // two hours later with a 3 h retention: windows before 05:10 expire (00:00 to 05:00)
+    let later = t0 + 8 * HOUR + SETTLE;
+    let e = with(
+        env(prefix, later, &s.s3_endpoint),
+        &[("RETENTION_DAYS", "3h")],
+    );
+    let proxy = s3_proxy::start(&s.s3_endpoint, Fault::DenyDelete).await;
+    let out = run(&[], with(e.clone(), &[("S3_ENDPOINT", &proxy.url)])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AccessDenied"), "{err}");
+    assert!(
+        err.contains("s3:DeleteObject"),
+        "names the permission: {err}"
+    );
+    let objs = objects(prefix).await;
+    assert_eq!(
+        exported_until(&objs),
+        Some(t0 + 8 * HOUR),
+        "the export itself completed"
+    );
+    assert_eq!(
+        data(&objs).len(),
+        8 * FILES_PER_WINDOW + 1,
+        "nothing deleted"
+    );
+
+    let out = run(&[], e).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let summary = log_event(&out, "run finished").unwrap();
+    assert_eq!(summary["files_deleted"], 6 * FILES_PER_WINDOW as u64);
+    let objs = objects(prefix).await;
+    assert_eq!(
+        window_set(&objs),
+        vec![t0, t0 + 6 * HOUR, t0 + 7 * HOUR],
+        "windows 06:00 and 07:00 kept, and the other cluster's old file"
+    );
+    assert_eq!(data(&objs).len(), 2 * FILES_PER_WINDOW + 1);
+    assert!(objs.contains_key(&foreign[0][prefix.len() + 1..]));
+    assert!(objs.contains_key(&foreign[2][prefix.len() + 1..]));
+    assert!(objs.contains_key("home/storeapi-exporter-state.json"));
+    assert_eq!(objects("it/retention-other").await.len(), 1);
 }

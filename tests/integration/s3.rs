@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn s3_admin(args: &[&str], secret: Option<&str>) -> std::process::Output {
-    let env = crate::stack::stack();
+    let env = crate::support::stack::stack();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/integration/tools/s3_admin.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(args);
@@ -17,7 +17,7 @@ fn s3_admin(args: &[&str], secret: Option<&str>) -> std::process::Output {
 
 #[test]
 fn bucket_exists_and_credentials_are_checked() {
-    let env = crate::stack::stack();
+    let env = crate::support::stack::stack();
     let ok = s3_admin(&["ls", &env.bucket], None);
     assert!(
         ok.status.success(),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::run::{describe, exporter, files, log_event, scratch};
-use crate::stack::stack;
+use crate::support::exporter::{describe, exporter, files, log_event, scratch};
+use crate::support::stack::stack;
 
 fn export(dir: &std::path::Path, extra: &[(&str, &str)]) -> std::process::Output {
     let s = stack();

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use storeapi_exporter::chunk::XorIter;
-use storeapi_exporter::storeapi::proto::{SeriesRequest, chunk::Encoding, label_matcher::Type};
-use storeapi_exporter::storeapi::{StoreClient, StoreConfig, matcher};
+use storeapi_exporter::store::proto::{SeriesRequest, chunk::Encoding, label_matcher::Type};
+use storeapi_exporter::store::{StoreClient, StoreConfig, matcher};
 
-use crate::stack::{stack, value};
+use crate::support::stack::{stack, value};
 
 type Labels = BTreeMap<String, String>;
 
@@ -99,7 +99,7 @@ async fn series_answers_with_xor_chunks_equal_to_the_http_samples() {
             sel.join(","),
             s.data_to - s.data_from + 60
         );
-        let r = crate::stack::instant_query(&q, s.data_to + 30, false).await;
+        let r = crate::support::stack::instant_query(&q, s.data_to + 30, false).await;
         assert_eq!(r.len(), 1, "{q}");
         let http: Vec<(i64, f64)> = r[0]["values"]
             .as_array()

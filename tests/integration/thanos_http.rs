@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::stack::{instant_query, stack, truth, value};
+use crate::support::stack::{instant_query, stack, truth, value};
 
 #[tokio::test]
 async fn both_clusters_are_visible() {

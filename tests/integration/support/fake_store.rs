@@ -5,8 +5,8 @@ use std::pin::Pin;
 
 use futures::Stream;
 use storeapi_exporter::chunk::encode;
-use storeapi_exporter::storeapi::proto::store_server::{Store, StoreServer};
-use storeapi_exporter::storeapi::proto::{
+use storeapi_exporter::store::proto::store_server::{Store, StoreServer};
+use storeapi_exporter::store::proto::{
     AggrChunk, Chunk, Label, SeriesRequest, SeriesResponse, chunk::Encoding, series_response,
 };
 use tonic::{Request, Response, Status};
@@ -42,7 +42,7 @@ fn series(name: &str, min: i64, max: i64, encoding: Encoding) -> SeriesResponse 
         .collect();
     SeriesResponse {
         result: Some(series_response::Result::Series(
-            storeapi_exporter::storeapi::proto::Series {
+            storeapi_exporter::store::proto::Series {
                 labels: labels
                     .iter()
                     .map(|(n, v)| Label {
@@ -71,8 +71,8 @@ impl Store for Fake {
 
     async fn label_values(
         &self,
-        _: Request<storeapi_exporter::storeapi::proto::LabelValuesRequest>,
-    ) -> Result<Response<storeapi_exporter::storeapi::proto::LabelValuesResponse>, Status> {
+        _: Request<storeapi_exporter::store::proto::LabelValuesRequest>,
+    ) -> Result<Response<storeapi_exporter::store::proto::LabelValuesResponse>, Status> {
         Err(Status::unimplemented("the fake serves Series only"))
     }
 

@@ -1,0 +1,9 @@
+//! Tests that need nothing running: plain `cargo test` runs them on a fresh clone. The tests
+//! against the integration stack are in `tests/integration` (`integration/test.sh`).
+
+mod support;
+
+/// Bad input from a fake StoreAPI: clear errors, exit codes, never a partial file.
+mod bad_input;
+/// The README's flag table against `--help`.
+mod flags;

@@ -1,0 +1,80 @@
+//! Running the exporter binary as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `storeapi-exporter` with `args` and a clean environment (only PATH and `env`). The AWS
+/// SDK is kept off instance metadata: tests talk to loopback addresses only.
+pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_storeapi-exporter"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `storeapi-exporter` to the end (see `exporter_command`).
+pub fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
+    exporter_command(args, env)
+        .output()
+        .expect("run storeapi-exporter")
+}
+
+/// The fields of the JSON log event with this message (the last one).
+pub fn log_event(out: &Output, message: &str) -> Option<serde_json::Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == message)
+}
+
+/// Describes a finished run for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A fresh empty directory under the target directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every file below `dir`, as paths relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// A gzip file's JSON.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s).unwrap();
+    serde_json::from_str(&s).unwrap()
+}
