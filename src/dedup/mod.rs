@@ -207,6 +207,9 @@ struct Merger {
 
 impl Node {
     fn leaf(samples: Vec<Sample>, counter: bool) -> Node {
+        // a counter replica comes from the counter-reset reading, which drops NaN samples
+        // (staleness markers included), so its adjustment never touches one
+        debug_assert!(!counter || samples.iter().all(|s| !s.1.is_nan()));
         Node::Leaf(Leaf {
             samples,
             pos: None,
@@ -274,7 +277,12 @@ impl Node {
 
     fn at_leaf(l: &Leaf) -> Sample {
         let (t, v) = l.samples[l.pos.unwrap_or(0).min(l.samples.len() - 1)];
-        (t, v + l.adjust)
+        // Only a counter replica is adjusted (Thanos' counterErrAdjustSeriesIterator); any
+        // other passes its value through untouched (noopAdjustableSeriesIterator). Even
+        // `v + 0.0` would quiet a staleness marker's signalling NaN (0x7ff0000000000002
+        // becomes 0x7ff8000000000002), which PromQL then takes for a value: Prometheus'
+        // value.IsStaleNaN compares the exact bits.
+        if l.counter { (t, v + l.adjust) } else { (t, v) }
     }
 }
 
@@ -521,6 +529,21 @@ mod tests {
         let raw = series_samples(&c, 1000, 10_000, false).unwrap();
         assert_eq!(raw.len(), 4);
         assert!(raw[2].1.is_nan());
+    }
+
+    #[test]
+    fn merge_keeps_staleness_markers_bit_exact() {
+        // both replicas end with a marker; the merged series must end with the very same
+        // bits, or the engine cannot tell the marker from a NaN value
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mut a = scrape(0, 1000, 10, |_| 1.0);
+        a.push((10_000, stale));
+        let mut b = scrape(500, 1000, 10, |_| 1.0);
+        b.push((10_500, stale));
+        let got = merge(vec![a, b], false);
+        assert_eq!(got.len(), 11);
+        assert_eq!(got[10].0, 10_000);
+        assert_eq!(got[10].1.to_bits(), 0x7ff0_0000_0000_0002);
     }
 
     #[test]
