@@ -364,3 +364,136 @@ impl<'a> SeriesMerger<'a> {
         (labels, chunks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::decode_into;
+    use crate::dedup::split_overlapping;
+    use crate::model::STALE_NAN_BITS;
+    use crate::query_range::format_value;
+    use crate::source::window_steps;
+    use crate::store::proto::{Chunk, chunk::Encoding};
+
+    fn base64(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        };
+        let mut out = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0);
+        for c in s.bytes().filter(|&c| c != b'=') {
+            acc = (acc << 6) | val(c) as u32;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn recorded_ha_staleness_markers_end_series_like_thanos_query() {
+        // Chunks Thanos Query v0.42.4 sent (gRPC Series, replica label dropped) for one pod
+        // of a live HA pair that ended: each replica's chunk ends with a staleness marker.
+        // Evaluated the way the gRPC source does (decode, dedup, engine), the result must be
+        // what the same Querier's PromQL returned: points up to the marker, then nothing.
+        let fx: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/stale_ha_chunks.json")).unwrap();
+        let catalog = Catalog::default_for("cluster");
+        let lookback = fx["lookback_ms"].as_i64().unwrap();
+        let (frame, step) = (
+            fx["time_frame_seconds"].as_i64().unwrap(),
+            fx["step_seconds"].as_i64().unwrap(),
+        );
+        let mut windows = 0;
+        for s in fx["series"].as_array().unwrap() {
+            let name = s["entry"].as_str().unwrap();
+            let entry = catalog.entries.iter().find(|e| e.name == name).unwrap();
+            let plan = Plan::compile(&entry.expr).unwrap();
+            let labels = Labels::from_pairs(
+                s["labels"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+            );
+            assert!(plan.matches(&labels), "{name}: {labels}");
+            let chunks: Vec<AggrChunk> = s["chunks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| AggrChunk {
+                    min_time: c["min_time"].as_i64().unwrap(),
+                    max_time: c["max_time"].as_i64().unwrap(),
+                    raw: Some(Chunk {
+                        r#type: Encoding::Xor as i32,
+                        data: base64(c["data"].as_str().unwrap()).into(),
+                        hash: 0,
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            // the replicas overlap: this goes through the penalty merge
+            assert_eq!(split_overlapping(&chunks).len(), 2, "{name}");
+            for c in &chunks {
+                let mut raw = Vec::new();
+                decode_into(&c.raw.as_ref().unwrap().data, &mut raw).unwrap();
+                assert_eq!(raw.last().unwrap().1.to_bits(), STALE_NAN_BITS, "{name}");
+            }
+            for w in s["windows"].as_array().unwrap() {
+                let steps = window_steps(w["start"].as_i64().unwrap(), frame, step);
+                let (mint, maxt) = plan.select_range(&steps, lookback);
+                assert_eq!(
+                    (mint, maxt),
+                    (w["mint"].as_i64().unwrap(), w["maxt"].as_i64().unwrap()),
+                    "{name}: the range the chunks were recorded for"
+                );
+                let samples = series_samples(&chunks, mint, maxt, plan.counter_func).unwrap();
+                let mut eval = plan.evaluator(steps, lookback);
+                eval.push(&labels, &samples).unwrap();
+                let out = eval.finish().unwrap();
+                let got: Vec<Vec<(i64, String)>> = out
+                    .iter()
+                    .map(|series| {
+                        series
+                            .values
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, v)| {
+                                let mut text = String::new();
+                                format_value((*v)?, &mut text);
+                                Some((steps.start / 1000 + i as i64 * step, text))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let thanos: Vec<(i64, String)> = w["thanos"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_i64().unwrap(), p[1].as_str().unwrap().to_string()))
+                    .collect();
+                let at = format!("{name} window {}", w["start"]);
+                assert!(
+                    got.iter().flatten().all(|(_, v)| v != "NaN"),
+                    "{at}: a staleness marker exported as a value: {got:?}"
+                );
+                if thanos.is_empty() {
+                    assert!(got.is_empty(), "{at}: Thanos returns no series: {got:?}");
+                } else {
+                    assert_eq!(got.len(), 1, "{at}: one series");
+                    assert_eq!(got[0].len(), thanos.len(), "{at}: Thanos' point count");
+                    assert_eq!(got[0], thanos, "{at}: Thanos' points");
+                }
+                windows += 1;
+            }
+        }
+        assert_eq!(windows, 8, "4 entries x 2 windows recorded");
+    }
+}
