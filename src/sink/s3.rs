@@ -277,44 +277,11 @@ impl S3Sink {
         };
         let detail = DisplayErrorContext(&err).to_string();
         debug!(op, target, ?status, ?code, detail, "s3 request failed");
-        let kind = match (code.as_deref(), status) {
-            (Some("NoSuchBucket"), _) => SinkErrorKind::NoSuchBucket,
-            (
-                Some(
-                    "InvalidAccessKeyId"
-                    | "SignatureDoesNotMatch"
-                    | "ExpiredToken"
-                    | "InvalidToken"
-                    | "TokenRefreshRequired",
-                ),
-                _,
-            ) => SinkErrorKind::BadCredentials,
-            (Some("PermanentRedirect" | "AuthorizationHeaderMalformed"), _) | (_, Some(301)) => {
-                SinkErrorKind::WrongRegion
-            }
-            (Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) => {
-                SinkErrorKind::AccessDenied
-            }
-            (_, Some(403)) => SinkErrorKind::AccessDenied,
-            (_, Some(s)) if s >= 500 || s == 429 => SinkErrorKind::Unavailable,
-            (Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"), _) => {
-                SinkErrorKind::Unavailable
-            }
-            (Some(_), _) => SinkErrorKind::Refused,
-            (None, _) => {
-                let lower = detail.to_lowercase();
-                if lower.contains("credential") {
-                    SinkErrorKind::NoCredentials
-                } else {
-                    match err {
-                        SdkError::TimeoutError(_)
-                        | SdkError::DispatchFailure(_)
-                        | SdkError::ResponseError(_) => SinkErrorKind::Unavailable,
-                        _ => SinkErrorKind::Refused,
-                    }
-                }
-            }
-        };
+        let transport = matches!(
+            err,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        );
+        let kind = error_kind(code.as_deref(), status, &detail, transport);
         let what = match (&code, &server_message) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.clone(),
@@ -376,5 +343,102 @@ impl S3Sink {
             ),
             SinkErrorKind::Refused => what.to_string(),
         }
+    }
+}
+
+/// The class of a failed S3 request, from the error code S3 answered (if any), the HTTP status,
+/// the SDK's description, and whether the request failed in transport (timeout, connection,
+/// unreadable answer). The class decides the exit code and the hint.
+fn error_kind(
+    code: Option<&str>,
+    status: Option<u16>,
+    detail: &str,
+    transport: bool,
+) -> SinkErrorKind {
+    match (code, status) {
+        (Some("NoSuchBucket"), _) => SinkErrorKind::NoSuchBucket,
+        (
+            Some(
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "TokenRefreshRequired",
+            ),
+            _,
+        ) => SinkErrorKind::BadCredentials,
+        (Some("PermanentRedirect" | "AuthorizationHeaderMalformed"), _) | (_, Some(301)) => {
+            SinkErrorKind::WrongRegion
+        }
+        (Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) => {
+            SinkErrorKind::AccessDenied
+        }
+        (_, Some(403)) => SinkErrorKind::AccessDenied,
+        (_, Some(s)) if s >= 500 || s == 429 => SinkErrorKind::Unavailable,
+        (Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"), _) => {
+            SinkErrorKind::Unavailable
+        }
+        (Some(_), _) => SinkErrorKind::Refused,
+        (None, _) => {
+            if detail.to_lowercase().contains("credential") {
+                SinkErrorKind::NoCredentials
+            } else if transport {
+                SinkErrorKind::Unavailable
+            } else {
+                SinkErrorKind::Refused
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_code_then_status() {
+        use SinkErrorKind::*;
+        let k = |code, status, detail, transport| error_kind(code, status, detail, transport);
+        assert_eq!(k(Some("NoSuchBucket"), Some(404), "", false), NoSuchBucket);
+        assert_eq!(
+            k(Some("SignatureDoesNotMatch"), Some(403), "", false),
+            BadCredentials
+        );
+        assert_eq!(
+            k(Some("InvalidAccessKeyId"), Some(403), "", false),
+            BadCredentials
+        );
+        assert_eq!(
+            k(Some("ExpiredToken"), Some(400), "", false),
+            BadCredentials
+        );
+        assert_eq!(k(Some("AccessDenied"), Some(403), "", false), AccessDenied);
+        // a 403 without a code (HEAD requests have no body) is a policy refusal
+        assert_eq!(k(None, Some(403), "", false), AccessDenied);
+        assert_eq!(
+            k(Some("PermanentRedirect"), Some(301), "", false),
+            WrongRegion
+        );
+        assert_eq!(k(None, Some(301), "", false), WrongRegion);
+        assert_eq!(
+            k(Some("AuthorizationHeaderMalformed"), Some(400), "", false),
+            WrongRegion
+        );
+        assert_eq!(k(Some("SlowDown"), Some(503), "", false), Unavailable);
+        assert_eq!(k(None, Some(500), "", false), Unavailable);
+        assert_eq!(k(None, Some(429), "", false), Unavailable);
+        assert_eq!(k(Some("RequestTimeout"), Some(400), "", false), Unavailable);
+        assert_eq!(k(Some("InvalidArgument"), Some(400), "", false), Refused);
+        assert_eq!(
+            k(
+                None,
+                None,
+                "failed to load credentials from the chain",
+                false
+            ),
+            NoCredentials
+        );
+        assert_eq!(k(None, None, "connection refused", true), Unavailable);
+        assert_eq!(k(None, None, "construction failure", false), Refused);
     }
 }

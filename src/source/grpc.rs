@@ -82,39 +82,6 @@ impl GrpcSource {
         }
     }
 
-    /// Streams that cover the catalog in one window: entries over the same metric and time
-    /// range share one stream (requests and limits of CPU and memory cost one stream per
-    /// metric, not four), asking only for the matchers they all have in common.
-    fn groups(&self, steps: &[Steps]) -> Vec<Group> {
-        let mut by_key: HashMap<(String, i64, i64), usize> = HashMap::new();
-        let mut groups: Vec<Group> = Vec::new();
-        for (i, plan) in self.plans.iter().enumerate() {
-            let (mint, maxt) = plan.select_range(&steps[i], self.lookback_ms);
-            // a selector without a fixed metric name gets a stream of its own
-            let name = plan
-                .metric_name()
-                .map_or_else(|| format!("#{i}"), str::to_string);
-            match by_key.get(&(name.clone(), mint, maxt)) {
-                Some(&g) => {
-                    let group = &mut groups[g];
-                    group.entries.push(i);
-                    let keys: Vec<_> = plan.matchers.iter().map(Matcher::key).collect();
-                    group.matchers.retain(|m| keys.contains(&m.key()));
-                }
-                None => {
-                    by_key.insert((name, mint, maxt), groups.len());
-                    groups.push(Group {
-                        entries: vec![i],
-                        matchers: plan.matchers.clone(),
-                        mint,
-                        maxt,
-                    });
-                }
-            }
-        }
-        groups
-    }
-
     /// Narrows the Series requests to the clusters of one shard.
     pub fn with_shard(mut self, scope: ShardScope) -> Self {
         self.shard = Some(Arc::new(scope));
@@ -168,7 +135,7 @@ impl GrpcSource {
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
         let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
-        let mut groups = self.groups(&steps);
+        let mut groups = stream_groups(&self.plans, &steps, self.lookback_ms);
         self.narrow_to_shard(&mut groups).await?;
         let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
         let mut stats = Stats::default();
@@ -263,6 +230,39 @@ impl GrpcSource {
         stats.calls = 1;
         Ok((outs, stats))
     }
+}
+
+/// Streams that cover the catalog in one window: entries over the same metric and time
+/// range share one stream (requests and limits of CPU and memory cost one stream per
+/// metric, not four), asking only for the matchers they all have in common.
+fn stream_groups(plans: &[Plan], steps: &[Steps], lookback_ms: i64) -> Vec<Group> {
+    let mut by_key: HashMap<(String, i64, i64), usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let (mint, maxt) = plan.select_range(&steps[i], lookback_ms);
+        // a selector without a fixed metric name gets a stream of its own
+        let name = plan
+            .metric_name()
+            .map_or_else(|| format!("#{i}"), str::to_string);
+        match by_key.get(&(name.clone(), mint, maxt)) {
+            Some(&g) => {
+                let group = &mut groups[g];
+                group.entries.push(i);
+                let keys: Vec<_> = plan.matchers.iter().map(Matcher::key).collect();
+                group.matchers.retain(|m| keys.contains(&m.key()));
+            }
+            None => {
+                by_key.insert((name, mint, maxt), groups.len());
+                groups.push(Group {
+                    entries: vec![i],
+                    matchers: plan.matchers.clone(),
+                    mint,
+                    maxt,
+                });
+            }
+        }
+    }
+    groups
 }
 
 fn to_proto(m: &Matcher) -> proto::LabelMatcher {
@@ -495,5 +495,86 @@ mod tests {
             }
         }
         assert_eq!(windows, 8, "4 entries x 2 windows recorded");
+    }
+
+    #[test]
+    fn entries_over_one_metric_and_range_share_a_stream() {
+        let catalog = Catalog::default_for("cluster");
+        let plans = crate::engine::compile(&catalog).unwrap();
+        let steps = vec![window_steps(1_761_868_800, 3600, 60); plans.len()];
+        let groups = stream_groups(&plans, &steps, 300_000);
+        let names: Vec<(&str, usize)> = groups
+            .iter()
+            .map(|g| {
+                let m = plans[g.entries[0]].metric_name().unwrap();
+                (m, g.entries.len())
+            })
+            .collect();
+        // requests: cpu, memory and gpu; limits: cpu and memory
+        assert!(
+            names.contains(&("kube_pod_container_resource_requests", 3)),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&("kube_pod_container_resource_limits", 2)),
+            "{names:?}"
+        );
+        assert_eq!(groups.len(), plans.len() - 3);
+        let requests = groups
+            .iter()
+            .find(|g| g.entries.len() == 3)
+            .expect("the requests group");
+        // only the matchers every entry has: the metric name (resource/unit differ)
+        assert_eq!(requests.matchers.len(), 1, "{:?}", requests.matchers);
+        // a rate looks back over its range, an instant selector over the lookback
+        let rate = groups
+            .iter()
+            .find(|g| {
+                plans[g.entries[0]].metric_name() == Some("container_cpu_usage_seconds_total")
+            })
+            .unwrap();
+        assert_eq!(rate.mint, 1_761_868_800_000 - 300_000 + 1);
+        assert_eq!(rate.maxt, 1_761_868_800_000 + 59 * 60_000);
+    }
+
+    #[test]
+    fn replicas_sent_apart_are_joined_and_order_is_checked() {
+        let series = |pairs: &[(&str, &str)], t: i64| proto::Series {
+            labels: pairs
+                .iter()
+                .map(|(n, v)| proto::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            chunks: vec![AggrChunk {
+                min_time: t,
+                max_time: t + 10,
+                ..Default::default()
+            }],
+        };
+        let replicas = ["replica".to_string()];
+        let mut m = SeriesMerger::new(&replicas);
+        assert!(
+            m.push(series(&[("pod", "a"), ("replica", "1")], 50))
+                .unwrap()
+                .is_none()
+        );
+        // the same series from the other replica: joined, chunks sorted by time
+        assert!(
+            m.push(series(&[("pod", "a"), ("replica", "0")], 20))
+                .unwrap()
+                .is_none()
+        );
+        let (labels, chunks) = m.push(series(&[("pod", "b")], 0)).unwrap().unwrap();
+        assert_eq!(labels, Labels::from_pairs([("pod", "a")]));
+        assert_eq!(
+            chunks.iter().map(|c| c.min_time).collect::<Vec<_>>(),
+            vec![20, 50]
+        );
+        // out of label order: the endpoint did not drop the replica labels
+        let err = m.push(series(&[("pod", "a")], 0)).unwrap_err();
+        assert!(matches!(err, SourceError::Order(_)), "{err}");
+        assert_eq!(m.finish().unwrap().0, Labels::from_pairs([("pod", "b")]));
     }
 }

@@ -360,3 +360,42 @@ pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> pro
         value: value.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_failures_name_the_setting_to_change() {
+        let plain = tls_hint("https://q:10901", "InvalidContentType: corrupt message").unwrap();
+        assert!(plain.contains("use http:// instead of https://"), "{plain}");
+        let ca = tls_hint("https://q:10901", "invalid peer certificate: UnknownIssuer").unwrap();
+        assert!(
+            ca.contains("TLS_CA_FILE") && ca.contains("TLS_SERVER_NAME"),
+            "{ca}"
+        );
+        // not TLS at all: no hint, and nothing for a plaintext endpoint
+        assert_eq!(tls_hint("https://q:10901", "connection refused"), None);
+        assert_eq!(tls_hint("http://q:10901", "certificate"), None);
+    }
+
+    #[test]
+    fn retryable_codes_follow_the_spec() {
+        for c in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::ResourceExhausted,
+        ] {
+            assert!(retryable_code(c), "{c:?}");
+        }
+        for c in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+        ] {
+            assert!(!retryable_code(c), "{c:?}");
+        }
+    }
+}

@@ -7,3 +7,5 @@ mod support;
 mod bad_input;
 /// The README's flag table against `--help`.
 mod flags;
+/// The modules of `src/` import only from those above them in `src/lib.rs`.
+mod layout;
