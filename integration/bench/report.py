@@ -101,7 +101,7 @@ def section(a, reports):
                        f"({spans[-2]} to {last}) | {fmt_ratio(grow)} "
                        f"({mb(prev)} to {mb(rss)}) | {'yes' if grow and grow < 2 else 'no'} |")
     agree = all(rep["outputs_agree"] for rep in reports.values())
-    out.append(f"| outputs agree (SPEC §6) | "
+    out.append(f"| outputs agree (same keys, series, timestamps; values within 1e-9) | "
                f"{'every span' if agree else 'see the tables'} | {'yes' if agree else 'no'} |")
     out.append("")
 

@@ -71,7 +71,8 @@ pub(super) fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// How two exports of the same windows compare (SPEC §6).
+/// How two exports of the same windows compare: the same keys, series and timestamps, values
+/// within 1e-9 relative, the contract between the two sources.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Agreement {
     pub files: usize,

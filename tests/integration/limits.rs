@@ -1,4 +1,4 @@
-//! The HTTP query limits the gRPC path does not have (SPEC §1), on the real stack: a span and
+//! The HTTP query limits the gRPC path does not have, on the real stack: a span and
 //! step beyond the 11,000 points per series Thanos Query answers, a Prometheus started with a
 //! low `--query.max-samples` (Thanos Query v0.42 has no such flag: its engine's limit is fixed
 //! at 2^31 - 1), and a Thanos Query with a short `--query.timeout`. HTTP refuses each; gRPC
