@@ -300,6 +300,19 @@ mod base64_lite {
     }
 }
 
+/// The smallest command line `Settings::resolve` accepts, for tests.
+#[cfg(test)]
+pub(crate) const MINIMAL: [&str; 8] = [
+    "--store",
+    "http://q:10901",
+    "--s3-prefix",
+    "p",
+    "--cluster-name",
+    "c",
+    "--output-dir",
+    "/tmp/x",
+];
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -345,16 +358,7 @@ mod tests {
 
     #[test]
     fn resolves_checked_and_typed() {
-        let base = [
-            "--store",
-            "http://q:10901",
-            "--s3-prefix",
-            "p",
-            "--cluster-name",
-            "c",
-            "--output-dir",
-            "/tmp/x",
-        ];
+        let base = MINIMAL;
         let s = Settings::resolve(&opts(&base)).unwrap();
         assert_eq!((s.time_frame, s.step), (3600, 60));
         assert_eq!(s.lookback, Duration::from_secs(300));

@@ -163,17 +163,8 @@ mod tests {
     const NOW: i64 = 1_761_955_200 + 10 * H + 20 * 60;
 
     fn settings(extra: &[&str]) -> Settings {
-        let mut argv = vec![
-            "storeapi-exporter",
-            "--store",
-            "http://q:10901",
-            "--s3-prefix",
-            "p",
-            "--cluster-name",
-            "c",
-            "--output-dir",
-            "/tmp/x",
-        ];
+        let mut argv = vec!["storeapi-exporter"];
+        argv.extend_from_slice(&crate::cli::settings::MINIMAL);
         argv.extend_from_slice(extra);
         Settings::resolve(&Cli::parse_from(argv).opts).unwrap()
     }

@@ -1,48 +1,11 @@
 //! Bad input from a StoreAPI (a fake one: faults no real peer gives on demand): each gets a
 //! clear error naming the problem and the fix, its exit code, and never a partial file.
 
-use crate::support::exporter::{describe, exporter, files, scratch};
+use crate::support::exporter::{BAD_INPUT_FROM, describe, export_blocking, files, scratch};
 use crate::support::fake_store::{Script, start};
 
-const W1: i64 = 1_761_868_800; // 2025-10-31T00:00Z
+const W1: i64 = BAD_INPUT_FROM;
 const W2: i64 = W1 + 3600;
-
-fn common(store: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("STORE_ENDPOINT", store),
-        ("S3_PREFIX", "k8s/prometheus"),
-        ("CLUSTER_NAME", "home"),
-        ("RETRIES", "2"),
-    ]
-}
-
-async fn export_blocking(
-    store: String,
-    dir: std::path::PathBuf,
-    windows: i64,
-    extra: Vec<(&'static str, String)>,
-) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let mut env: Vec<(&str, &str)> = common(&store);
-        for (k, v) in &extra {
-            env.push((k, v));
-        }
-        exporter(
-            &[
-                "export",
-                "--from",
-                &W1.to_string(),
-                "--to",
-                &(W1 + windows * 3600).to_string(),
-                "--output-dir",
-                dir.to_str().unwrap(),
-            ],
-            &env,
-        )
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint() {

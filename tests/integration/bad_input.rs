@@ -1,46 +1,7 @@
 //! Bad input: each gets a clear error naming the problem and the fix, its exit code, and
 //! never a partial file.
 
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
-
-const W1: i64 = 1_761_868_800; // 2025-10-31T00:00Z
-
-fn common(store: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("STORE_ENDPOINT", store),
-        ("S3_PREFIX", "k8s/prometheus"),
-        ("CLUSTER_NAME", "home"),
-        ("RETRIES", "2"),
-    ]
-}
-
-async fn export_blocking(
-    store: String,
-    dir: std::path::PathBuf,
-    windows: i64,
-    extra: Vec<(&'static str, String)>,
-) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let mut env: Vec<(&str, &str)> = common(&store);
-        for (k, v) in &extra {
-            env.push((k, v));
-        }
-        exporter(
-            &[
-                "export",
-                "--from",
-                &W1.to_string(),
-                "--to",
-                &(W1 + windows * 3600).to_string(),
-                "--output-dir",
-                dir.to_str().unwrap(),
-            ],
-            &env,
-        )
-    })
-    .await
-    .unwrap()
-}
+use crate::support::exporter::{describe, export_blocking, files, read_json, scratch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_a_plaintext_endpoint() {

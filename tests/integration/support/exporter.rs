@@ -78,3 +78,46 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s).unwrap();
     serde_json::from_str(&s).unwrap()
 }
+
+/// The first window of the bad-input exports: 2025-10-31T00:00Z.
+pub const BAD_INPUT_FROM: i64 = 1_761_868_800;
+
+/// The settings every bad-input export shares, for a StoreAPI at `store`.
+pub fn bad_input_env(store: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("STORE_ENDPOINT", store),
+        ("S3_PREFIX", "k8s/prometheus"),
+        ("CLUSTER_NAME", "home"),
+        ("RETRIES", "2"),
+    ]
+}
+
+/// `export` of `windows` hourly windows from 2025-10-31T00:00Z into `dir`, run off the async
+/// runtime (the fakes serve on it).
+pub async fn export_blocking(
+    store: String,
+    dir: std::path::PathBuf,
+    windows: i64,
+    extra: Vec<(&'static str, String)>,
+) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut env: Vec<(&str, &str)> = bad_input_env(&store);
+        for (k, v) in &extra {
+            env.push((k, v));
+        }
+        exporter(
+            &[
+                "export",
+                "--from",
+                &BAD_INPUT_FROM.to_string(),
+                "--to",
+                &(BAD_INPUT_FROM + windows * 3600).to_string(),
+                "--output-dir",
+                dir.to_str().unwrap(),
+            ],
+            &env,
+        )
+    })
+    .await
+    .unwrap()
+}
