@@ -94,7 +94,7 @@ need_ports() {
 wait_for() { # description seconds command...
   local what=$1 secs=$2
   shift 2
-  local deadline=$((SECONDS + secs))
+  local began=$SECONDS deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
       log "timed out after ${secs}s waiting for $what; logs are in $STACK_DIR/logs"
@@ -102,6 +102,7 @@ wait_for() { # description seconds command...
     fi
     sleep 0.3
   done
+  [ $((SECONDS - began)) -lt 3 ] || log "waited $((SECONDS - began))s for $what"
 }
 
 start() { # name command... (runs in the background, pid recorded for down.sh)
@@ -254,7 +255,9 @@ upload_data() { # bucket-config data-dir gen_data.py arguments...
 
 # The blocks of both ranges, compacted once by `thanos compact` with offline replica
 # deduplication into a filesystem bucket, cached by the data and the Thanos version.
-COMPACT_FLAGS=(--deduplication.replica-label=replica --consistency-delay=0s --downsampling.disable)
+# --delete-delay=0s: the source blocks go at once, so the cache holds the compacted ones only.
+COMPACT_FLAGS=(--deduplication.replica-label=replica --consistency-delay=0s --delete-delay=0s
+  --downsampling.disable)
 compacted_bucket() { # data-dir store-only-data-dir -> prints the bucket directory
   local key dir tmp
   key=$( {
