@@ -19,7 +19,10 @@ started=$SECONDS
 own_stack=0 stack_pid=""
 stop_stack() {
   # a failed lint may come while up.sh is still starting processes: stop it first
-  [ -n "$stack_pid" ] && kill "$stack_pid" 2>/dev/null && wait "$stack_pid" 2>/dev/null
+  if [ -n "$stack_pid" ]; then
+    kill "$stack_pid" 2>/dev/null || true
+    wait "$stack_pid" 2>/dev/null || true
+  fi
   bash integration/stack/down.sh
 }
 if ! bash integration/stack/up.sh --check >/dev/null 2>&1; then

@@ -512,11 +512,11 @@ fn now() -> i64 {
 }
 
 /// Minute windows of live data for `--time-frame 60`: at least `min` and at most 5 of them,
-/// starting a minute after the live scrapes did (so the first has data in its lookback) and
-/// ending `settle` seconds before now (scrapes, remote writes and head appends are done). Waits
-/// until the scrapes have covered them.
+/// starting at least 30 s after the live scrapes did (so the first has data in its lookback)
+/// and ending `settle` seconds before now (scrapes, remote writes and head appends are done).
+/// Waits until the scrapes have covered them.
 fn live_windows(t: &Topology, min: i64, settle: i64) -> (i64, i64) {
-    let first = (t.live_from + 60).div_euclid(60) * 60 + 60;
+    let first = (t.live_from + 30 + 59).div_euclid(60) * 60;
     let ready = first + min * 60 + settle;
     if now() < ready {
         eprintln!(
@@ -538,7 +538,7 @@ fn live_ha_pair_and_single_prometheus_grpc_equal_http() {
     // staleness markers of ended pods, counter resets of restarted containers, pods moving
     // between nodes, and the HA pair's replicas scraping apart.
     let (s, t) = (stack(), topology());
-    let range = live_windows(t, 3, 30);
+    let range = live_windows(t, 2, 20);
     let p = parity(
         "topology-live",
         range,
@@ -548,8 +548,12 @@ fn live_ha_pair_and_single_prometheus_grpc_equal_http() {
         |_| true,
     );
     let windows = ((range.1 - range.0) / 60) as usize;
-    assert!(p.files >= windows * METRICS * 3 - windows * 3, "{p:?}");
-    assert!(p.points > 10_000, "{p:?}");
+    assert_eq!(
+        p.files,
+        windows * METRICS * 3,
+        "19 metrics x clusters a, b, c: {p:?}"
+    );
+    assert!(p.points > windows * 4000, "{p:?}");
 }
 
 #[test]
@@ -583,7 +587,7 @@ fn live_receiver_tenant_grpc_equals_http() {
     // (d) cluster c: a Prometheus that only remote-writes to the receiver (tenant header),
     // served by the receiver's head, deduplicated over receive_replica.
     let (s, t) = (stack(), topology());
-    let range = live_windows(t, 3, 30);
+    let range = live_windows(t, 2, 20);
     let cluster = t.receive_cluster.as_str();
     let p = parity(
         "topology-live-receiver",
@@ -593,7 +597,8 @@ fn live_receiver_tenant_grpc_equals_http() {
         LIVE_ARGS,
         in_cluster(cluster),
     );
-    assert!(p.files >= 3 * (METRICS - 1), "{p:?}");
+    let windows = ((range.1 - range.0) / 60) as usize;
+    assert_eq!(p.files, windows * METRICS, "{p:?}");
     // The tenant is an external label of the receiver: it is on the exported series.
     let g = Path::new(env!("CARGO_TARGET_TMPDIR")).join("topology-live-receiver-grpc");
     let info = files(&g)
@@ -620,7 +625,7 @@ fn live_direct_sidecar_and_receiver_equal_the_queriers_http() {
     // (f) live windows with --store straight at the receiver (cluster c) and at cluster b's
     // sidecar (remote read of the Prometheus head).
     let (s, t) = (stack(), topology());
-    let range = live_windows(t, 3, 30);
+    let range = live_windows(t, 2, 20);
     let sidecar_b = t
         .sidecars
         .iter()
