@@ -428,6 +428,8 @@ main() {
     start "prometheus-$inst" prometheus --config.file="$dir/prometheus.yml" \
       --storage.tsdb.path="$dir/data" --storage.tsdb.retention.time=10y \
       --web.listen-address="127.0.0.1:$pp"
+    # A sidecar that finds its Prometheus not yet listening retries only every 30 s.
+    wait_for "prometheus $inst" 60 curl -fsS "http://127.0.0.1:$pp/-/ready"
     start "sidecar-$inst" "$THANOS_BIN" sidecar --prometheus.url="http://127.0.0.1:$pp" \
       --tsdb.path="$dir/data" --grpc-address="127.0.0.1:$sg" --http-address="127.0.0.1:$sh"
     endpoints+=("--endpoint=127.0.0.1:$sg")
