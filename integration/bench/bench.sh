@@ -22,6 +22,8 @@ cd "$REPO_ROOT"
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 export STACK_DIR=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
+# The historical topology only (no live scrapes, no object storage): an idle stack to measure.
+export STACK_TOPOLOGY=minimal
 export DATA_DAYS=${DATA_DAYS:-2} DATA_INTERVAL=${DATA_INTERVAL:-30} DATA_CLUSTERS=${DATA_CLUSTERS:-2}
 export DATA_NODES=${DATA_NODES:-40} DATA_PODS=${DATA_PODS:-680} DATA_BATCH=${DATA_BATCH:-4}
 export DATA_SLICE_HOURS=${DATA_SLICE_HOURS:-12}

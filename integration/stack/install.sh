@@ -2,7 +2,8 @@
 # Installs the real peers the tests and the benchmark run against, skipping what is there:
 #   prometheus + promtool (Debian package), thanos (built from its Go module at a pinned
 #   version), minio (built from its Go module; s3s-fs from crates.io if that build fails),
-#   python3 for the data generator.
+#   python3 for the data generator and the live scrape target, openssl for the TLS test
+#   certificates.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$BIN_DIR"
@@ -65,6 +66,7 @@ install_s3() {
 install_prometheus
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
+command -v openssl >/dev/null || apt_install openssl
 install_thanos
 install_s3
 log "peers installed under $BIN_DIR"

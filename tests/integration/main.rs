@@ -22,3 +22,6 @@ mod shard;
 mod thanos_grpc;
 /// The generator's ground truth through Thanos Query's PromQL.
 mod thanos_http;
+/// A production-shaped Thanos: store gateways, a compacted bucket, a receiver, live scrapes,
+/// a TLS Querier; gRPC against HTTP over each.
+mod topology;

@@ -53,6 +53,22 @@ async fn series(matchers: &[(&str, &str)]) -> Vec<(Labels, Vec<(i64, f64)>, usiz
                 samples.push((t, v));
             }
         }
+        // The store gateway and the sidecar both hold the backfilled range: the Querier sends
+        // both stores' chunks of a series (cut differently, so not dropped as identical), and
+        // their samples overlap. The same sample from two stores is the same bits.
+        samples.sort_by_key(|s| s.0);
+        samples.dedup_by(|b, a| {
+            if a.0 != b.0 {
+                return false;
+            }
+            assert_eq!(
+                a.1.to_bits(),
+                b.1.to_bits(),
+                "two stores disagree at {}",
+                a.0
+            );
+            true
+        });
         out.push((labels, samples, series.chunks.len()));
     }
     out
@@ -76,10 +92,6 @@ async fn series_answers_with_xor_chunks_equal_to_the_http_samples() {
             "the sidecar adds its external labels"
         );
         assert!(chunks > &1, "two days of samples span several chunks");
-        assert!(
-            samples.windows(2).all(|w| w[0].0 < w[1].0),
-            "samples in time order"
-        );
         assert!(
             samples.len() > 5000,
             "two days at 30s: {} samples",

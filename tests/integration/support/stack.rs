@@ -17,9 +17,10 @@ pub struct Stack {
     pub secret_key: String,
 }
 
-pub fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| {
+/// The stack's env file (`STACK_DIR/env`), parsed once.
+fn env_file() -> &'static (PathBuf, HashMap<String, String>) {
+    static VARS: OnceLock<(PathBuf, HashMap<String, String>)> = OnceLock::new();
+    VARS.get_or_init(|| {
         let mut vars: HashMap<String, String> = HashMap::new();
         let dir = std::env::var("STACK_DIR")
             .map(PathBuf::from)
@@ -27,32 +28,104 @@ pub fn stack() -> &'static Stack {
         if let Ok(text) = std::fs::read_to_string(dir.join("env")) {
             for line in text.lines() {
                 if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
-                    vars.insert(k.to_string(), v.to_string());
+                    vars.insert(k.to_string(), v.trim_matches('"').to_string());
                 }
             }
         }
-        let get = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .or_else(|| vars.get(k).cloned())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{k} is not set and {} has no stack environment: start the stack with \
-                         integration/stack/up.sh (or run everything with integration/test.sh)",
-                        dir.join("env").display()
-                    )
-                })
-        };
-        Stack {
-            thanos_http: get("THANOS_HTTP"),
-            thanos_grpc: get("THANOS_GRPC"),
-            data_from: get("DATA_FROM").parse().expect("DATA_FROM is unix seconds"),
-            data_to: get("DATA_TO").parse().expect("DATA_TO is unix seconds"),
-            data_dir: PathBuf::from(get("DATA_DIR")),
-            s3_endpoint: get("S3_ENDPOINT"),
-            bucket: get("S3_BUCKET"),
-            access_key: get("AWS_ACCESS_KEY_ID"),
-            secret_key: get("AWS_SECRET_ACCESS_KEY"),
+        (dir.join("env"), vars)
+    })
+}
+
+/// A variable of the stack's environment: the process environment wins over the env file.
+fn get(k: &str) -> String {
+    let (path, vars) = env_file();
+    std::env::var(k)
+        .ok()
+        .or_else(|| vars.get(k).cloned())
+        .unwrap_or_else(|| {
+            panic!(
+                "{k} is not set and {} has no stack environment: start the stack with \
+                 integration/stack/up.sh (or run everything with integration/test.sh)",
+                path.display()
+            )
+        })
+}
+
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| Stack {
+        thanos_http: get("THANOS_HTTP"),
+        thanos_grpc: get("THANOS_GRPC"),
+        data_from: get("DATA_FROM").parse().expect("DATA_FROM is unix seconds"),
+        data_to: get("DATA_TO").parse().expect("DATA_TO is unix seconds"),
+        data_dir: PathBuf::from(get("DATA_DIR")),
+        s3_endpoint: get("S3_ENDPOINT"),
+        bucket: get("S3_BUCKET"),
+        access_key: get("AWS_ACCESS_KEY_ID"),
+        secret_key: get("AWS_SECRET_ACCESS_KEY"),
+    })
+}
+
+/// The production-shaped part of the stack (`STACK_TOPOLOGY=full`): live scrapes, object
+/// storage behind store gateways, a compacted bucket, a receiver, a TLS Querier.
+pub struct Topology {
+    /// The store gateway over the `thanos` bucket (StoreAPI).
+    pub store_grpc: String,
+    /// The receiver's StoreAPI.
+    pub receive_grpc: String,
+    /// The sidecars' StoreAPIs by instance (`a-0`, `a-1`, `b`).
+    pub sidecars: Vec<(String, String)>,
+    /// The Querier over the compacted bucket's store gateway (StoreAPI and HTTP).
+    pub compact_grpc: String,
+    pub compact_http: String,
+    /// The Querier whose gRPC listener requires TLS and a client certificate.
+    pub tls_grpc: String,
+    pub tls_ca_file: String,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    /// A CA that did not sign the server's certificate.
+    pub tls_other_ca_file: String,
+    /// The range only the store gateway has, `[store_only_from, store_only_to)`.
+    pub store_only_from: i64,
+    pub store_only_to: i64,
+    /// Unix seconds when the live scrapes started, and their interval.
+    pub live_from: i64,
+    pub live_interval: i64,
+    /// The cluster whose Prometheus only remote-writes to the receiver, and its tenant.
+    pub receive_cluster: String,
+    pub receive_tenant: String,
+}
+
+pub fn topology() -> &'static Topology {
+    static TOPOLOGY: OnceLock<Topology> = OnceLock::new();
+    TOPOLOGY.get_or_init(|| {
+        assert_eq!(
+            get("STACK_TOPOLOGY"),
+            "full",
+            "the stack runs without its production topology: start it with STACK_TOPOLOGY=full"
+        );
+        let int = |k: &str| -> i64 { get(k).parse().unwrap_or_else(|_| panic!("{k} is a number")) };
+        Topology {
+            store_grpc: get("THANOS_STORE_GRPC"),
+            receive_grpc: get("THANOS_RECEIVE_GRPC"),
+            sidecars: get("SIDECARS")
+                .split_whitespace()
+                .filter_map(|s| s.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            compact_grpc: get("THANOS_COMPACT_GRPC"),
+            compact_http: get("THANOS_COMPACT_HTTP"),
+            tls_grpc: get("THANOS_TLS_GRPC"),
+            tls_ca_file: get("TLS_CA_FILE"),
+            tls_cert_file: get("TLS_CERT_FILE"),
+            tls_key_file: get("TLS_KEY_FILE"),
+            tls_other_ca_file: get("TLS_OTHER_CA_FILE"),
+            store_only_from: int("STORE_ONLY_FROM"),
+            store_only_to: int("STORE_ONLY_TO"),
+            live_from: int("LIVE_FROM"),
+            live_interval: int("LIVE_INTERVAL"),
+            receive_cluster: get("RECEIVE_CLUSTER"),
+            receive_tenant: get("RECEIVE_TENANT"),
         }
     })
 }
