@@ -137,6 +137,16 @@ fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
     }
     if d.contains("invalidcontenttype") || d.contains("corrupt message") {
         Some("the endpoint does not speak TLS: use http:// instead of https://")
+    } else if d.contains("certificaterequired") || d.contains("certificate required") {
+        Some("the server requires a client certificate (mTLS): set TLS_CERT_FILE and TLS_KEY_FILE")
+    } else if d.contains("alert: badcertificate")
+        || d.contains("alert: unknownca")
+        || d.contains("alert: decrypterror")
+        || d.contains("alert: accessdenied")
+    {
+        Some(
+            "the server refused the client certificate: set TLS_CERT_FILE and TLS_KEY_FILE to a certificate signed by a CA the server trusts",
+        )
     } else if d.contains("certificate") || d.contains("unknownissuer") || d.contains("tls") {
         Some(
             "the server's certificate was not accepted: set TLS_CA_FILE to its CA, or TLS_SERVER_NAME to the name in its certificate",
@@ -237,6 +247,21 @@ impl StoreClient {
         })
     }
 
+    /// A failed call. With TLS 1.3 the server checks the client certificate after the
+    /// handshake, so an mTLS refusal arrives on the first call, not on connect: it is a
+    /// configuration error with a hint, not an outage to retry.
+    fn call_error(&self, call: &'static str, s: Status) -> StoreError {
+        let detail = error_chain(&s);
+        match tls_hint(&self.cfg.endpoint, &detail) {
+            Some(hint) => StoreError::Tls {
+                endpoint: self.cfg.endpoint.clone(),
+                detail,
+                hint,
+            },
+            None => StoreError::status(call, s),
+        }
+    }
+
     fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(self.cfg.timeout);
@@ -261,7 +286,7 @@ impl StoreClient {
         c.info(self.request(proto::info::InfoRequest {}))
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| StoreError::status("Info", s))
+            .map_err(|s| self.call_error("Info", s))
     }
 
     /// The values of `label` among the series with data in `[start, end]` (ms), partial
@@ -285,7 +310,7 @@ impl StoreClient {
             .raw()
             .label_values(self.request(req))
             .await
-            .map_err(|s| StoreError::status("LabelValues", s))?
+            .map_err(|s| self.call_error("LabelValues", s))?
             .into_inner();
         if let Some(w) = resp.warnings.into_iter().next() {
             return Err(StoreError::Warning(w));
@@ -302,7 +327,7 @@ impl StoreClient {
             .raw()
             .series(self.request(req))
             .await
-            .map_err(|s| StoreError::status("Series", s))?
+            .map_err(|s| self.call_error("Series", s))?
             .into_inner();
         Ok(SeriesStream {
             inner: stream,
@@ -374,6 +399,17 @@ mod tests {
             ca.contains("TLS_CA_FILE") && ca.contains("TLS_SERVER_NAME"),
             "{ca}"
         );
+        let mtls = tls_hint(
+            "https://q:10901",
+            "transport error: received fatal alert: CertificateRequired",
+        )
+        .unwrap();
+        assert!(
+            mtls.contains("TLS_CERT_FILE") && mtls.contains("TLS_KEY_FILE"),
+            "{mtls}"
+        );
+        let refused = tls_hint("https://q:10901", "received fatal alert: UnknownCA").unwrap();
+        assert!(refused.contains("client certificate"), "{refused}");
         // not TLS at all: no hint, and nothing for a plaintext endpoint
         assert_eq!(tls_hint("https://q:10901", "connection refused"), None);
         assert_eq!(tls_hint("http://q:10901", "certificate"), None);
