@@ -558,8 +558,10 @@ fn live_ha_pair_and_single_prometheus_grpc_equal_http() {
 
 #[test]
 fn live_ha_pair_scrapes_apart() {
-    // Prometheus offsets each target's scrapes by a hash that includes its external labels:
-    // the replicas' samples of one series are apart by more than jitter, less than an interval.
+    // Prometheus offsets each target's scrapes by a hash of the target's URL and of its own
+    // external labels: the replicas' samples of one series never share a timestamp. How far
+    // apart they are depends on that hash, so on STACK_BASE_PORT (0.66 s at the default
+    // 19000, 0.01 s measured at 21000): only "apart" is asserted.
     let t = topology();
     let (_, at) = live_windows(t, 1, 10);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -579,7 +581,7 @@ fn live_ha_pair_scrapes_apart() {
     // two timestamps of the same scrape period, or of consecutive ones
     let apart = ((ts[0] - ts[1]).abs() % interval).min(interval - (ts[0] - ts[1]).abs() % interval);
     eprintln!("replicas scrape {apart:.3}s apart (interval {interval}s)");
-    assert!(apart > 0.05, "replicas scrape apart: {ts:?}");
+    assert!(apart >= 0.001, "replicas scrape apart: {ts:?}");
 }
 
 #[test]
