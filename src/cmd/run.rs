@@ -22,9 +22,9 @@ pub(super) struct RunPlan {
     /// The state to start from (the saved one, a new one at the backfill start, or moved up
     /// to the retention cutoff).
     pub state: State,
-    /// Whether the state was moved up to the retention cutoff (older windows would be deleted
-    /// right away).
-    pub skipped_to_retention: Option<i64>,
+    /// When the state was older than the retention: where it was, and the retention cutoff it
+    /// was moved up to (older windows would be deleted right away).
+    pub skipped_to_retention: Option<(i64, i64)>,
     /// Window starts to export, in time order.
     pub windows: Vec<i64>,
     /// Files whose window starts before this are deleted afterwards (unix seconds).
@@ -42,7 +42,7 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
     if let Some(r) = retention_start
         && state.exported_until < r
     {
-        skipped_to_retention = Some(r);
+        skipped_to_retention = Some((state.exported_until, r));
         state.advance(r);
     }
     let limit = now - s.settle_delay.as_secs() as i64;
@@ -87,9 +87,9 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
         windows: starts,
         retention_cutoff,
     } = plan_run(now, saved, s);
-    if let Some(r) = skipped_to_retention {
+    if let Some((was, r)) = skipped_to_retention {
         warn!(
-            exported_until = %rfc3339(state.exported_until),
+            exported_until = %rfc3339(was),
             retention_start = %rfc3339(r),
             "the state is older than the retention: starting at the retention cutoff, older windows would be deleted right away"
         );
@@ -203,7 +203,8 @@ mod tests {
         let p = plan_run(NOW, None, &s);
         // the first window retention keeps whole: 2025-10-30T11:00Z
         let cut = NOW - 20 * 60 - 2 * 86_400 + H;
-        assert_eq!(p.skipped_to_retention, Some(cut));
+        let backfill_start = NOW - 20 * 60 - 3 * 86_400;
+        assert_eq!(p.skipped_to_retention, Some((backfill_start, cut)));
         assert_eq!(p.state.exported_until, cut);
         assert_eq!(p.windows[0], cut);
         let keep = settings(&["--retention-days", "0", "--backfill", "3d"]);
