@@ -290,7 +290,7 @@ impl Settings {
         let pauses = backoff_total(r);
         let storeapi = self.idle_timeout.max(self.connect_timeout) * r + pauses;
         let http = self.timeout * r + pauses;
-        let readiness = READINESS_TIMEOUT * READINESS_ATTEMPTS
+        let readiness = READINESS_TIMEOUT.min(self.timeout) * READINESS_ATTEMPTS
             + Duration::from_secs(2) * (READINESS_ATTEMPTS - 1);
         let s3 = s3.map_or(Duration::ZERO, |c| {
             let m = c.max_attempts.max(1);
