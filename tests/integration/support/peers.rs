@@ -230,9 +230,10 @@ impl Peers {
         (format!("http://127.0.0.1:{gp}"), http)
     }
 
-    /// Waits until the Thanos Query `name` at `http` sees `n` stores.
+    /// Waits until the Thanos Query `name` at `http` sees `n` stores, every one healthy (a
+    /// store that went away stays listed, with its last error, for minutes).
     pub async fn wait_for_query(&mut self, name: &str, http: &str, n: usize) {
-        let what = format!("{name} to see its {n} stores");
+        let what = format!("{name} to see its {n} stores healthy");
         self.wait_for(&what, || {
             let u = http.to_string();
             async move { stores_seen(&u).await == n }
@@ -305,7 +306,8 @@ async fn get_ok(url: &str) -> bool {
     matches!(reqwest::get(url).await, Ok(r) if r.status().is_success())
 }
 
-/// The stores a Thanos Query lists (`/api/v1/stores`), each with its label sets rendered.
+/// The healthy stores a Thanos Query lists (`/api/v1/stores`), each with its label sets
+/// rendered.
 pub async fn stores(http: &str) -> Vec<(String, String)> {
     let Ok(r) = reqwest::get(format!("{http}/api/v1/stores")).await else {
         return Vec::new();
@@ -318,6 +320,7 @@ pub async fn stores(http: &str) -> Vec<(String, String)> {
         .map(|m| {
             m.values()
                 .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+                .filter(|s| s["lastError"].is_null())
                 .filter_map(|s| {
                     let name = s["name"].as_str()?.to_string();
                     Some((name, s["labelSets"].to_string()))
