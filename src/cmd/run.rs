@@ -2,18 +2,16 @@
 //! BACKFILL_DAYS ago) up to now minus the settle delay, advancing the state after each
 //! window, then apply retention.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{AppError, build_exporter, log_summary, watch_signals};
+use super::{AppError, build_exporter, log_summary};
 use crate::cli::Settings;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::retention;
 use crate::pipeline::state::{State, StateError, StateStore, state_key};
-use crate::pipeline::{Checkpoint, ExportError};
+use crate::pipeline::{Checkpoint, ExportError, Stop};
 use crate::time::{rfc3339, window_starts};
 
 /// What one run does, decided from the clock, the saved state and the settings alone.
@@ -55,12 +53,11 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
     }
 }
 
-pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
+pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), AppError> {
     let began = Instant::now();
     let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = s.time_frame;
+    let mut progress = Progress::start(s.progress_interval, bar);
     let exporter = build_exporter(s).await?;
     let store = StateStore {
         sink: &exporter.sink,
@@ -106,11 +103,11 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
         destination = %exporter.sink.describe(),
         "export planned"
     );
-    let mut progress = Progress::new(starts.len(), bar);
+    progress.planned(starts.len());
     let result = exporter
         .export(
             &starts,
-            &stop,
+            stop,
             Some(Checkpoint {
                 store: &store,
                 state: &mut state,
@@ -118,7 +115,6 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
             &mut progress,
         )
         .await;
-    progress.finish();
     let (summary, err) = match result {
         Ok(s) => (s, None),
         Err((s, e)) => (s, Some(e)),
@@ -127,18 +123,20 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
     let mut retention_error = None;
     if let Some(cutoff) = retention_cutoff
         && err.is_none()
-        && !stop.load(Ordering::SeqCst)
+        && !stop.is_requested()
     {
+        progress.phase("retention");
         match retention::apply(&exporter.sink, &exporter.prefix, &state.clusters, cutoff).await {
             Ok(r) => deleted = r.deleted,
             Err(e) => retention_error = Some(e),
         }
     }
+    progress.finish();
     log_summary("run finished", &summary, deleted, began, starts.len());
     if let Some(e) = err {
         return Err(AppError::Export(e));
     }
-    if stop.load(Ordering::SeqCst) {
+    if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(
             state.exported_until,
         )));

@@ -8,6 +8,7 @@ use tracing::{error, info};
 
 use super::AppError;
 use crate::catalog::Catalog;
+use crate::cli::settings::{READINESS_ATTEMPTS, READINESS_TIMEOUT};
 use crate::cli::{Destination, Settings, SourceSettings};
 use crate::engine;
 use crate::finout::cluster_folder;
@@ -32,7 +33,7 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
     let source = match &s.source {
         SourceSettings::Grpc(cfg) => {
             let plans = engine::compile(&catalog)?;
-            let client = StoreClient::connect(cfg.clone())
+            let client = StoreClient::connect((**cfg).clone())
                 .await
                 .map_err(AppError::Preflight)?;
             preflight(&client, &cfg.endpoint).await?;
@@ -60,6 +61,7 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
             &s.auth_headers,
             s.tls_ca_file.as_deref(),
             s.timeout,
+            s.connect_timeout,
             catalog.clone(),
             s.step,
             s.time_frame,
@@ -71,9 +73,10 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
         let client = http_client(
             &s.auth_headers,
             s.tls_ca_file.as_deref(),
-            std::time::Duration::from_secs(10),
+            READINESS_TIMEOUT.min(s.timeout),
+            s.connect_timeout,
         )?;
-        wait_ready(&client, &url, 3)
+        wait_ready(&client, &url, READINESS_ATTEMPTS)
             .await
             .map_err(AppError::NotReady)?;
         info!(url, "http api ready");
@@ -99,6 +102,7 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
         write_concurrency: s.concurrency,
         window_concurrency: s.window_concurrency,
         shard: s.shard,
+        shutdown_timeout: s.shutdown_timeout,
     })
 }
 

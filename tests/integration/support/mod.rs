@@ -6,5 +6,6 @@
 
 pub mod exporter;
 pub mod fake_store;
+pub mod peers;
 pub mod s3_proxy;
 pub mod stack;
