@@ -332,6 +332,28 @@ impl StoreClient {
         self.answer("Info", Instant::now() + timeout, c.info(req))
             .await
             .map(|r| r.into_inner())
+            .map_err(|e| self.without_client_certificate(e))
+    }
+
+    /// A server that requires a client certificate refuses it after the TLS 1.3 handshake;
+    /// whether the client then reads the alert (`CertificateRequired`) or only finds the
+    /// connection closed under its first request (a broken pipe, a reset) is a race. Info is
+    /// the first call: on a TLS endpoint without a client certificate, a connection closed
+    /// right after a successful handshake is that refusal, not an outage.
+    fn without_client_certificate(&self, e: StoreError) -> StoreError {
+        let StoreError::Status { message, .. } = &e else {
+            return e;
+        };
+        let m = message.to_ascii_lowercase();
+        let closed = m.contains("broken pipe") || m.contains("connection reset");
+        if self.cfg.endpoint.starts_with("https://") && self.cfg.client_cert.is_none() && closed {
+            return StoreError::Tls {
+                endpoint: self.cfg.endpoint.clone(),
+                detail: message.clone(),
+                hint: "the server closed the connection right after the TLS handshake, as a server that requires a client certificate (mTLS) does: set TLS_CERT_FILE and TLS_KEY_FILE",
+            };
+        }
+        e
     }
 
     /// The values of `label` among the series with data in `[start, end]` (ms), partial
