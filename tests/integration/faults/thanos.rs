@@ -144,6 +144,13 @@ async fn fault_one_sidecar_down_behind_a_live_querier_fails_the_window() {
     }
     peers.restart("sidecar-b");
     peers.wait_for_query("query", &http, endpoints.len()).await;
+    peers
+        .wait_for_answer(
+            &http,
+            r#"count(kube_node_info{cluster="b"})"#,
+            stack().data_from + HOUR,
+        )
+        .await;
     assert_rerun_completes(&dest, env, hours, &reference).await;
 }
 

@@ -241,6 +241,36 @@ impl Peers {
         .await;
     }
 
+    /// Waits until the Thanos Query at `http` answers `query` at `at` (unix seconds) whole
+    /// (`partial_response=false`): a store that was just killed stays listed as healthy until
+    /// the Querier's next Info round, and a restarted one is dialled again only after the
+    /// Querier's reconnect backoff, so a store count alone can pass too early.
+    pub async fn wait_for_answer(&mut self, http: &str, query: &str, at: i64) {
+        let what = format!("{http} to answer {query} without a partial response");
+        let url = format!("{http}/api/v1/query");
+        self.wait_for(&what, || {
+            let url = url.clone();
+            let form = [
+                ("query", query.to_string()),
+                ("time", at.to_string()),
+                ("partial_response", "false".to_string()),
+            ];
+            async move {
+                let Ok(r) = reqwest::Client::new().post(&url).form(&form).send().await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                v["status"] == "success"
+                    && v["data"]["result"]
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+            }
+        })
+        .await;
+    }
+
     /// Prometheus and a Thanos sidecar as `name` over a hard-linked copy of cluster `cluster`'s
     /// data (instance `instance` of the stack); returns the sidecar's gRPC address (host:port).
     pub async fn start_prometheus(&mut self, name: &str, instance: &str, cluster: &str) -> String {
