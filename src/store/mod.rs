@@ -339,13 +339,21 @@ impl StoreClient {
     /// whether the client then reads the alert (`CertificateRequired`) or only finds the
     /// connection closed under its first request (a broken pipe, a reset) is a race. Info is
     /// the first call: on a TLS endpoint without a client certificate, a connection closed
-    /// right after a successful handshake is that refusal, not an outage.
+    /// right after a successful handshake (a broken pipe, a reset, a closed connection, an
+    /// early EOF: which one is also a race) is that refusal, not an outage.
     fn without_client_certificate(&self, e: StoreError) -> StoreError {
         let StoreError::Status { message, .. } = &e else {
             return e;
         };
         let m = message.to_ascii_lowercase();
-        let closed = m.contains("broken pipe") || m.contains("connection reset");
+        let closed = [
+            "broken pipe",
+            "connection reset",
+            "connection closed",
+            "unexpected eof",
+        ]
+        .iter()
+        .any(|c| m.contains(c));
         if self.cfg.endpoint.starts_with("https://") && self.cfg.client_cert.is_none() && closed {
             return StoreError::Tls {
                 endpoint: self.cfg.endpoint.clone(),
