@@ -188,49 +188,19 @@ impl Exporter {
         })
     }
 
-    /// Uploads every file of a window; files that failed for a transient reason are tried
-    /// again (each upload is whole or nothing, and keys are deterministic, so a retry
-    /// overwrites instead of duplicating).
-    async fn write_with_retries(
-        &self,
-        w: i64,
-        mut files: Vec<OutputFile>,
-    ) -> Result<(), ExportError> {
-        let attempts = self.attempts.max(1);
-        let mut backoff = Backoff::default();
-        for attempt in 1..=attempts {
-            let results: Vec<(OutputFile, Result<(), SinkError>)> =
-                futures::stream::iter(files.into_iter().map(|f| async move {
-                    let r = self
-                        .sink
-                        .put(&f.key, f.body.clone(), "application/gzip")
-                        .await;
-                    (f, r)
-                }))
-                .buffer_unordered(self.write_concurrency.max(1))
-                .collect()
-                .await;
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for (f, r) in results {
-                if let Err(e) = r {
-                    if !e.is_transient() || attempt == attempts {
-                        return Err(ExportError::Sink {
-                            window: w,
-                            source: e,
-                        });
-                    }
-                    failed.push(f);
-                    last_error = Some(e);
-                }
-            }
-            let Some(e) = last_error else { return Ok(()) };
-            let pause = backoff.next_pause();
-            warn!(window = %rfc3339(w), attempt, failed = failed.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
-            tokio::time::sleep(pause).await;
-            files = failed;
-        }
-        unreachable!("the last attempt returns")
+    /// Uploads every file of a window, with retries (`retry::put_all`).
+    async fn write_with_retries(&self, w: i64, files: Vec<OutputFile>) -> Result<(), ExportError> {
+        let files = files.into_iter().map(|f| (f.key, f.body)).collect();
+        retry::put_all(
+            &self.sink,
+            files,
+            "application/gzip",
+            self.attempts,
+            self.write_concurrency,
+            &rfc3339(w),
+        )
+        .await
+        .map_err(|source| ExportError::Sink { window: w, source })
     }
 
     async fn evaluate_with_retries(

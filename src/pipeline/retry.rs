@@ -1,6 +1,12 @@
-//! Pauses between attempts, for window evaluations and uploads alike.
+//! Pauses between attempts, for window evaluations and uploads alike, and the upload of a
+//! batch of files with its retries.
 
 use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::warn;
+
+use crate::sink::{Sink, SinkError};
 
 /// Pauses between attempts: from 1 s, doubling up to 30 s, each jittered.
 pub struct Backoff(Duration);
@@ -28,6 +34,52 @@ fn jitter(d: Duration) -> Duration {
         .unwrap_or(0);
     let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
     d.mul_f64(frac)
+}
+
+/// A file to upload: its key and body.
+pub type Upload = (String, Vec<u8>);
+
+/// Uploads every `(key, body)`, `concurrency` at a time; files that failed for a transient
+/// reason are tried again, up to `attempts` times in all (each upload is whole or nothing, and
+/// keys are deterministic, so a retry overwrites instead of duplicating). `window` names the
+/// batch in the logs.
+pub async fn put_all(
+    sink: &Sink,
+    mut files: Vec<Upload>,
+    content_type: &str,
+    attempts: u32,
+    concurrency: usize,
+    window: &str,
+) -> Result<(), SinkError> {
+    let attempts = attempts.max(1);
+    let mut backoff = Backoff::default();
+    for attempt in 1..=attempts {
+        let results: Vec<(Upload, Result<(), SinkError>)> =
+            futures::stream::iter(files.into_iter().map(|f| async move {
+                let r = sink.put(&f.0, f.1.clone(), content_type).await;
+                (f, r)
+            }))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for (f, r) in results {
+            if let Err(e) = r {
+                if !e.is_transient() || attempt == attempts {
+                    return Err(e);
+                }
+                failed.push(f);
+                last_error = Some(e);
+            }
+        }
+        let Some(e) = last_error else { return Ok(()) };
+        let pause = backoff.next_pause();
+        warn!(window, attempt, failed = failed.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
+        tokio::time::sleep(pause).await;
+        files = failed;
+    }
+    unreachable!("the last attempt returns")
 }
 
 #[cfg(test)]
