@@ -1,11 +1,12 @@
 //! The window loop: evaluate a whole window (every metric, every cluster), then write its
 //! files, then advance the state. A window that cannot be evaluated writes nothing. Retention
-//! runs after the loop.
+//! runs after the loop; the telemetry day loop (`telemetry`) after the windows.
 
 pub mod progress;
 pub mod retention;
 pub mod retry;
 pub mod state;
+pub mod telemetry;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
