@@ -10,8 +10,9 @@
 //!  cli ─► cmd: run / export / bench
 //! ```
 //!
-//! - vocabulary: `exit` codes, `time`, `observe` (logs, process stats), `model` (samples,
-//!   labels, steps, series), `shard`, `catalog`;
+//! - vocabulary: `exit` codes, `inflight` (the remote calls in flight, for the heartbeat),
+//!   `time`, `observe` (logs, process stats), `model` (samples, labels, steps, series), `shard`,
+//!   `catalog`;
 //! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; ③ `dedup`: HA replicas as Thanos
 //!   Query merges them; ④ `engine`: the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
@@ -23,6 +24,7 @@
 //!   `bench`: the developer's benchmark, on top of everything, used by nothing but `cmd`.
 
 pub mod exit;
+pub mod inflight;
 pub mod observe;
 pub mod time;
 

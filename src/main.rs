@@ -27,7 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    let result = runtime.block_on(cmd::run(cli));
+    // tasks of abandoned work (a call to a frozen peer, a blocking write) must not hold the exit
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             // once, with each source's message unless the message above already holds it

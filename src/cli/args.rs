@@ -145,6 +145,15 @@ pub struct DestinationArgs {
     #[arg(long, env = "S3_MAX_ATTEMPTS", default_value_t = 5, global = true)]
     pub s3_max_attempts: u32,
 
+    /// Deadline of one S3 request attempt, body included (a frozen server is given up on
+    /// after this).
+    #[arg(long, env = "S3_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub s3_attempt_timeout: u64,
+
+    /// Deadline of one S3 operation: all its attempts and the pauses between them.
+    #[arg(long, env = "S3_OPERATION_TIMEOUT", default_value = "2m", value_parser = parse_duration, global = true)]
+    pub s3_operation_timeout: u64,
+
     /// IAM role to assume for the S3 writes (STS AssumeRole on top of the default chain).
     #[arg(long, env = "ROLE_ARN", global = true)]
     pub role_arn: Option<String>,
@@ -210,6 +219,12 @@ pub struct WindowArgs {
     /// its own state. Defaults to JOB_COMPLETION_INDEX/JOB_COMPLETIONS in an Indexed Job.
     #[arg(long, env = "SHARD", value_parser = Shard::parse, global = true)]
     pub shard: Option<Shard>,
+
+    /// After SIGTERM or SIGINT, how long the window in flight may take to finish (its uploads
+    /// and the state) before it is abandoned and the run exits; keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: u64,
 }
 
 /// TLS, authentication, deadlines, retries and concurrency, for every endpoint.
@@ -266,9 +281,18 @@ pub struct ConnectionArgs {
     #[arg(long, env = "PROMETHEUS_X_SCOPE_ORGID", global = true)]
     pub tenant: Option<String>,
 
-    /// Deadline of one StoreAPI call or HTTP query.
-    #[arg(long, env = "QUERY_TIMEOUT", default_value = "5m", value_parser = parse_duration, global = true)]
+    /// Deadline of one StoreAPI call (its whole stream) or HTTP query (its whole answer).
+    #[arg(long, env = "QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration, global = true)]
     pub timeout: u64,
+
+    /// A StoreAPI call that receives nothing (no answer, no frame) for this long fails and is
+    /// retried: a frozen or unreachable Querier is noticed in this time.
+    #[arg(long, env = "QUERY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub idle_timeout: u64,
+
+    /// Deadline of a TCP (and TLS) connection to the StoreAPI, the HTTP API, S3 and STS.
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub connect_timeout: u64,
 
     /// Largest StoreAPI response frame accepted, bytes.
     #[arg(long, env = "GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, global = true)]
@@ -309,6 +333,11 @@ pub struct LogArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info or storeapi_exporter=debug.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
+
+    /// How often progress is logged, and after how long without progress a call in flight is
+    /// logged with what it waits for.
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub progress_interval: u64,
 }
 
 /// Flags of the `bench` command.

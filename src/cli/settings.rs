@@ -35,13 +35,15 @@ pub enum ConfigError {
         "TELEMETRY_PREFIX {telemetry:?} is S3_PREFIX {prefix:?} or below it, where Finout reads every folder as a cluster: give the telemetry files a prefix of their own, e.g. finout-telemetry"
     )]
     TelemetryPrefix { telemetry: String, prefix: String },
+    #[error("{0} must be at least 1s")]
+    ZeroTimeout(&'static str),
 }
 
 /// Where the catalog is evaluated, with what that needs.
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     /// The StoreAPI endpoint, TLS, deadline and metadata.
-    Grpc(StoreConfig),
+    Grpc(Box<StoreConfig>),
     /// Thanos Query's (or Prometheus') HTTP API.
     Http,
 }
@@ -86,7 +88,16 @@ pub struct Settings {
     /// Auth and tenant headers, for gRPC metadata and HTTP alike.
     pub auth_headers: Vec<(String, String)>,
     pub tls_ca_file: Option<PathBuf>,
+    /// Deadline of one StoreAPI call or HTTP query.
     pub timeout: Duration,
+    /// How long a StoreAPI call may receive nothing.
+    pub idle_timeout: Duration,
+    /// Deadline of a connection, to every endpoint.
+    pub connect_timeout: Duration,
+    /// After SIGTERM, how long the window in flight may take before it is abandoned.
+    pub shutdown_timeout: Duration,
+    /// How often progress, and calls without progress, are logged.
+    pub progress_interval: Duration,
     /// Attempts per window (evaluation) and per file (upload) on transient errors.
     pub attempts: u32,
     pub concurrency: usize,
@@ -131,7 +142,9 @@ impl Settings {
                 external_id: dst.role_external_id.clone(),
                 sts_endpoint: dst.sts_endpoint.clone(),
                 max_attempts: dst.s3_max_attempts,
-                attempt_timeout: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(conn.connect_timeout),
+                attempt_timeout: Duration::from_secs(dst.s3_attempt_timeout),
+                operation_timeout: Duration::from_secs(dst.s3_operation_timeout),
             }),
             (None, None) => {
                 return Err(ConfigError::Missing(
@@ -157,6 +170,18 @@ impl Settings {
         if conn.concurrency == 0 || conn.window_concurrency == 0 {
             return Err(ConfigError::Concurrency);
         }
+        for (value, name) in [
+            (conn.timeout, "QUERY_TIMEOUT"),
+            (conn.idle_timeout, "QUERY_IDLE_TIMEOUT"),
+            (conn.connect_timeout, "CONNECT_TIMEOUT"),
+            (dst.s3_attempt_timeout, "S3_ATTEMPT_TIMEOUT"),
+            (dst.s3_operation_timeout, "S3_OPERATION_TIMEOUT"),
+            (opts.log.progress_interval, "PROGRESS_INTERVAL"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
         if cluster_name.contains('/') || cluster_name == "." || cluster_name == ".." {
             return Err(ConfigError::ClusterName(cluster_name));
         }
@@ -169,10 +194,12 @@ impl Settings {
                 cfg.client_cert = conn.tls_cert_file.clone().zip(conn.tls_key_file.clone());
                 cfg.tls_server_name = conn.tls_server_name.clone();
                 cfg.timeout = Duration::from_secs(conn.timeout);
+                cfg.idle_timeout = Duration::from_secs(conn.idle_timeout);
+                cfg.connect_timeout = Duration::from_secs(conn.connect_timeout);
                 cfg.max_message_bytes = conn.max_message_bytes;
                 cfg.gzip = conn.grpc_gzip;
                 cfg.metadata = auth_headers.clone();
-                SourceSettings::Grpc(cfg)
+                SourceSettings::Grpc(Box::new(cfg))
             }
             SourceKind::Http => SourceSettings::Http,
         };
@@ -212,10 +239,92 @@ impl Settings {
             auth_headers,
             tls_ca_file: conn.tls_ca_file.clone(),
             timeout: Duration::from_secs(conn.timeout),
+            idle_timeout: Duration::from_secs(conn.idle_timeout),
+            connect_timeout: Duration::from_secs(conn.connect_timeout),
+            shutdown_timeout: Duration::from_secs(win.shutdown_timeout),
+            progress_interval: Duration::from_secs(opts.log.progress_interval),
             attempts: conn.retries,
             concurrency: conn.concurrency,
             window_concurrency: conn.window_concurrency,
         })
+    }
+}
+
+/// How long after a shutdown was abandoned the process may take to log and exit; the last
+/// resort against a phase that ignores the stop (preflight, state, retention).
+pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Attempts and timeout of the HTTP readiness probe, two seconds apart (`wait_ready`).
+pub const READINESS_ATTEMPTS: u32 = 3;
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SDK's longest pause between two attempts of one S3 request (`S3Sink::new`).
+pub const S3_MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// The longest a run takes, from the moment a peer stops answering, to exit with its code:
+/// every retry waits out its timeout. The README's fault table and the CronJob's deadlines are
+/// derived from these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultBudget {
+    /// The StoreAPI frozen or unreachable: each window attempt waits the idle timeout (or the
+    /// connect timeout), then the pauses between attempts.
+    pub storeapi: Duration,
+    /// The HTTP API frozen (`--source http`): each attempt waits the whole QUERY_TIMEOUT.
+    pub http: Duration,
+    /// The readiness probe unanswered.
+    pub readiness: Duration,
+    /// S3 frozen: each of a window's upload attempts waits one operation (its attempts, each
+    /// up to the attempt timeout, capped by the operation timeout).
+    pub s3: Duration,
+    /// SIGTERM or SIGINT: the window in flight's time to finish, then the exit.
+    pub shutdown: Duration,
+}
+
+impl FaultBudget {
+    /// The longest of them.
+    pub fn worst(&self) -> Duration {
+        [
+            self.storeapi,
+            self.http,
+            self.readiness,
+            self.s3,
+            self.shutdown,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+    }
+}
+
+/// The pauses between `attempts` window attempts at most (`pipeline::retry::Backoff`: 1 s
+/// doubling to 30 s, jittered below that).
+fn backoff_total(attempts: u32) -> Duration {
+    (0..attempts.saturating_sub(1))
+        .map(|k| Duration::from_secs(1u64.checked_shl(k).unwrap_or(u64::MAX).min(30)))
+        .sum()
+}
+
+impl Settings {
+    /// The worst-case time to exit after a fault, for these settings.
+    pub fn fault_budget(&self, s3: Option<&S3Config>) -> FaultBudget {
+        let r = self.attempts.max(1);
+        let pauses = backoff_total(r);
+        let storeapi = self.idle_timeout.max(self.connect_timeout) * r + pauses;
+        let http = self.timeout * r + pauses;
+        let readiness = READINESS_TIMEOUT.min(self.timeout) * READINESS_ATTEMPTS
+            + Duration::from_secs(2) * (READINESS_ATTEMPTS - 1);
+        let s3 = s3.map_or(Duration::ZERO, |c| {
+            let m = c.max_attempts.max(1);
+            let op = (c.attempt_timeout * m + S3_MAX_BACKOFF * (m - 1)).min(c.operation_timeout);
+            op * r + pauses
+        });
+        FaultBudget {
+            storeapi,
+            http,
+            readiness,
+            s3,
+            shutdown: self.shutdown_timeout + EXIT_MARGIN,
+        }
     }
 }
 
@@ -374,6 +483,77 @@ mod tests {
         assert_eq!(
             http_base_with(&o.source, host),
             "http://thanos-query.monitoring:9090"
+        );
+    }
+
+    /// A number after `key:` in a manifest.
+    fn manifest_number(yaml: &str, key: &str) -> u64 {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} in deploy/base/cronjob.yaml"))
+    }
+
+    #[test]
+    fn the_default_fault_budget_fits_the_cronjob_deadlines() {
+        let s = Settings::resolve(&opts(&[
+            "--store",
+            "http://q:10901",
+            "--s3-prefix",
+            "p",
+            "--cluster-name",
+            "c",
+            "--s3-bucket",
+            "b",
+        ]))
+        .unwrap();
+        let Destination::S3(s3) = &s.destination else {
+            return; // OUTPUT_DIR set in the environment
+        };
+        let b = s.fault_budget(Some(s3));
+        // the README's fault table quotes these
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(b.storeapi), 5 * 60 + 15);
+        assert_eq!(secs(b.http), 5 * 120 + 15);
+        assert_eq!(secs(b.s3), 5 * 120 + 15);
+        assert_eq!(secs(b.readiness), 34);
+        assert_eq!(secs(b.shutdown), 25);
+        let cronjob = include_str!("../../deploy/base/cronjob.yaml");
+        let deadline = manifest_number(cronjob, "activeDeadlineSeconds:");
+        let grace = manifest_number(cronjob, "terminationGracePeriodSeconds:");
+        assert!(
+            cronjob.contains("schedule: \"*/30 * * * *\""),
+            "the schedule the deadline is derived from"
+        );
+        assert!(
+            secs(b.worst()) < deadline,
+            "a fault in the first {}s of a run ends it with its own exit code before the deadline",
+            deadline - secs(b.worst())
+        );
+        assert!(
+            secs(b.shutdown) <= grace,
+            "SIGTERM exits within the grace period"
+        );
+        assert!(
+            deadline + grace < 30 * 60,
+            "a run ends before the next slot"
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let mut argv = MINIMAL.to_vec();
+        argv.extend_from_slice(&["--s3-attempt-timeout", "0s"]);
+        let e = Settings::resolve(&opts(&argv)).unwrap_err();
+        assert_eq!(e.to_string(), "S3_ATTEMPT_TIMEOUT must be at least 1s");
+    }
+
+    #[test]
+    fn backoff_total_follows_the_doubling() {
+        assert_eq!(backoff_total(1), Duration::ZERO);
+        assert_eq!(backoff_total(5), Duration::from_secs(1 + 2 + 4 + 8));
+        assert_eq!(
+            backoff_total(8),
+            Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30)
         );
     }
 

@@ -4,22 +4,21 @@ mod run;
 mod setup;
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::catalog::CatalogError;
-use crate::cli::{Cli, Command, ConfigError, LogFormat, Settings};
+use crate::cli::settings::EXIT_MARGIN;
+use crate::cli::{Cli, Command, ConfigError, Destination, LogFormat, Settings};
 use crate::engine::{EntryError, TelemetryEntryError};
 use crate::exit;
 use crate::observe::peak_rss_bytes;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::state::StateError;
 use crate::pipeline::telemetry::{DAY, DaySummary, TelemetryError};
-use crate::pipeline::{ExportError, Summary};
+use crate::pipeline::{ExportError, Stop, Summary};
 use crate::sink::SinkError;
 use crate::source::http::HttpConfigError;
 use crate::store::StoreError;
@@ -58,6 +57,10 @@ pub enum AppError {
     Retention(SinkError),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error(
+        "interrupted by a signal: the work in flight did not stop within SHUTDOWN_TIMEOUT and was abandoned"
+    )]
+    Abandoned,
 }
 
 impl AppError {
@@ -78,6 +81,7 @@ impl AppError {
             AppError::Export(e) => e.exit_code(),
             AppError::Telemetry(e) => e.exit_code(),
             AppError::Bench(e) => e.exit_code(),
+            AppError::Abandoned => exit::INTERRUPTED,
         }
     }
 }
@@ -86,30 +90,62 @@ impl AppError {
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let opts = cli.opts;
     let bar = opts.log.log_format != LogFormat::Json && std::io::stderr().is_terminal();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run::run_job(&Settings::resolve(&opts)?, bar).await,
-        Command::Export { from, to } => export(&Settings::resolve(&opts)?, from, to, bar).await,
-        Command::Bench(args) => {
-            let report = crate::bench::run(&opts, args).await?;
-            print!("{}", crate::bench::render_table(&report));
-            Ok(())
-        }
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Bench(args) = command {
+        let report = crate::bench::run(&opts, args).await?;
+        print!("{}", crate::bench::render_table(&report));
+        return Ok(());
     }
+    let s = Settings::resolve(&opts)?;
+    log_fault_budget(&s);
+    let stop = Stop::default();
+    watch_signals(stop.clone());
+    let work = async {
+        match command {
+            Command::Export { from, to } => export(&s, from, to, bar, &stop).await,
+            _ => run::run_job(&s, bar, &stop).await,
+        }
+    };
+    // the export abandons its window in flight by itself; this bounds the phases around it
+    // (preflight, state, retention), which a frozen peer could hold past the grace period
+    tokio::select! {
+        biased;
+        r = work => r,
+        _ = stop.abandoned(s.shutdown_timeout + EXIT_MARGIN) => Err(AppError::Abandoned),
+    }
+}
+
+/// The worst-case time to exit after each kind of fault, once at start: what the CronJob's
+/// deadlines must leave room for (README, "Faults").
+fn log_fault_budget(s: &Settings) {
+    let s3 = match &s.destination {
+        Destination::S3(c) => Some(c),
+        Destination::Local(_) => None,
+    };
+    let b = s.fault_budget(s3);
+    info!(
+        storeapi_s = b.storeapi.as_secs(),
+        http_s = b.http.as_secs(),
+        readiness_s = b.readiness.as_secs(),
+        s3_s = b.s3.as_secs(),
+        shutdown_s = b.shutdown.as_secs(),
+        worst_s = b.worst().as_secs(),
+        "worst-case time to exit after a fault"
+    );
 }
 
 /// `export`: the windows starting in `[from, to)`, then the telemetry days starting in it,
 /// without state.
-async fn export(s: &Settings, from: i64, to: i64, bar: bool) -> Result<(), AppError> {
+async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Result<(), AppError> {
     if from >= to {
         return Err(ConfigError::Range { from, to }.into());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
+    let mut progress = Progress::start(s.progress_interval, bar);
     let (exporter, telemetry) = build_exporter(s).await?;
     let starts = window_starts(from, to, s.time_frame);
     let began = Instant::now();
-    let mut progress = Progress::new(starts.len(), bar);
-    let result = exporter.export(&starts, &stop, None, &mut progress).await;
+    progress.planned(starts.len());
+    let result = exporter.export(&starts, stop, None, &mut progress).await;
     progress.finish();
     let (summary, err) = match result {
         Ok(s) => (s, None),
@@ -121,7 +157,7 @@ async fn export(s: &Settings, from: i64, to: i64, bar: bool) -> Result<(), AppEr
         && err.is_none()
     {
         let planned = window_starts(from, to, DAY);
-        match t.export(&planned, &Default::default(), &stop, None).await {
+        match t.export(&planned, &Default::default(), stop, None).await {
             Ok(d) => days = d,
             Err((d, e)) => (days, telemetry_err) = (d, Some(e)),
         }
@@ -161,7 +197,7 @@ fn log_summary(
     );
 }
 
-fn watch_signals(stop: Arc<AtomicBool>) {
+fn watch_signals(stop: Stop) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -176,6 +212,6 @@ fn watch_signals(stop: Arc<AtomicBool>) {
             _ = tokio::signal::ctrl_c() => {}
         }
         warn!("signal received: finishing the window in flight, starting no new one");
-        stop.store(true, Ordering::SeqCst);
+        stop.request();
     });
 }

@@ -2,19 +2,17 @@
 //! BACKFILL_DAYS ago) up to now minus the settle delay, advancing the state after each
 //! window, then every complete telemetry day the same way, then apply retention.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{AppError, build_exporter, log_summary, watch_signals};
+use super::{AppError, build_exporter, log_summary};
 use crate::cli::Settings;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::retention;
 use crate::pipeline::state::{State, StateError, StateStore, state_key};
 use crate::pipeline::telemetry::{DaySummary, apply_retention, plan_days};
-use crate::pipeline::{Checkpoint, ExportError};
+use crate::pipeline::{Checkpoint, ExportError, Stop};
 use crate::time::{rfc3339, window_starts};
 
 /// What one run does, decided from the clock, the saved state and the settings alone.
@@ -23,9 +21,9 @@ pub(super) struct RunPlan {
     /// The state to start from (the saved one, a new one at the backfill start, or moved up
     /// to the retention cutoff).
     pub state: State,
-    /// Whether the state was moved up to the retention cutoff (older windows would be deleted
-    /// right away).
-    pub skipped_to_retention: Option<i64>,
+    /// When the state was older than the retention: where it was, and the retention cutoff it
+    /// was moved up to (older windows would be deleted right away).
+    pub skipped_to_retention: Option<(i64, i64)>,
     /// Window starts to export, in time order.
     pub windows: Vec<i64>,
     /// Files whose window starts before this are deleted afterwards (unix seconds).
@@ -43,7 +41,7 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
     if let Some(r) = retention_start
         && state.exported_until < r
     {
-        skipped_to_retention = Some(r);
+        skipped_to_retention = Some((state.exported_until, r));
         state.advance(r);
     }
     let limit = now - s.settle_delay.as_secs() as i64;
@@ -56,12 +54,11 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
     }
 }
 
-pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
+pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), AppError> {
     let began = Instant::now();
     let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = s.time_frame;
+    let mut progress = Progress::start(s.progress_interval, bar);
     let (exporter, telemetry) = build_exporter(s).await?;
     let store = StateStore {
         sink: &exporter.sink,
@@ -88,9 +85,9 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
         windows: starts,
         retention_cutoff,
     } = plan_run(now, saved, s);
-    if let Some(r) = skipped_to_retention {
+    if let Some((was, r)) = skipped_to_retention {
         warn!(
-            exported_until = %rfc3339(state.exported_until),
+            exported_until = %rfc3339(was),
             retention_start = %rfc3339(r),
             "the state is older than the retention: starting at the retention cutoff, older windows would be deleted right away"
         );
@@ -107,11 +104,11 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
         destination = %exporter.sink.describe(),
         "export planned"
     );
-    let mut progress = Progress::new(starts.len(), bar);
+    progress.planned(starts.len());
     let result = exporter
         .export(
             &starts,
-            &stop,
+            stop,
             Some(Checkpoint {
                 store: &store,
                 state: &mut state,
@@ -119,7 +116,6 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
             &mut progress,
         )
         .await;
-    progress.finish();
     let (summary, err) = match result {
         Ok(s) => (s, None),
         Err((s, e)) => (s, Some(e)),
@@ -128,8 +124,9 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
     let mut telemetry_err = None;
     if let Some(t) = &telemetry
         && err.is_none()
-        && !stop.load(Ordering::SeqCst)
+        && !stop.is_requested()
     {
+        progress.phase("telemetry");
         let plan = plan_days(
             now,
             &state.telemetry,
@@ -149,7 +146,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
             state: &mut state,
         };
         match t
-            .export(&plan.days, &plan.first, &stop, Some(checkpoint))
+            .export(&plan.days, &plan.first, stop, Some(checkpoint))
             .await
         {
             Ok(d) => days = d,
@@ -161,8 +158,9 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
     if let Some(cutoff) = retention_cutoff
         && err.is_none()
         && telemetry_err.is_none()
-        && !stop.load(Ordering::SeqCst)
+        && !stop.is_requested()
     {
+        progress.phase("retention");
         match retention::apply(&exporter.sink, &exporter.prefix, &state.clusters, cutoff).await {
             Ok(r) => deleted = r.deleted,
             Err(e) => retention_error = Some(e),
@@ -176,6 +174,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
             }
         }
     }
+    progress.finish();
     log_summary(
         "run finished",
         &summary,
@@ -190,7 +189,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool) -> Result<(), AppError> {
     if let Some(e) = telemetry_err {
         return Err(AppError::Telemetry(e));
     }
-    if stop.load(Ordering::SeqCst) {
+    if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(
             state.exported_until,
         )));
@@ -255,7 +254,8 @@ mod tests {
         let p = plan_run(NOW, None, &s);
         // the first window retention keeps whole: 2025-10-30T11:00Z
         let cut = NOW - 20 * 60 - 2 * 86_400 + H;
-        assert_eq!(p.skipped_to_retention, Some(cut));
+        let backfill_start = NOW - 20 * 60 - 3 * 86_400;
+        assert_eq!(p.skipped_to_retention, Some((backfill_start, cut)));
         assert_eq!(p.state.exported_until, cut);
         assert_eq!(p.windows[0], cut);
         let keep = settings(&["--retention-days", "0", "--backfill", "3d"]);

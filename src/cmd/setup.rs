@@ -8,6 +8,7 @@ use tracing::{error, info};
 
 use super::AppError;
 use crate::catalog::Catalog;
+use crate::cli::settings::{READINESS_ATTEMPTS, READINESS_TIMEOUT};
 use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
 use crate::engine;
 use crate::finout::cluster_folder;
@@ -57,7 +58,7 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         SourceSettings::Grpc(cfg) => {
             let plans = engine::compile(&catalog)?;
             let telemetry_plans = engine::compile_telemetry(&catalog)?;
-            let client = StoreClient::connect(cfg.clone())
+            let client = StoreClient::connect((**cfg).clone())
                 .await
                 .map_err(AppError::Preflight)?;
             preflight(&client, &cfg.endpoint).await?;
@@ -99,6 +100,7 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
                     &s.auth_headers,
                     s.tls_ca_file.as_deref(),
                     s.timeout,
+                    s.connect_timeout,
                     catalog,
                     s.step,
                     s.time_frame,
@@ -116,9 +118,10 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         let client = http_client(
             &s.auth_headers,
             s.tls_ca_file.as_deref(),
-            std::time::Duration::from_secs(10),
+            READINESS_TIMEOUT.min(s.timeout),
+            s.connect_timeout,
         )?;
-        wait_ready(&client, &url, 3)
+        wait_ready(&client, &url, READINESS_ATTEMPTS)
             .await
             .map_err(AppError::NotReady)?;
         info!(url, "http api ready");
@@ -167,6 +170,7 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         write_concurrency: s.concurrency,
         window_concurrency: s.window_concurrency,
         shard: s.shard,
+        shutdown_timeout: s.shutdown_timeout,
     };
     Ok((exporter, telemetry))
 }

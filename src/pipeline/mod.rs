@@ -9,7 +9,8 @@ pub mod state;
 pub mod telemetry;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use thiserror::Error;
@@ -50,6 +51,46 @@ pub enum ExportError {
     Internal(String),
     #[error("interrupted before window {0} ({utc}): stopped starting new windows", utc = rfc3339(*.0))]
     Interrupted(i64),
+    #[error(
+        "interrupted in window {0} ({utc}): it did not finish within SHUTDOWN_TIMEOUT and was abandoned (nothing partial is left: the state still points at it)", utc = rfc3339(*.0)
+    )]
+    Abandoned(i64),
+}
+
+/// A request to stop (SIGTERM, SIGINT): no window starts after it, and the one in flight is
+/// abandoned once the shutdown timeout has passed.
+#[derive(Clone)]
+pub struct Stop(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Stop {
+    /// Asks the run to stop.
+    pub fn request(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once a stop was asked for.
+    pub async fn requested(&self) {
+        let mut rx = self.0.subscribe();
+        // the sender lives in `self`, so the channel cannot close while this waits
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Resolves `grace` after a stop was asked for.
+    pub async fn abandoned(&self, grace: Duration) {
+        self.requested().await;
+        tokio::time::sleep(grace).await;
+    }
 }
 
 impl ExportError {
@@ -66,7 +107,7 @@ impl ExportError {
             ExportError::Sink { source, .. } | ExportError::State { source, .. } => {
                 source.exit_code()
             }
-            ExportError::Interrupted(_) => exit::INTERRUPTED,
+            ExportError::Interrupted(_) | ExportError::Abandoned(_) => exit::INTERRUPTED,
             ExportError::Internal(_) => exit::INTERNAL,
         }
     }
@@ -89,6 +130,8 @@ pub struct Exporter {
     pub window_concurrency: usize,
     /// This pod's shard: only the clusters it owns are written.
     pub shard: Option<crate::shard::Shard>,
+    /// After a stop, how long the window in flight may take before it is abandoned.
+    pub shutdown_timeout: Duration,
 }
 
 /// One window, exported.
@@ -109,34 +152,56 @@ pub struct Checkpoint<'a, 'b> {
 impl Exporter {
     /// Exports the windows; a window's files are all written before the state moves past it,
     /// and windows complete in time order even when several are evaluated at once. Stops at
-    /// the first window that fails, or before the next window once `stop` is set.
+    /// the first window that fails, or before the next window once `stop` is set; the window
+    /// in flight then has the shutdown timeout to finish, or is abandoned (dropped: uploads in
+    /// flight are cancelled, which leaves no object, and the state still points at it).
     pub async fn export(
         &self,
         starts: &[i64],
-        stop: &AtomicBool,
+        stop: &Stop,
         mut checkpoint: Option<Checkpoint<'_, '_>>,
         progress: &mut Progress,
     ) -> Result<Summary, (Summary, ExportError)> {
         let mut summary = Summary::default();
         let mut windows = futures::stream::iter(starts.iter().copied())
-            .take_while(|_| std::future::ready(!stop.load(Ordering::SeqCst)))
+            .take_while(|_| std::future::ready(!stop.is_requested()))
             .map(|w| self.export_window(w, stop))
             .buffered(self.window_concurrency.max(1));
-        while let Some(done) = windows.next().await {
-            let done = done.map_err(|e| (summary, e))?;
-            if let Some(cp) = checkpoint.as_mut() {
-                cp.state.advance(done.window + self.time_frame);
-                cp.state.clusters.extend(done.clusters);
-                cp.store.save(cp.state).await.map_err(|source| {
-                    (
-                        summary,
-                        ExportError::State {
+        let abandon = stop.abandoned(self.shutdown_timeout);
+        tokio::pin!(abandon);
+        loop {
+            let step = async {
+                let Some(done) = windows.next().await else {
+                    return Ok(None);
+                };
+                let done = done?;
+                if let Some(cp) = checkpoint.as_mut() {
+                    cp.state.advance(done.window + self.time_frame);
+                    cp.state.clusters.extend(done.clusters.iter().cloned());
+                    cp.store
+                        .save(cp.state)
+                        .await
+                        .map_err(|source| ExportError::State {
                             window: done.window,
                             source,
-                        },
-                    )
-                })?;
-            }
+                        })?;
+                }
+                Ok(Some(done))
+            };
+            let next = tokio::select! {
+                biased;
+                r = step => r,
+                _ = &mut abandon => {
+                    let w = starts.get(summary.windows as usize).copied().unwrap_or_default();
+                    warn!(window = %rfc3339(w), shutdown_timeout_s = self.shutdown_timeout.as_secs(), "shutdown timeout passed: abandoning the window in flight");
+                    return Err((summary, ExportError::Abandoned(w)));
+                }
+            };
+            let done = match next {
+                Ok(Some(done)) => done,
+                Ok(None) => break,
+                Err(e) => return Err((summary, e)),
+            };
             summary.windows += 1;
             summary.files += done.files;
             summary.bytes_out += done.bytes;
@@ -145,10 +210,7 @@ impl Exporter {
         }
         drop(windows);
         if (summary.windows as usize) < starts.len() {
-            debug_assert!(
-                stop.load(Ordering::SeqCst),
-                "only a stop ends the loop early"
-            );
+            debug_assert!(stop.is_requested(), "only a stop ends the loop early");
             return Err((
                 summary,
                 ExportError::Interrupted(starts[summary.windows as usize]),
@@ -157,7 +219,7 @@ impl Exporter {
         Ok(summary)
     }
 
-    async fn export_window(&self, w: i64, stop: &AtomicBool) -> Result<WindowDone, ExportError> {
+    async fn export_window(&self, w: i64, stop: &Stop) -> Result<WindowDone, ExportError> {
         let Evaluated {
             results,
             steps,
@@ -204,19 +266,13 @@ impl Exporter {
         .map_err(|source| ExportError::Sink { window: w, source })
     }
 
-    async fn evaluate_with_retries(
-        &self,
-        w: i64,
-        stop: &AtomicBool,
-    ) -> Result<Evaluated, ExportError> {
+    async fn evaluate_with_retries(&self, w: i64, stop: &Stop) -> Result<Evaluated, ExportError> {
         let attempts = self.attempts.max(1);
         let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             match self.source.evaluate(w).await {
                 Ok(e) => return Ok(e),
-                Err(e)
-                    if e.is_retryable() && attempt < attempts && !stop.load(Ordering::SeqCst) =>
-                {
+                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
                     let pause = backoff.next_pause();
                     warn!(window = %rfc3339(w), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
                     tokio::time::sleep(pause).await;

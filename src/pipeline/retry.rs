@@ -39,10 +39,12 @@ fn jitter(d: Duration) -> Duration {
 /// A file to upload: its key and body.
 pub type Upload = (String, Vec<u8>);
 
-/// Uploads every `(key, body)`, `concurrency` at a time; files that failed for a transient
-/// reason are tried again, up to `attempts` times in all (each upload is whole or nothing, and
-/// keys are deterministic, so a retry overwrites instead of duplicating). `window` names the
-/// batch in the logs.
+/// Uploads every `(key, body)`, `concurrency` at a time; the files not written are tried
+/// again after a transient failure, up to `attempts` times in all (each upload is whole or
+/// nothing, and keys are deterministic, so a retry overwrites instead of duplicating). An
+/// attempt ends at its first failure: the uploads still in flight are cancelled rather than
+/// each waited out, since a destination that failed one (frozen, throttling) would most likely
+/// fail them all, one timeout after another. `window` names the batch in the logs.
 pub async fn put_all(
     sink: &Sink,
     mut files: Vec<Upload>,
@@ -54,30 +56,37 @@ pub async fn put_all(
     let attempts = attempts.max(1);
     let mut backoff = Backoff::default();
     for attempt in 1..=attempts {
-        let results: Vec<(Upload, Result<(), SinkError>)> =
-            futures::stream::iter(files.into_iter().map(|f| async move {
-                let r = sink.put(&f.0, f.1.clone(), content_type).await;
-                (f, r)
-            }))
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for (f, r) in results {
-            if let Err(e) = r {
-                if !e.is_transient() || attempt == attempts {
-                    return Err(e);
+        let mut written = vec![false; files.len()];
+        let mut failure: Option<SinkError> = None;
+        {
+            let mut uploads =
+                futures::stream::iter(files.iter().enumerate().map(|(i, f)| async move {
+                    let r = sink.put(&f.0, f.1.clone(), content_type).await;
+                    (i, r)
+                }))
+                .buffer_unordered(concurrency.max(1));
+            while let Some((i, r)) = uploads.next().await {
+                match r {
+                    Ok(()) => written[i] = true,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                failed.push(f);
-                last_error = Some(e);
             }
         }
-        let Some(e) = last_error else { return Ok(()) };
+        let Some(e) = failure else { return Ok(()) };
+        if !e.is_transient() || attempt == attempts {
+            return Err(e);
+        }
+        files = files
+            .into_iter()
+            .zip(written)
+            .filter_map(|(f, done)| (!done).then_some(f))
+            .collect();
         let pause = backoff.next_pause();
-        warn!(window, attempt, failed = failed.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
+        warn!(window, attempt, left = files.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
         tokio::time::sleep(pause).await;
-        files = failed;
     }
     unreachable!("the last attempt returns")
 }

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::finout::cluster_folder;
 use crate::sink::{Sink, SinkError};
+use crate::time::rfc3339;
 
 /// The content of the state object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +65,7 @@ impl State {
         State {
             version: VERSION,
             exported_until,
-            exported_until_utc: utc(exported_until),
+            exported_until_utc: rfc3339(exported_until),
             time_frame,
             clusters: BTreeSet::new(),
             telemetry: BTreeMap::new(),
@@ -77,14 +78,8 @@ impl State {
     pub fn advance(&mut self, until: i64) {
         debug_assert!(until >= self.exported_until, "state never moves backwards");
         self.exported_until = until;
-        self.exported_until_utc = utc(until);
+        self.exported_until_utc = rfc3339(until);
     }
-}
-
-fn utc(t: i64) -> String {
-    jiff::Timestamp::from_second(t)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 /// The key of the state object. Each shard keeps its own.

@@ -5,14 +5,13 @@
 //! catalog's telemetry names.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use super::Checkpoint;
 use super::retention::Retained;
 use super::retry::{Backoff, put_all};
+use super::{Checkpoint, Stop};
 use crate::exit;
 use crate::finout::telemetry::{CONTENT_TYPE, day_files, day_of_key, telemetry_folder};
 use crate::sink::{Sink, SinkError};
@@ -130,17 +129,18 @@ impl DayExporter {
 
     /// Writes the files of `days` (day starts, time order) for the names due on each day
     /// (`first`; a name not in it is due every day), advancing the state after each day. Stops
-    /// at the first day that fails, or before the next day once `stop` is set.
+    /// at the first day that fails, or before the next day once `stop` is set (a day in flight
+    /// is bounded by the command's shutdown timeout, as the phases around the windows are).
     pub async fn export(
         &self,
         days: &[i64],
         first: &BTreeMap<String, i64>,
-        stop: &AtomicBool,
+        stop: &Stop,
         mut checkpoint: Option<Checkpoint<'_, '_>>,
     ) -> Result<DaySummary, (DaySummary, TelemetryError)> {
         let mut summary = DaySummary::default();
         for &day in days {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_requested() {
                 return Err((summary, TelemetryError::Interrupted(day)));
             }
             let due: Vec<(String, Vec<String>)> = self
@@ -208,16 +208,14 @@ impl DayExporter {
     async fn evaluate_with_retries(
         &self,
         day: i64,
-        stop: &AtomicBool,
+        stop: &Stop,
     ) -> Result<Evaluated, TelemetryError> {
         let attempts = self.attempts.max(1);
         let mut backoff = Backoff::default();
         for attempt in 1..=attempts {
             match self.source.evaluate_instant(day + DAY).await {
                 Ok(e) => return Ok(e),
-                Err(e)
-                    if e.is_retryable() && attempt < attempts && !stop.load(Ordering::SeqCst) =>
-                {
+                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
                     let pause = backoff.next_pause();
                     warn!(day = %utc_date(day), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "telemetry day failed, retrying");
                     tokio::time::sleep(pause).await;

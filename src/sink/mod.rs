@@ -33,7 +33,7 @@ pub enum SinkErrorKind {
 /// A failed operation on the destination.
 #[derive(Debug, Error)]
 pub enum SinkError {
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {source}{}", io_hint(source.kind()))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -45,6 +45,19 @@ pub enum SinkError {
         kind: SinkErrorKind,
         message: String,
     },
+}
+
+/// What to do about a local write that failed.
+fn io_hint(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            ": the filesystem of OUTPUT_DIR is full: free space or point OUTPUT_DIR elsewhere (a later run resumes where this one stopped)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            ": OUTPUT_DIR must be writable by the exporter (in a pod, mount a volume there: the root filesystem is read-only)"
+        }
+        _ => "",
+    }
 }
 
 impl SinkError {
@@ -144,6 +157,23 @@ pub struct LocalDir {
     root: PathBuf,
 }
 
+fn write_atomically(root: &Path, path: &Path, body: &[u8]) -> Result<(), SinkError> {
+    let dir = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).map_err(|e| io_error(e, dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = std::fs::write(&tmp, body)
+        .map_err(|e| io_error(e, &tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_error(e, path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn io_error(source: std::io::Error, path: &Path) -> SinkError {
     SinkError::Io {
         path: path.to_path_buf(),
@@ -162,26 +192,18 @@ impl LocalDir {
         &self.root
     }
 
-    /// Writes `body` under `key` atomically.
+    /// Writes `body` under `key` atomically. The write, the rename and the clean-up of a
+    /// failed write run as one blocking task: a cancelled upload (a failed window, a shutdown)
+    /// then never leaves a temporary file behind, and a full disk keeps no partial one.
     pub async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), SinkError> {
         let path = self.root.join(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir)
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&root, &path, &body))
             .await
-            .map_err(|e| io_error(e, &dir))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        tokio::fs::write(&tmp, &body)
-            .await
-            .map_err(|e| io_error(e, &tmp))?;
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io_error(e, &path));
-        }
-        Ok(())
+            .map_err(|e| SinkError::Io {
+                path: self.root.join(key),
+                source: std::io::Error::other(e.to_string()),
+            })?
     }
 
     /// Reads `key`; `None` when the file does not exist.

@@ -15,6 +15,8 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use tracing::debug;
 
 use super::{Listing, SinkError, SinkErrorKind};
+use crate::inflight;
+use crate::observe::error_chain;
 
 /// How to reach the bucket.
 #[derive(Debug, Clone)]
@@ -33,8 +35,12 @@ pub struct S3Config {
     pub sts_endpoint: Option<String>,
     /// Attempts per request (first try included) for throttling, 5xx and network errors.
     pub max_attempts: u32,
-    /// Deadline of one attempt.
+    /// Deadline of the TCP (and TLS) connection, for S3 and STS alike.
+    pub connect_timeout: Duration,
+    /// Deadline of one attempt, body included.
     pub attempt_timeout: Duration,
+    /// Deadline of one operation: every attempt and the SDK's pauses between them.
+    pub operation_timeout: Duration,
 }
 
 /// An S3 bucket.
@@ -46,6 +52,8 @@ pub struct S3Sink {
     endpoint: Option<String>,
     role_arn: Option<String>,
     max_attempts: u32,
+    attempt_timeout: Duration,
+    operation_timeout: Duration,
 }
 
 /// DeleteObjects takes at most this many keys.
@@ -58,9 +66,13 @@ impl S3Sink {
             .with_max_attempts(cfg.max_attempts.max(1))
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(20));
+        // the SDK sets no read or attempt deadline of its own: without these a frozen server
+        // (connections open, no answer) holds a request forever. The STS client for ROLE_ARN
+        // is configured from the same shared config, so it gets them too.
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(cfg.connect_timeout)
             .operation_attempt_timeout(cfg.attempt_timeout)
+            .operation_timeout(cfg.operation_timeout)
             .build();
         // S3_REGION, else the SDK's chain, else us-east-1: a wrong region is then reported
         // with the bucket's real one (see `classify`)
@@ -102,7 +114,20 @@ impl S3Sink {
             endpoint: cfg.endpoint,
             role_arn: cfg.role_arn,
             max_attempts: cfg.max_attempts.max(1),
+            attempt_timeout: cfg.attempt_timeout,
+            operation_timeout: cfg.operation_timeout,
         }
+    }
+
+    /// The endpoint, for logs and messages: the configured URL, or AWS' own for the region.
+    fn endpoint(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region))
+    }
+
+    fn call(&self, what: String) -> inflight::Call {
+        inflight::start("s3", &self.endpoint(), what)
     }
 
     /// The bucket, region and endpoint, for logs.
@@ -121,6 +146,11 @@ impl S3Sink {
     /// upload never leaves a partial object under the key. No Content-Encoding is set: S3
     /// clients then hand back the gzip bytes unchanged instead of inflating them.
     pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), SinkError> {
+        let _call = self.call(format!(
+            "PutObject {} ({} bytes)",
+            self.target(key),
+            body.len()
+        ));
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -135,6 +165,7 @@ impl S3Sink {
 
     /// GetObject; `None` for a missing key.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let _call = self.call(format!("GetObject {}", self.target(key)));
         match self
             .client
             .get_object()
@@ -144,12 +175,24 @@ impl S3Sink {
             .await
         {
             Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| SinkError::S3 {
-                    op: "get",
-                    target: self.target(key),
-                    kind: SinkErrorKind::Unavailable,
-                    message: format!("reading the body failed: {e}"),
-                })?;
+                // the attempt and operation deadlines end with the answer's headers: the body
+                // gets what is left of the operation's
+                let body = tokio::time::timeout(self.operation_timeout, out.body.collect());
+                let bytes = body
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "the body did not arrive within {}s",
+                            self.operation_timeout.as_secs()
+                        )
+                    })
+                    .and_then(|r| r.map_err(|e| format!("reading the body failed: {e}")))
+                    .map_err(|what| SinkError::S3 {
+                        op: "get",
+                        target: self.target(key),
+                        kind: SinkErrorKind::Unavailable,
+                        message: self.hint(SinkErrorKind::Unavailable, "s3:GetObject", &what, None),
+                    })?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
@@ -159,6 +202,7 @@ impl S3Sink {
 
     /// ListObjectsV2 with delimiter `/` (Finout's IAM policy only allows listing with it).
     pub async fn list(&self, prefix: &str) -> Result<Listing, SinkError> {
+        let _call = self.call(format!("ListObjectsV2 {}", self.target(prefix)));
         let mut out = Listing::default();
         let mut token = None;
         loop {
@@ -195,6 +239,11 @@ impl S3Sink {
     pub async fn delete(&self, keys: &[String]) -> Result<u64, SinkError> {
         let mut deleted = 0u64;
         for batch in keys.chunks(DELETE_BATCH) {
+            let _call = self.call(format!(
+                "DeleteObjects {} ({} keys)",
+                self.target(&batch[0]),
+                batch.len()
+            ));
             let invalid = |e: aws_sdk_s3::error::BuildError| SinkError::S3 {
                 op: "delete",
                 target: self.target(&batch[0]),
@@ -282,6 +331,8 @@ impl S3Sink {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
         );
         let kind = error_kind(code.as_deref(), status, &detail, transport);
+        // the chain reads better than the SDK's context, which ends in a Debug dump
+        let detail = if transport { error_chain(&err) } else { detail };
         let what = match (&code, &server_message) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.clone(),
@@ -338,8 +389,11 @@ impl S3Sink {
                 ),
             },
             SinkErrorKind::Unavailable => format!(
-                "{what}: the S3 endpoint kept failing through {} attempt(s); a later run resumes where this one stopped",
-                self.max_attempts
+                "{what}: the S3 endpoint {} kept failing through {} attempt(s) (S3_MAX_ATTEMPTS; each attempt {}s at most, S3_ATTEMPT_TIMEOUT; the operation {}s, S3_OPERATION_TIMEOUT); a later run resumes where this one stopped",
+                self.endpoint(),
+                self.max_attempts,
+                self.attempt_timeout.as_secs(),
+                self.operation_timeout.as_secs()
             ),
             SinkErrorKind::Refused => what.to_string(),
         }

@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
 use crate::catalog::Catalog;
+use crate::inflight;
 use crate::model::{Labels, Series, Steps};
 use crate::observe::error_chain;
 use crate::query_range;
@@ -22,6 +23,7 @@ pub struct HttpSource {
     step: i64,
     time_frame: i64,
     concurrency: usize,
+    timeout: Duration,
 }
 
 /// Errors building the HTTP client.
@@ -36,11 +38,14 @@ pub enum HttpConfigError {
 }
 
 /// The HTTP client of the API: auth and tenant headers on every request (marked sensitive, so
-/// they are never logged), the CA file when given.
+/// they are never logged), the CA file when given, and deadlines for the connection and for
+/// each request with its whole answer (Thanos sends nothing until a query is evaluated, so a
+/// shorter idle deadline would cut slow but healthy queries).
 pub fn http_client(
     headers: &[(String, String)],
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
+    connect_timeout: Duration,
 ) -> Result<reqwest::Client, HttpConfigError> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
@@ -54,7 +59,7 @@ pub fn http_client(
     let mut builder = reqwest::Client::builder()
         .default_headers(map)
         .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(connect_timeout);
     if let Some(ca) = ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
@@ -72,6 +77,7 @@ pub fn http_client(
 pub async fn wait_ready(client: &reqwest::Client, url: &str, attempts: u32) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 1..=attempts.max(1) {
+        let _call = inflight::start("http", url, "GET (readiness)".into());
         match client.get(url).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("{url} answered HTTP {}", r.status()),
@@ -93,12 +99,13 @@ impl HttpSource {
         headers: &[(String, String)],
         ca_file: Option<&std::path::Path>,
         timeout: Duration,
+        connect_timeout: Duration,
         catalog: Arc<Catalog>,
         step: i64,
         time_frame: i64,
         concurrency: usize,
     ) -> Result<Self, HttpConfigError> {
-        let client = http_client(headers, ca_file, timeout)?;
+        let client = http_client(headers, ca_file, timeout, connect_timeout)?;
         Ok(HttpSource {
             client,
             base: base.trim_end_matches('/').to_string(),
@@ -106,6 +113,7 @@ impl HttpSource {
             step,
             time_frame,
             concurrency: concurrency.max(1),
+            timeout,
         })
     }
 
@@ -132,6 +140,17 @@ impl HttpSource {
             steps,
             stats,
         })
+    }
+
+    fn timed_out(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!(
+                " (no whole answer within {}s, QUERY_TIMEOUT)",
+                self.timeout.as_secs()
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).
@@ -178,7 +197,8 @@ impl HttpSource {
             ("dedup", "true".to_string()),
             ("partial_response", "false".to_string()),
         ];
-        let (data, bytes) = self.call(metric, "query", &form).await?;
+        let what = format!("query {metric} at {t}");
+        let (data, bytes) = self.call(metric, "query", &form, what).await?;
         if data.result_type != "vector" {
             return Err(err(format!(
                 "expected a vector, got {} (an instant query's answer)",
@@ -211,13 +231,14 @@ impl HttpSource {
         Ok((out, stats))
     }
 
-    /// POSTs `form` to `/api/v1/<endpoint>` and returns the answer's data and its size; a
-    /// failed, partial or unreadable answer is the error.
+    /// POSTs `form` to `/api/v1/<endpoint>` (tracked in flight as `what`) and returns the
+    /// answer's data and its size; a failed, partial or unreadable answer is the error.
     async fn call(
         &self,
         metric: &str,
         endpoint: &str,
         form: &[(&str, String)],
+        what: String,
     ) -> Result<(query_range::Data, u64), SourceError> {
         let err = |message: String, retryable: bool| SourceError::Http {
             metric: metric.to_string(),
@@ -225,18 +246,25 @@ impl HttpSource {
             retryable,
         };
         let url = format!("{}/api/v1/{endpoint}", self.base);
+        let call = inflight::start("http", &url, what);
         let resp = self
             .client
             .post(&url)
             .form(form)
             .send()
             .await
-            .map_err(|e| err(format!("POST {url}: {}", error_chain(&e)), true))?;
+            .map_err(|e| {
+                err(
+                    format!("POST {url}: {}{}", error_chain(&e), self.timed_out(&e)),
+                    true,
+                )
+            })?;
+        call.progress();
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| err(format!("reading the answer of {url}: {e}"), true))?;
+        let body = resp.bytes().await.map_err(|e| {
+            let why = format!("reading the answer of {url}: {e}{}", self.timed_out(&e));
+            err(why, true)
+        })?;
         let parsed = query_range::parse(&body);
         let parsed = match parsed {
             Ok(p) => p,
@@ -298,7 +326,8 @@ impl HttpSource {
             ("dedup", "true".to_string()),
             ("partial_response", "false".to_string()),
         ];
-        let (data, bytes) = self.call(metric, "query_range", &form).await?;
+        let what = format!("query_range {metric} [{}, {}]", form[1].1, form[2].1);
+        let (data, bytes) = self.call(metric, "query_range", &form, what).await?;
         if data.result_type != "matrix" {
             return Err(err(
                 format!("expected a matrix, got {}", data.result_type),

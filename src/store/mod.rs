@@ -5,8 +5,11 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use thiserror::Error;
 
+use crate::inflight;
 use crate::observe::error_chain;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
@@ -29,8 +32,12 @@ pub struct StoreConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Server name to verify, when it differs from the endpoint's host.
     pub tls_server_name: Option<String>,
-    /// Deadline of one call, sent to the server as `grpc-timeout`.
+    /// Deadline of one call, sent to the server as `grpc-timeout` and enforced here too (the
+    /// server cannot enforce it when it is frozen).
     pub timeout: Duration,
+    /// How long a call may receive nothing (no answer, no frame) before it fails: a frozen or
+    /// cut-off peer is noticed in this time rather than at the whole call's deadline.
+    pub idle_timeout: Duration,
     /// How long to wait for the connection itself.
     pub connect_timeout: Duration,
     /// Largest decoded response frame accepted.
@@ -42,14 +49,16 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults for an endpoint: 5 minute deadline, 10 s connect, 64 MiB frames, no TLS files.
+    /// Defaults for an endpoint: 2 minute deadline, 60 s idle, 10 s connect, 64 MiB frames, no
+    /// TLS files.
     pub fn new(endpoint: impl Into<String>) -> Self {
         StoreConfig {
             endpoint: endpoint.into(),
             ca_file: None,
             client_cert: None,
             tls_server_name: None,
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
             gzip: false,
@@ -81,11 +90,21 @@ pub enum StoreError {
         detail: String,
         hint: &'static str,
     },
-    #[error("StoreAPI call {call} failed: {code:?}: {message}")]
+    #[error("StoreAPI call {call} to {endpoint} failed: {code:?}: {message}")]
     Status {
         call: &'static str,
+        endpoint: String,
         code: Code,
         message: String,
+    },
+    #[error(
+        "StoreAPI call {call} to {endpoint} received nothing for {}s ({setting}): the endpoint is frozen, overloaded or unreachable", waited.as_secs()
+    )]
+    Stalled {
+        call: &'static str,
+        endpoint: String,
+        waited: Duration,
+        setting: &'static str,
     },
     #[error(
         "StoreAPI returned a warning, the data would be partial: {0} (partial data is never exported)"
@@ -99,17 +118,30 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => true,
             StoreError::Status { code, .. } => retryable_code(*code),
+            StoreError::Stalled { .. } => true,
             // A warning means a store behind the Querier failed; it may be back next time.
             StoreError::Warning(_) => true,
             _ => false,
         }
     }
 
-    fn status(call: &'static str, s: Status) -> Self {
-        StoreError::Status {
-            call,
-            code: s.code(),
-            message: error_chain(&s),
+    /// A failed call. With TLS 1.3 the server checks the client certificate after the
+    /// handshake, so an mTLS refusal arrives on the first call, not on connect: it is a
+    /// configuration error with a hint, not an outage to retry.
+    fn status(call: &'static str, endpoint: &str, s: Status) -> Self {
+        let message = error_chain(&s);
+        match tls_hint(endpoint, &message) {
+            Some(hint) => StoreError::Tls {
+                endpoint: endpoint.to_string(),
+                detail: message,
+                hint,
+            },
+            None => StoreError::Status {
+                call,
+                endpoint: endpoint.to_string(),
+                code: s.code(),
+                message,
+            },
         }
     }
 }
@@ -247,24 +279,9 @@ impl StoreClient {
         })
     }
 
-    /// A failed call. With TLS 1.3 the server checks the client certificate after the
-    /// handshake, so an mTLS refusal arrives on the first call, not on connect: it is a
-    /// configuration error with a hint, not an outage to retry.
-    fn call_error(&self, call: &'static str, s: Status) -> StoreError {
-        let detail = error_chain(&s);
-        match tls_hint(&self.cfg.endpoint, &detail) {
-            Some(hint) => StoreError::Tls {
-                endpoint: self.cfg.endpoint.clone(),
-                detail,
-                hint,
-            },
-            None => StoreError::status(call, s),
-        }
-    }
-
-    fn request<T>(&self, msg: T) -> Request<T> {
+    fn request<T>(&self, msg: T, timeout: Duration) -> Request<T> {
         let mut req = Request::new(msg);
-        req.set_timeout(self.cfg.timeout);
+        req.set_timeout(timeout);
         for (k, v) in &self.metadata {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
@@ -280,13 +297,63 @@ impl StoreClient {
         c
     }
 
-    /// The endpoint's identity and time range (`thanos.info.Info/Info`).
+    /// Waits for `fut` (a call's answer) until the idle timeout, or `deadline` if sooner.
+    async fn answer<T>(
+        &self,
+        call: &'static str,
+        deadline: Instant,
+        fut: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, StoreError> {
+        let idle = Instant::now() + self.cfg.idle_timeout;
+        let (until, setting) = if deadline < idle {
+            (deadline, "QUERY_TIMEOUT")
+        } else {
+            (idle, "QUERY_IDLE_TIMEOUT")
+        };
+        let started = Instant::now();
+        match tokio::time::timeout_at(until, fut).await {
+            Ok(r) => r.map_err(|s| StoreError::status(call, &self.cfg.endpoint, s)),
+            Err(_) => Err(StoreError::Stalled {
+                call,
+                endpoint: self.cfg.endpoint.clone(),
+                waited: started.elapsed(),
+                setting,
+            }),
+        }
+    }
+
+    /// The endpoint's identity and time range (`thanos.info.Info/Info`); a small call, so it
+    /// gets the idle timeout as its deadline.
     pub async fn info(&self) -> Result<proto::info::InfoResponse, StoreError> {
+        let _call = inflight::start("storeapi", &self.cfg.endpoint, "Info".into());
+        let timeout = self.cfg.idle_timeout.min(self.cfg.timeout);
         let mut c = proto::info::info_client::InfoClient::new(self.channel.clone());
-        c.info(self.request(proto::info::InfoRequest {}))
+        let req = self.request(proto::info::InfoRequest {}, timeout);
+        self.answer("Info", Instant::now() + timeout, c.info(req))
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| self.call_error("Info", s))
+            .map_err(|e| self.without_client_certificate(e))
+    }
+
+    /// A server that requires a client certificate refuses it after the TLS 1.3 handshake;
+    /// whether the client then reads the alert (`CertificateRequired`) or only finds the
+    /// connection closed under its first request (a broken pipe, a reset) is a race. Info is
+    /// the first call: on a TLS endpoint without a client certificate, a connection closed
+    /// right after a successful handshake is that refusal, not an outage.
+    fn without_client_certificate(&self, e: StoreError) -> StoreError {
+        let StoreError::Status { message, .. } = &e else {
+            return e;
+        };
+        let m = message.to_ascii_lowercase();
+        let closed = m.contains("broken pipe") || m.contains("connection reset");
+        if self.cfg.endpoint.starts_with("https://") && self.cfg.client_cert.is_none() && closed {
+            return StoreError::Tls {
+                endpoint: self.cfg.endpoint.clone(),
+                detail: message.clone(),
+                hint: "the server closed the connection right after the TLS handshake, as a server that requires a client certificate (mTLS) does: set TLS_CERT_FILE and TLS_KEY_FILE",
+            };
+        }
+        e
     }
 
     /// The values of `label` among the series with data in `[start, end]` (ms), partial
@@ -306,11 +373,17 @@ impl StoreClient {
             end,
             matchers: Vec::new(),
         };
+        let _call = inflight::start(
+            "storeapi",
+            &self.cfg.endpoint,
+            format!("LabelValues {label} [{start}, {end}]"),
+        );
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut raw = self.raw();
+        let req = self.request(req, self.cfg.timeout);
         let resp = self
-            .raw()
-            .label_values(self.request(req))
-            .await
-            .map_err(|s| self.call_error("LabelValues", s))?
+            .answer("LabelValues", deadline, raw.label_values(req))
+            .await?
             .into_inner();
         if let Some(w) = resp.warnings.into_iter().next() {
             return Err(StoreError::Warning(w));
@@ -320,30 +393,60 @@ impl StoreClient {
 
     /// Opens a `Series` stream. Partial responses are always refused (ABORT): a store that
     /// fails fails the call instead of silently dropping its data.
+    /// The whole stream must arrive within the call's deadline, and no wait for a frame may
+    /// exceed the idle timeout (tonic enforces `grpc-timeout` only until the answer's headers).
     pub async fn series(&self, mut req: SeriesRequest) -> Result<SeriesStream, StoreError> {
         req.partial_response_disabled = true;
         req.partial_response_strategy = proto::PartialResponseStrategy::Abort as i32;
+        let call = inflight::start("storeapi", &self.cfg.endpoint, describe_series(&req));
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut raw = self.raw();
+        let req = self.request(req, self.cfg.timeout);
         let stream = self
-            .raw()
-            .series(self.request(req))
-            .await
-            .map_err(|s| self.call_error("Series", s))?
+            .answer("Series", deadline, raw.series(req))
+            .await?
             .into_inner();
+        call.progress();
         Ok(SeriesStream {
+            client: self.clone(),
             inner: stream,
             pending: VecDeque::new(),
             frames: 0,
             bytes: 0,
+            deadline,
+            call,
         })
     }
 }
 
+/// A Series request for logs: its matchers and time range.
+fn describe_series(req: &SeriesRequest) -> String {
+    let ops = ["=", "!=", "=~", "!~"];
+    let matchers: Vec<String> = req
+        .matchers
+        .iter()
+        .map(|m| {
+            let op = ops.get(m.r#type as usize).copied().unwrap_or("?");
+            format!("{}{op}{:?}", m.name, m.value)
+        })
+        .collect();
+    format!(
+        "Series {{{}}} [{}, {}]",
+        matchers.join(", "),
+        req.min_time,
+        req.max_time
+    )
+}
+
 /// The series of one `Series` call, one at a time, batches flattened.
 pub struct SeriesStream {
+    client: StoreClient,
     inner: tonic::Streaming<SeriesResponse>,
     pending: VecDeque<proto::Series>,
     frames: u64,
     bytes: u64,
+    deadline: Instant,
+    call: inflight::Call,
 }
 
 impl SeriesStream {
@@ -355,11 +458,11 @@ impl SeriesStream {
                 return Ok(Some(s));
             }
             let msg = self
-                .inner
-                .message()
-                .await
-                .map_err(|s| StoreError::status("Series", s))?;
+                .client
+                .answer("Series", self.deadline, self.inner.message())
+                .await?;
             let Some(msg) = msg else { return Ok(None) };
+            self.call.progress();
             self.frames += 1;
             self.bytes += prost::Message::encoded_len(&msg) as u64;
             match msg.result {

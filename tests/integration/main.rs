@@ -10,6 +10,8 @@ mod support;
 mod bad_input;
 /// gRPC against HTTP over the whole dataset: same keys, byte-identical files.
 mod export;
+/// The fault matrix: peers frozen, killed, restarted; exit codes, times to exit, reruns.
+mod faults;
 /// What the HTTP API refuses (points, samples, timeouts) and gRPC exports.
 mod limits;
 /// `run` against S3: state, resume, retention, credentials, faults.

@@ -7,5 +7,6 @@
 pub mod bucket;
 pub mod exporter;
 pub mod fake_store;
+pub mod peers;
 pub mod s3_proxy;
 pub mod stack;
