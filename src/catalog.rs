@@ -21,10 +21,14 @@ pub struct Entry {
     pub step: Option<u64>,
 }
 
-/// The metrics to export, in a stable order.
-#[derive(Debug, Clone, PartialEq)]
+/// The metrics to export, in a stable order, and the daily telemetry of Finout's S3
+/// telemetry integration (name order).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Catalog {
     pub entries: Vec<Entry>,
+    /// `telemetry:` entries: evaluated once per UTC day as an instant query at the day's end,
+    /// written as one CSV file per day (`finout::telemetry`).
+    pub telemetry: Vec<Entry>,
 }
 
 /// A catalog that cannot be used.
@@ -36,7 +40,7 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     #[error(
-        "catalog file {path} is not valid {format}: {message} (expected `metrics:` mapping names to expressions or to {{expr, step}})"
+        "catalog file {path} is not valid {format}: {message} (expected `metrics:` mapping names to expressions or to {{expr, step}}, and optionally `telemetry:` mapping names to expressions)"
     )]
     Parse {
         path: PathBuf,
@@ -55,6 +59,10 @@ pub enum CatalogError {
         step: u64,
         time_frame: u64,
     },
+    #[error(
+        "catalog telemetry name {0:?} is invalid: use letters, digits and underscores, not `date` (it becomes the folder and the telemetry column of Finout's CSV, whose headers must not include spaces)"
+    )]
+    BadTelemetryName(String),
     #[error("the catalog is empty: nothing to export")]
     Empty,
 }
@@ -134,7 +142,10 @@ const DEFAULTS: &[(&str, &str)] = &[
 struct File {
     #[serde(default)]
     replace: bool,
+    #[serde(default)]
     metrics: BTreeMap<String, FileEntry>,
+    #[serde(default)]
+    telemetry: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +174,7 @@ impl Catalog {
                     step: None,
                 })
                 .collect(),
+            telemetry: Vec::new(),
         }
     }
 
@@ -188,9 +200,7 @@ impl Catalog {
             })?
         };
         let mut catalog = if file.replace {
-            Catalog {
-                entries: Vec::new(),
-            }
+            Catalog::default()
         } else {
             Catalog::default_for(cluster_label)
         };
@@ -209,22 +219,31 @@ impl Catalog {
                 None => catalog.entries.push(entry),
             }
         }
+        catalog.telemetry = file
+            .telemetry
+            .into_iter()
+            .map(|(name, expr)| Entry {
+                name,
+                expr: expr.replace(CLUSTER_LABEL_PLACEHOLDER, cluster_label),
+                step: None,
+            })
+            .collect();
         Ok(catalog)
     }
 
     /// Checks names and steps (what every source needs; the in-process engine compiles the
     /// expressions on top, `engine::compile`).
     pub fn check(&self, time_frame: u64) -> Result<(), CatalogError> {
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.telemetry.is_empty() {
             return Err(CatalogError::Empty);
         }
+        for e in &self.telemetry {
+            if !is_word(&e.name) || e.name == "date" {
+                return Err(CatalogError::BadTelemetryName(e.name.clone()));
+            }
+        }
         for e in &self.entries {
-            if e.name.is_empty()
-                || !e
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if !is_word(&e.name) {
                 return Err(CatalogError::BadName(e.name.clone()));
             }
             if let Some(step) = e.step
@@ -239,6 +258,10 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+fn is_word(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -272,6 +295,34 @@ mod tests {
         std::fs::write(&yaml, "metrics:\n  odd: {expr: 'x', step: 7}\n").unwrap();
         let err = Catalog::load(&yaml, "cl").unwrap().check(3600).unwrap_err();
         assert!(err.to_string().contains("divisor"));
+        std::fs::write(
+            &yaml,
+            "telemetry:\n  pods: 'count by ({{cluster_label}}) (kube_pod_info)'\n  cpu_core_hours: 'sum(x)'\n",
+        )
+        .unwrap();
+        let c = Catalog::load(&yaml, "cl").unwrap();
+        assert_eq!(c.entries.len(), 19, "the default metrics stay");
+        let t: Vec<_> = c
+            .telemetry
+            .iter()
+            .map(|e| (e.name.as_str(), e.expr.as_str()))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                ("cpu_core_hours", "sum(x)"),
+                ("pods", "count by (cl) (kube_pod_info)")
+            ]
+        );
+        c.check(3600).unwrap();
+        std::fs::write(&yaml, "replace: true\ntelemetry:\n  date: 'sum(x)'\n").unwrap();
+        let c = Catalog::load(&yaml, "cl").unwrap();
+        assert!(c.entries.is_empty());
+        let err = c.check(3600).unwrap_err();
+        assert!(matches!(err, CatalogError::BadTelemetryName(_)), "{err}");
+        std::fs::write(&yaml, "telemetry:\n  t: {expr: 'sum(x)'}\n").unwrap();
+        let err = Catalog::load(&yaml, "cl").unwrap_err().to_string();
+        assert!(err.contains("telemetry"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,8 +17,9 @@
 //!   Query merges them; ④ `engine`: the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
 //! - `source`: one window evaluated over gRPC (①-④) or by HTTP `query_range`;
-//! - ⑤ `finout`: Finout's keys, the `query_range` body, gzip; ⑥ `sink`: a directory or S3;
-//! - ⑦ `pipeline`: the window loop with retries, state and retention;
+//! - ⑤ `finout`: Finout's keys, the `query_range` body, gzip, the telemetry CSV; ⑥ `sink`: a
+//!   directory or S3;
+//! - ⑦ `pipeline`: the window loop with retries, state and retention; the telemetry days;
 //! - `cli`: flags and environment, resolved into settings; `cmd`: the commands;
 //!   `bench`: the developer's benchmark, on top of everything, used by nothing but `cmd`.
 

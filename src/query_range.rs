@@ -120,12 +120,15 @@ pub struct Data {
     pub result: Vec<ResultSeries>,
 }
 
-/// One series of a matrix: its labels and `[seconds, "value"]` points.
+/// One series of a matrix (its labels and `[seconds, "value"]` points) or of an instant
+/// query's vector (its labels and one `value`).
 #[derive(Debug, Deserialize)]
 pub struct ResultSeries {
     pub metric: BTreeMap<String, String>,
     #[serde(default)]
     pub values: Vec<(f64, String)>,
+    #[serde(default)]
+    pub value: Option<(f64, String)>,
 }
 
 /// Reads an answer body.

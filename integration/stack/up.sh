@@ -63,6 +63,9 @@ RECV_GRPC_PORT=$((BASE_PORT + 961))
 RECV_HTTP_PORT=$((BASE_PORT + 962))
 RECV_WRITE_PORT=$((BASE_PORT + 963))
 TENANT_PROXY_PORT=$((BASE_PORT + 964))
+# the receiver's Cap'n Proto replication server listens on 0.0.0.0:19391 unless told: two
+# stacks on one machine would collide there whatever their STACK_BASE_PORT
+RECV_CAPNP_PORT=$((BASE_PORT + 965))
 
 data_args() { # start days: gen_data.py's arguments for that range
   echo --days "$2" --interval "${DATA_INTERVAL:-30}" --nodes "${DATA_NODES:-3}" \
@@ -381,7 +384,8 @@ main() {
   if [ "$TOPOLOGY" = full ]; then
     need_ports "$TARGET_PORT" "$STORE_GRPC_PORT" "$STORE_HTTP_PORT" "$CSTORE_GRPC_PORT" \
       "$CSTORE_HTTP_PORT" "$CQUERY_GRPC_PORT" "$CQUERY_HTTP_PORT" "$TLS_GRPC_PORT" \
-      "$TLS_HTTP_PORT" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" "$RECV_WRITE_PORT" "$TENANT_PROXY_PORT"
+      "$TLS_HTTP_PORT" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" "$RECV_WRITE_PORT" "$TENANT_PROXY_PORT" \
+      "$RECV_CAPNP_PORT"
   fi
   rm -rf "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs" "$STACK_DIR"/upload.*
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs"
@@ -409,6 +413,7 @@ main() {
     start receive "$THANOS_BIN" receive --tsdb.path="$STACK_DIR/run/receive" \
       --grpc-address="127.0.0.1:$RECV_GRPC_PORT" --http-address="127.0.0.1:$RECV_HTTP_PORT" \
       --remote-write.address="127.0.0.1:$RECV_WRITE_PORT" --label='receive_replica="0"' \
+      --receive.capnproto-address="127.0.0.1:$RECV_CAPNP_PORT" \
       --tsdb.retention=1d
     start tenant-proxy python3 "$REPO_ROOT/integration/tools/tenant_proxy.py" \
       --port "$TENANT_PROXY_PORT" --tenant "$RECEIVE_TENANT" \

@@ -179,6 +179,12 @@ pub struct DestinationArgs {
         global = true
     )]
     pub cluster_label: String,
+
+    /// Key prefix of the daily telemetry CSV files, <TELEMETRY_PREFIX>/<name>/<YYYY-MM-DD>.csv
+    /// (Finout's S3 telemetry endpoint); required when the catalog has telemetry entries, and
+    /// outside S3_PREFIX.
+    #[arg(long, env = "TELEMETRY_PREFIX", global = true)]
+    pub telemetry_prefix: Option<String>,
 }
 
 /// Which windows are exported, and when.

@@ -31,6 +31,10 @@ pub enum ConfigError {
     ClusterName(String),
     #[error("{0}")]
     Shard(String),
+    #[error(
+        "TELEMETRY_PREFIX {telemetry:?} is S3_PREFIX {prefix:?} or below it, where Finout reads every folder as a cluster: give the telemetry files a prefix of their own, e.g. finout-telemetry"
+    )]
+    TelemetryPrefix { telemetry: String, prefix: String },
     #[error("{0} must be at least 1s")]
     ZeroTimeout(&'static str),
 }
@@ -66,6 +70,8 @@ pub struct Settings {
     pub lookback: Duration,
     pub destination: Destination,
     pub prefix: String,
+    /// Where the telemetry CSV files go (slashes around it trimmed), when set.
+    pub telemetry_prefix: Option<String>,
     pub cluster_name: String,
     pub cluster_label: String,
     /// Window length and evaluation step, seconds (the unit of object keys).
@@ -147,6 +153,20 @@ impl Settings {
                 ));
             }
         };
+        let telemetry_prefix = dst
+            .telemetry_prefix
+            .as_deref()
+            .map(|p| p.trim_matches('/').to_string())
+            .filter(|p| !p.is_empty());
+        if let Some(t) = &telemetry_prefix {
+            let p = prefix.trim_matches('/');
+            if p.is_empty() || t == p || t.starts_with(&format!("{p}/")) {
+                return Err(ConfigError::TelemetryPrefix {
+                    telemetry: t.clone(),
+                    prefix: prefix.clone(),
+                });
+            }
+        }
         if conn.concurrency == 0 || conn.window_concurrency == 0 {
             return Err(ConfigError::Concurrency);
         }
@@ -206,6 +226,7 @@ impl Settings {
             lookback: Duration::from_secs(src.lookback_delta),
             destination,
             prefix,
+            telemetry_prefix,
             cluster_name,
             cluster_label: dst.cluster_label.clone(),
             time_frame: win.time_frame as i64,
@@ -566,6 +587,27 @@ mod tests {
         ));
         assert_eq!(with(&["--retention-days", "0"]).unwrap().retention, None);
         assert_eq!(with(&["--shard", "0/1"]).unwrap().shard, None);
+        assert_eq!(
+            with(&["--telemetry-prefix", "/finout/telemetry/"])
+                .unwrap()
+                .telemetry_prefix
+                .as_deref(),
+            Some("finout/telemetry")
+        );
+        assert_eq!(
+            with(&["--telemetry-prefix", "/"]).unwrap().telemetry_prefix,
+            None
+        );
+        for inside in ["p", "p/telemetry", "/p/"] {
+            assert!(
+                matches!(
+                    with(&["--telemetry-prefix", inside]),
+                    Err(ConfigError::TelemetryPrefix { .. })
+                ),
+                "{inside}"
+            );
+        }
+        assert!(with(&["--telemetry-prefix", "pt"]).is_ok());
         let s = with(&["--bearer-token", "t", "--tenant", "x"]).unwrap();
         assert_eq!(
             s.auth_headers,

@@ -12,11 +12,12 @@ use tracing::{info, warn};
 use crate::catalog::CatalogError;
 use crate::cli::settings::EXIT_MARGIN;
 use crate::cli::{Cli, Command, ConfigError, Destination, LogFormat, Settings};
-use crate::engine::EntryError;
+use crate::engine::{EntryError, TelemetryEntryError};
 use crate::exit;
 use crate::observe::peak_rss_bytes;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::state::StateError;
+use crate::pipeline::telemetry::{DAY, DaySummary, TelemetryError};
 use crate::pipeline::{ExportError, Stop, Summary};
 use crate::sink::SinkError;
 use crate::source::http::HttpConfigError;
@@ -35,6 +36,8 @@ pub enum AppError {
     #[error(transparent)]
     Compile(#[from] EntryError),
     #[error(transparent)]
+    TelemetryEntry(#[from] TelemetryEntryError),
+    #[error(transparent)]
     Http(#[from] HttpConfigError),
     #[error("preflight: {0}")]
     Preflight(StoreError),
@@ -48,6 +51,8 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Export(ExportError),
+    #[error(transparent)]
+    Telemetry(TelemetryError),
     #[error("retention: {0} (the windows were exported and the state saved)")]
     Retention(SinkError),
     #[error(transparent)]
@@ -65,6 +70,7 @@ impl AppError {
             AppError::Config(_)
             | AppError::Catalog(_)
             | AppError::Compile(_)
+            | AppError::TelemetryEntry(_)
             | AppError::Http(_) => exit::CONFIG,
             AppError::Preflight(e) if e.is_retryable() => exit::UNAVAILABLE,
             AppError::Preflight(_) => exit::CONFIG,
@@ -73,6 +79,7 @@ impl AppError {
             AppError::State(StateError::Sink(e)) => e.exit_code(),
             AppError::State(_) => exit::CONFIG,
             AppError::Export(e) => e.exit_code(),
+            AppError::Telemetry(e) => e.exit_code(),
             AppError::Bench(e) => e.exit_code(),
             AppError::Abandoned => exit::INTERRUPTED,
         }
@@ -127,13 +134,14 @@ fn log_fault_budget(s: &Settings) {
     );
 }
 
-/// `export`: the windows starting in `[from, to)`, without state.
+/// `export`: the windows starting in `[from, to)`, then the telemetry days starting in it,
+/// without state.
 async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Result<(), AppError> {
     if from >= to {
         return Err(ConfigError::Range { from, to }.into());
     }
     let mut progress = Progress::start(s.progress_interval, bar);
-    let exporter = build_exporter(s).await?;
+    let (exporter, telemetry) = build_exporter(s).await?;
     let starts = window_starts(from, to, s.time_frame);
     let began = Instant::now();
     progress.planned(starts.len());
@@ -143,24 +151,46 @@ async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Res
         Ok(s) => (s, None),
         Err((s, e)) => (s, Some(e)),
     };
-    log_summary("export finished", &summary, 0, began, starts.len());
-    match err {
-        None => Ok(()),
-        Some(e) => Err(AppError::Export(e)),
+    let mut days = DaySummary::default();
+    let mut telemetry_err = None;
+    if let Some(t) = &telemetry
+        && err.is_none()
+    {
+        let planned = window_starts(from, to, DAY);
+        match t.export(&planned, &Default::default(), stop, None).await {
+            Ok(d) => days = d,
+            Err((d, e)) => (days, telemetry_err) = (d, Some(e)),
+        }
+    }
+    log_summary("export finished", &summary, &days, 0, began, starts.len());
+    match (err, telemetry_err) {
+        (Some(e), _) => Err(AppError::Export(e)),
+        (None, Some(e)) => Err(AppError::Telemetry(e)),
+        (None, None) => Ok(()),
     }
 }
 
-fn log_summary(message: &str, s: &Summary, deleted: u64, began: Instant, planned: usize) {
+fn log_summary(
+    message: &str,
+    s: &Summary,
+    days: &DaySummary,
+    deleted: u64,
+    began: Instant,
+    planned: usize,
+) {
     info!(
         windows = s.windows,
         windows_planned = planned,
-        series = s.stats.series,
-        samples = s.stats.samples,
-        calls = s.stats.calls,
-        bytes_in = s.stats.bytes_in,
-        bytes_out = s.bytes_out,
+        series = s.stats.series + days.stats.series,
+        samples = s.stats.samples + days.stats.samples,
+        calls = s.stats.calls + days.stats.calls,
+        bytes_in = s.stats.bytes_in + days.stats.bytes_in,
+        bytes_out = s.bytes_out + days.bytes_out,
         files_written = s.files,
         files_deleted = deleted,
+        telemetry_days = days.days,
+        telemetry_files = days.files,
+        telemetry_rows = days.rows,
         duration_s = began.elapsed().as_secs_f64(),
         peak_rss_bytes = peak_rss_bytes(),
         "{message}"

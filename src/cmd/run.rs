@@ -1,6 +1,6 @@
 //! `run`, the CronJob: export every complete window since the saved state (first run: since
 //! BACKFILL_DAYS ago) up to now minus the settle delay, advancing the state after each
-//! window, then apply retention.
+//! window, then every complete telemetry day the same way, then apply retention.
 
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use crate::cli::Settings;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::retention;
 use crate::pipeline::state::{State, StateError, StateStore, state_key};
+use crate::pipeline::telemetry::{DaySummary, apply_retention, plan_days};
 use crate::pipeline::{Checkpoint, ExportError, Stop};
 use crate::time::{rfc3339, window_starts};
 
@@ -58,7 +59,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
     let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = s.time_frame;
     let mut progress = Progress::start(s.progress_interval, bar);
-    let exporter = build_exporter(s).await?;
+    let (exporter, telemetry) = build_exporter(s).await?;
     let store = StateStore {
         sink: &exporter.sink,
         key: state_key(
@@ -119,10 +120,44 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
         Ok(s) => (s, None),
         Err((s, e)) => (s, Some(e)),
     };
+    let mut days = DaySummary::default();
+    let mut telemetry_err = None;
+    if let Some(t) = &telemetry
+        && err.is_none()
+        && !stop.is_requested()
+    {
+        progress.phase("telemetry");
+        let plan = plan_days(
+            now,
+            &state.telemetry,
+            &t.names(),
+            s.backfill.as_secs() as i64,
+            s.settle_delay.as_secs() as i64,
+            s.retention.map(|r| r.as_secs() as i64),
+        );
+        info!(
+            days = plan.days.len(),
+            from = %plan.days.first().map_or_else(String::new, |&d| rfc3339(d)),
+            prefix = %t.prefix,
+            "telemetry planned"
+        );
+        let checkpoint = Checkpoint {
+            store: &store,
+            state: &mut state,
+        };
+        match t
+            .export(&plan.days, &plan.first, stop, Some(checkpoint))
+            .await
+        {
+            Ok(d) => days = d,
+            Err((d, e)) => (days, telemetry_err) = (d, Some(e)),
+        }
+    }
     let mut deleted = 0;
     let mut retention_error = None;
     if let Some(cutoff) = retention_cutoff
         && err.is_none()
+        && telemetry_err.is_none()
         && !stop.is_requested()
     {
         progress.phase("retention");
@@ -130,11 +165,29 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             Ok(r) => deleted = r.deleted,
             Err(e) => retention_error = Some(e),
         }
+        if let Some(t) = &telemetry
+            && retention_error.is_none()
+        {
+            match apply_retention(&t.sink, &t.prefix, &t.names(), cutoff).await {
+                Ok(r) => deleted += r.deleted,
+                Err(e) => retention_error = Some(e),
+            }
+        }
     }
     progress.finish();
-    log_summary("run finished", &summary, deleted, began, starts.len());
+    log_summary(
+        "run finished",
+        &summary,
+        &days,
+        deleted,
+        began,
+        starts.len(),
+    );
     if let Some(e) = err {
         return Err(AppError::Export(e));
+    }
+    if let Some(e) = telemetry_err {
+        return Err(AppError::Telemetry(e));
     }
     if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(

@@ -1,6 +1,6 @@
 //! What `run` and `export` share: the exporter built from the settings, each part checked
-//! before any work (the preflight): the catalog compiles, the StoreAPI answers, the HTTP API is
-//! ready, the destination lists.
+//! before any work (the preflight): the catalog compiles (telemetry entries included), the
+//! StoreAPI answers, the HTTP API is ready, the destination lists.
 
 use std::sync::Arc;
 
@@ -9,18 +9,21 @@ use tracing::{error, info};
 use super::AppError;
 use crate::catalog::Catalog;
 use crate::cli::settings::{READINESS_ATTEMPTS, READINESS_TIMEOUT};
-use crate::cli::{Destination, Settings, SourceSettings};
+use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
 use crate::engine;
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
+use crate::pipeline::telemetry::DayExporter;
 use crate::sink::{LocalDir, S3Sink, Sink};
 use crate::source::Source;
 use crate::source::grpc::{GrpcSource, ShardScope};
 use crate::source::http::{HttpSource, http_client, wait_ready};
 use crate::store::{StoreClient, StoreError};
 
-/// Builds the exporter from the settings: catalog, source (with its preflight), sink.
-pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
+/// Builds the exporter from the settings: catalog, source (with its preflight), sink; and the
+/// telemetry day exporter when the catalog has telemetry entries (shard 0 writes them: the
+/// files belong to no cluster).
+pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporter>), AppError> {
     if let Some(shard) = s.shard {
         info!(shard = %shard, "exporting only the clusters of this shard");
     }
@@ -29,14 +32,48 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
         None => Catalog::default_for(&s.cluster_label),
     };
     catalog.check(s.time_frame as u64)?;
+    let columns = engine::telemetry_columns(&catalog)?;
+    let telemetry_prefix = match (&s.telemetry_prefix, catalog.telemetry.is_empty()) {
+        (_, true) => None,
+        (None, false) => {
+            return Err(ConfigError::Missing(
+                "a telemetry prefix (the catalog has telemetry entries)",
+                "TELEMETRY_PREFIX (or --telemetry-prefix), e.g. finout-telemetry",
+            )
+            .into());
+        }
+        (Some(_), false) if s.shard.is_some_and(|sh| sh.index != 0) => {
+            info!("telemetry is written by shard 0");
+            None
+        }
+        (Some(p), false) => Some(p.clone()),
+    };
+    let telemetry_catalog = Arc::new(Catalog {
+        entries: catalog.telemetry.clone(),
+        telemetry: Vec::new(),
+    });
     let catalog = Arc::new(catalog);
+    let mut telemetry_source = None;
     let source = match &s.source {
         SourceSettings::Grpc(cfg) => {
             let plans = engine::compile(&catalog)?;
+            let telemetry_plans = engine::compile_telemetry(&catalog)?;
             let client = StoreClient::connect((**cfg).clone())
                 .await
                 .map_err(AppError::Preflight)?;
             preflight(&client, &cfg.endpoint).await?;
+            if telemetry_prefix.is_some() {
+                telemetry_source = Some(Source::Grpc(Box::new(GrpcSource::new(
+                    client.clone(),
+                    telemetry_catalog.clone(),
+                    Arc::new(telemetry_plans),
+                    s.replica_labels.clone(),
+                    s.lookback.as_millis() as i64,
+                    s.step,
+                    s.time_frame,
+                    s.concurrency,
+                ))));
+            }
             let source = GrpcSource::new(
                 client,
                 catalog.clone(),
@@ -56,17 +93,25 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
                 None => source,
             }))
         }
-        SourceSettings::Http => Source::Http(Box::new(HttpSource::new(
-            &s.http_base,
-            &s.auth_headers,
-            s.tls_ca_file.as_deref(),
-            s.timeout,
-            s.connect_timeout,
-            catalog.clone(),
-            s.step,
-            s.time_frame,
-            s.concurrency,
-        )?)),
+        SourceSettings::Http => {
+            let http = |catalog: Arc<Catalog>| {
+                HttpSource::new(
+                    &s.http_base,
+                    &s.auth_headers,
+                    s.tls_ca_file.as_deref(),
+                    s.timeout,
+                    s.connect_timeout,
+                    catalog,
+                    s.step,
+                    s.time_frame,
+                    s.concurrency,
+                )
+            };
+            if telemetry_prefix.is_some() {
+                telemetry_source = Some(Source::Http(Box::new(http(telemetry_catalog.clone())?)));
+            }
+            Source::Http(Box::new(http(catalog.clone())?))
+        }
     };
     if s.probe_http {
         let url = format!("{}{}", s.http_base, s.readiness_path);
@@ -90,8 +135,31 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
     sink.list(&cluster_folder(&s.prefix, &s.cluster_name))
         .await
         .map_err(AppError::Destination)?;
+    if let Some(p) = &telemetry_prefix {
+        // retention lists the telemetry folders too
+        sink.list(&format!("{p}/"))
+            .await
+            .map_err(AppError::Destination)?;
+    } else if s.telemetry_prefix.is_some() && catalog.telemetry.is_empty() {
+        info!("TELEMETRY_PREFIX is set but the catalog has no telemetry entries");
+    }
     info!(destination = %sink.describe(), "destination answers");
-    Ok(Exporter {
+    let telemetry = telemetry_prefix
+        .zip(telemetry_source)
+        .map(|(prefix, source)| DayExporter {
+            source,
+            sink: sink.clone(),
+            prefix,
+            columns: catalog
+                .telemetry
+                .iter()
+                .map(|e| e.name.clone())
+                .zip(columns)
+                .collect(),
+            attempts: s.attempts,
+            write_concurrency: s.concurrency,
+        });
+    let exporter = Exporter {
         source,
         sink,
         prefix: s.prefix.clone(),
@@ -103,7 +171,8 @@ pub async fn build_exporter(s: &Settings) -> Result<Exporter, AppError> {
         window_concurrency: s.window_concurrency,
         shard: s.shard,
         shutdown_timeout: s.shutdown_timeout,
-    })
+    };
+    Ok((exporter, telemetry))
 }
 
 /// The StoreAPI answers: Info when the endpoint serves it (Querier, sidecar, store,

@@ -13,12 +13,14 @@
 //! same Kahan-Neumaier summation in the same series order, so results are bit-identical.
 
 mod aggregate;
+mod columns;
 mod eval;
 mod functions;
 mod plan;
 #[cfg(test)]
 mod tests;
 
+pub use columns::{MAX_COLUMNS, by_labels};
 pub use eval::{EvalError, Evaluator};
 pub use plan::{AggOp, ArithOp, CompileError, Grouping, Leaf, Plan, RangeFunc, Stage};
 
@@ -45,6 +47,58 @@ pub fn compile(catalog: &Catalog) -> Result<Vec<Plan>, EntryError> {
                 name: e.name.clone(),
                 expr: e.expr.clone(),
                 source,
+            })
+        })
+        .collect()
+}
+
+/// A telemetry entry that cannot be exported: not an outer `by (...)` aggregation of at most
+/// ten labels, or (for the in-process engine) outside the supported subset.
+#[derive(Debug, Error)]
+#[error("catalog telemetry entry {name} ({expr}): {reason}")]
+pub struct TelemetryEntryError {
+    pub name: String,
+    pub expr: String,
+    pub reason: String,
+}
+
+/// The CSV metadata columns of every telemetry entry (its outer `by` labels, sorted), in entry
+/// order.
+pub fn telemetry_columns(catalog: &Catalog) -> Result<Vec<Vec<String>>, TelemetryEntryError> {
+    catalog
+        .telemetry
+        .iter()
+        .map(|e| {
+            let columns = by_labels(&e.expr).map_err(|reason| TelemetryEntryError {
+                name: e.name.clone(),
+                expr: e.expr.clone(),
+                reason,
+            })?;
+            if columns.contains(&e.name) {
+                return Err(TelemetryEntryError {
+                    name: e.name.clone(),
+                    expr: e.expr.clone(),
+                    reason: format!(
+                        "label {} in by (...) would repeat the telemetry column, which takes the entry's name: rename the entry",
+                        e.name
+                    ),
+                });
+            }
+            Ok(columns)
+        })
+        .collect()
+}
+
+/// Compiles every telemetry entry for the in-process engine, in entry order.
+pub fn compile_telemetry(catalog: &Catalog) -> Result<Vec<Plan>, TelemetryEntryError> {
+    catalog
+        .telemetry
+        .iter()
+        .map(|e| {
+            Plan::compile(&e.expr).map_err(|source| TelemetryEntryError {
+                name: e.name.clone(),
+                expr: e.expr.clone(),
+                reason: source.to_string(),
             })
         })
         .collect()

@@ -322,6 +322,7 @@ fn unsupported_function_names_the_entry_and_the_fix() {
             expr: "histogram_quantile(0.95, x)".into(),
             step: None,
         }],
+        telemetry: Vec::new(),
     };
     let err = compile(&c).unwrap_err().to_string();
     assert!(err.contains("p95"), "{err}");

@@ -1,8 +1,10 @@
 //! Finout's layout and file format: one gzip-compressed `query_range` JSON body per
 //! (cluster, metric, window), under
-//! `<prefix>/<cluster>/end=<YYYYMMDD>/day=<D>/metric=<metric>/<T>_<metric>.json.gz`.
+//! `<prefix>/<cluster>/end=<YYYYMMDD>/day=<D>/metric=<metric>/<T>_<metric>.json.gz`; and the
+//! daily telemetry CSV files (`telemetry`).
 
 pub mod layout;
+pub mod telemetry;
 
 pub use layout::{cluster_folder, object_key};
 

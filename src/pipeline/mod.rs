@@ -1,11 +1,12 @@
 //! The window loop: evaluate a whole window (every metric, every cluster), then write its
 //! files, then advance the state. A window that cannot be evaluated writes nothing. Retention
-//! runs after the loop.
+//! runs after the loop; the telemetry day loop (`telemetry`) after the windows.
 
 pub mod progress;
 pub mod retention;
 pub mod retry;
 pub mod state;
+pub mod telemetry;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -250,59 +251,19 @@ impl Exporter {
         })
     }
 
-    /// Uploads every file of a window; the files not written are tried again after a
-    /// transient failure (each upload is whole or nothing, and keys are deterministic, so a
-    /// retry overwrites instead of duplicating). An attempt ends at its first failure: the
-    /// uploads still in flight are cancelled rather than each waited out, since a destination
-    /// that failed one (frozen, throttling) would most likely fail them all, one timeout after
-    /// another.
-    async fn write_with_retries(
-        &self,
-        w: i64,
-        mut files: Vec<OutputFile>,
-    ) -> Result<(), ExportError> {
-        let attempts = self.attempts.max(1);
-        let mut backoff = Backoff::default();
-        for attempt in 1..=attempts {
-            let mut written = vec![false; files.len()];
-            let mut failure: Option<SinkError> = None;
-            {
-                let mut uploads =
-                    futures::stream::iter(files.iter().enumerate().map(|(i, f)| async move {
-                        let r = self
-                            .sink
-                            .put(&f.key, f.body.clone(), "application/gzip")
-                            .await;
-                        (i, r)
-                    }))
-                    .buffer_unordered(self.write_concurrency.max(1));
-                while let Some((i, r)) = uploads.next().await {
-                    match r {
-                        Ok(()) => written[i] = true,
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-            }
-            let Some(e) = failure else { return Ok(()) };
-            if !e.is_transient() || attempt == attempts {
-                return Err(ExportError::Sink {
-                    window: w,
-                    source: e,
-                });
-            }
-            files = files
-                .into_iter()
-                .zip(written)
-                .filter_map(|(f, done)| (!done).then_some(f))
-                .collect();
-            let pause = backoff.next_pause();
-            warn!(window = %rfc3339(w), attempt, left = files.len(), error = %e, retry_in_ms = pause.as_millis() as u64, "uploads failed, retrying");
-            tokio::time::sleep(pause).await;
-        }
-        unreachable!("the last attempt returns")
+    /// Uploads every file of a window, with retries (`retry::put_all`).
+    async fn write_with_retries(&self, w: i64, files: Vec<OutputFile>) -> Result<(), ExportError> {
+        let files = files.into_iter().map(|f| (f.key, f.body)).collect();
+        retry::put_all(
+            &self.sink,
+            files,
+            "application/gzip",
+            self.attempts,
+            self.write_concurrency,
+            &rfc3339(w),
+        )
+        .await
+        .map_err(|source| ExportError::Sink { window: w, source })
     }
 
     async fn evaluate_with_retries(&self, w: i64, stop: &Stop) -> Result<Evaluated, ExportError> {

@@ -1,8 +1,8 @@
 //! The exporter's state: a small JSON object under `<S3_PREFIX>/<CLUSTER_NAME>/` recording the
-//! end of the last fully exported window, and the clusters this exporter writes (retention
-//! deletes only those).
+//! end of the last fully exported window, the clusters this exporter writes (retention
+//! deletes only those), and how far each telemetry's daily files are written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -26,6 +26,10 @@ pub struct State {
     /// Cluster folders this exporter has written, for retention.
     #[serde(default)]
     pub clusters: BTreeSet<String>,
+    /// Per telemetry name, every UTC day ending at or before this time (unix seconds) is
+    /// written. Absent from states without telemetry, so those read and write as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub telemetry: BTreeMap<String, i64>,
     /// When the state was last written (unix seconds), and by which version.
     #[serde(default)]
     pub updated_at: i64,
@@ -64,6 +68,7 @@ impl State {
             exported_until_utc: rfc3339(exported_until),
             time_frame,
             clusters: BTreeSet::new(),
+            telemetry: BTreeMap::new(),
             updated_at: 0,
             exporter_version: String::new(),
         }
@@ -187,6 +192,43 @@ mod tests {
             err.contains("not valid") && err.contains("delete it"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn telemetry_progress_is_added_without_breaking_older_states() {
+        let root = std::env::temp_dir().join(format!("state-telemetry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let sink = Sink::Local(LocalDir::new(&root));
+        let store = StateStore {
+            sink: &sink,
+            key: "p/home/state.json".into(),
+            now: 5,
+        };
+        // a state as the exporter wrote it before telemetry existed
+        let old = r#"{
+  "version": 1,
+  "exported_until": 1761955200,
+  "exported_until_utc": "2025-11-01T00:00:00Z",
+  "time_frame": 3600,
+  "clusters": ["a", "b"],
+  "updated_at": 1761955800,
+  "exporter_version": "0.1.0"
+}"#;
+        sink.put(&store.key, old.as_bytes().to_vec(), "")
+            .await
+            .unwrap();
+        let mut s = store.load(3600).await.unwrap().unwrap();
+        assert_eq!(s.exported_until, 1_761_955_200);
+        assert!(s.telemetry.is_empty());
+        // without telemetry, the same fields as before
+        store.save(&s).await.unwrap();
+        let text = String::from_utf8(sink.get(&store.key).await.unwrap().unwrap()).unwrap();
+        assert!(!text.contains("telemetry"), "{text}");
+        s.telemetry.insert("pods".into(), 1_762_041_600);
+        store.save(&s).await.unwrap();
+        let back = store.load(3600).await.unwrap().unwrap();
+        assert_eq!(back.telemetry.get("pods"), Some(&1_762_041_600));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
+use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
 use crate::catalog::Catalog;
 use crate::dedup::series_samples;
 use crate::engine::{Evaluator, Plan};
@@ -135,6 +135,16 @@ impl GrpcSource {
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
         let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
+        self.evaluate_steps(steps).await
+    }
+
+    /// Evaluates every catalog entry as an instant query at `t` (seconds).
+    pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
+        self.evaluate_steps(vec![instant_steps(t); self.plans.len()])
+            .await
+    }
+
+    async fn evaluate_steps(&self, steps: Vec<Steps>) -> Result<Evaluated, SourceError> {
         let mut groups = stream_groups(&self.plans, &steps, self.lookback_ms);
         self.narrow_to_shard(&mut groups).await?;
         let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];

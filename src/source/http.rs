@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
+use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
 use crate::catalog::Catalog;
 use crate::inflight;
 use crate::model::{Labels, Series, Steps};
@@ -153,37 +153,104 @@ impl HttpSource {
         }
     }
 
-    async fn query_range(
+    /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).
+    pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
+        let steps = vec![instant_steps(t); self.catalog.entries.len()];
+        let mut runs = futures::stream::iter(
+            self.catalog
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| async move { (i, self.query_instant(&e.name, &e.expr, t).await) }),
+        )
+        .buffer_unordered(self.concurrency);
+        let mut results: Vec<Option<Vec<Series>>> = vec![None; self.catalog.entries.len()];
+        let mut stats = Stats::default();
+        while let Some((i, r)) = runs.next().await {
+            let (series, s) = r?;
+            stats += s;
+            results[i] = Some(series);
+        }
+        drop(runs);
+        let results = name_results(&self.catalog, results)?;
+        Ok(Evaluated {
+            results,
+            steps,
+            stats,
+        })
+    }
+
+    async fn query_instant(
         &self,
         metric: &str,
         expr: &str,
-        steps: Steps,
+        t: i64,
     ) -> Result<(Vec<Series>, Stats), SourceError> {
+        let err = |message: String| SourceError::Http {
+            metric: metric.to_string(),
+            message,
+            retryable: false,
+        };
+        let form = [
+            ("query", expr.to_string()),
+            ("time", t.to_string()),
+            ("dedup", "true".to_string()),
+            ("partial_response", "false".to_string()),
+        ];
+        let what = format!("query {metric} at {t}");
+        let (data, bytes) = self.call(metric, "query", &form, what).await?;
+        if data.result_type != "vector" {
+            return Err(err(format!(
+                "expected a vector, got {} (an instant query's answer)",
+                data.result_type
+            )));
+        }
+        let mut stats = Stats {
+            bytes_in: bytes,
+            calls: 1,
+            ..Default::default()
+        };
+        let mut out = Vec::with_capacity(data.result.len());
+        for r in data.result {
+            let Some((at, v)) = &r.value else {
+                return Err(err("a vector element without a value".into()));
+            };
+            if (at * 1000.0).round() as i64 != t * 1000 {
+                return Err(err(format!("a value at {at}, not at the query time {t}")));
+            }
+            let v = query_range::parse_value(v)
+                .ok_or_else(|| err(format!("cannot parse the sample value {v:?}")))?;
+            stats.samples += 1;
+            stats.series += 1;
+            out.push(Series {
+                labels: Labels::from_pairs(r.metric),
+                values: vec![Some(v)],
+            });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok((out, stats))
+    }
+
+    /// POSTs `form` to `/api/v1/<endpoint>` (tracked in flight as `what`) and returns the
+    /// answer's data and its size; a failed, partial or unreadable answer is the error.
+    async fn call(
+        &self,
+        metric: &str,
+        endpoint: &str,
+        form: &[(&str, String)],
+        what: String,
+    ) -> Result<(query_range::Data, u64), SourceError> {
         let err = |message: String, retryable: bool| SourceError::Http {
             metric: metric.to_string(),
             message,
             retryable,
         };
-        let url = format!("{}/api/v1/query_range", self.base);
-        let secs = |ms: i64| (ms / 1000).to_string();
-        let form = [
-            ("query", expr.to_string()),
-            ("start", secs(steps.start)),
-            ("end", secs(steps.end())),
-            ("step", secs(steps.step)),
-            // Thanos Query: deduplicate HA replicas, and fail rather than answer partially
-            ("dedup", "true".to_string()),
-            ("partial_response", "false".to_string()),
-        ];
-        let call = inflight::start(
-            "http",
-            &url,
-            format!("query_range {metric} [{}, {}]", form[1].1, form[2].1),
-        );
+        let url = format!("{}/api/v1/{endpoint}", self.base);
+        let call = inflight::start("http", &url, what);
         let resp = self
             .client
             .post(&url)
-            .form(&form)
+            .form(form)
             .send()
             .await
             .map_err(|e| {
@@ -235,6 +302,32 @@ impl HttpSource {
         let data = parsed
             .data
             .ok_or_else(|| err("the answer has no data".into(), false))?;
+        Ok((data, body.len() as u64))
+    }
+
+    async fn query_range(
+        &self,
+        metric: &str,
+        expr: &str,
+        steps: Steps,
+    ) -> Result<(Vec<Series>, Stats), SourceError> {
+        let err = |message: String, retryable: bool| SourceError::Http {
+            metric: metric.to_string(),
+            message,
+            retryable,
+        };
+        let secs = |ms: i64| (ms / 1000).to_string();
+        let form = [
+            ("query", expr.to_string()),
+            ("start", secs(steps.start)),
+            ("end", secs(steps.end())),
+            ("step", secs(steps.step)),
+            // Thanos Query: deduplicate HA replicas, and fail rather than answer partially
+            ("dedup", "true".to_string()),
+            ("partial_response", "false".to_string()),
+        ];
+        let what = format!("query_range {metric} [{}, {}]", form[1].1, form[2].1);
+        let (data, bytes) = self.call(metric, "query_range", &form, what).await?;
         if data.result_type != "matrix" {
             return Err(err(
                 format!("expected a matrix, got {}", data.result_type),
@@ -242,7 +335,7 @@ impl HttpSource {
             ));
         }
         let mut stats = Stats {
-            bytes_in: body.len() as u64,
+            bytes_in: bytes,
             calls: 1,
             ..Default::default()
         };

@@ -29,6 +29,15 @@ impl Source {
             Source::Http(s) => s.evaluate(start).await,
         }
     }
+
+    /// Evaluates every catalog entry as an instant query at `t` (seconds), as Prometheus'
+    /// `/api/v1/query` with `time=t` does.
+    pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
+        match self {
+            Source::Grpc(s) => s.evaluate_instant(t).await,
+            Source::Http(s) => s.evaluate_instant(t).await,
+        }
+    }
 }
 
 /// What one window's evaluation cost and produced.
@@ -105,6 +114,16 @@ pub fn window_steps(start: i64, time_frame: i64, step: i64) -> Steps {
         start: start * 1000,
         step: step * 1000,
         n: (time_frame / step) as usize,
+    }
+}
+
+/// The one evaluation of an instant query at `t` (seconds): a window of a single step (the
+/// step's length is never used).
+pub fn instant_steps(t: i64) -> Steps {
+    Steps {
+        start: t * 1000,
+        step: 1000,
+        n: 1,
     }
 }
 

@@ -9,3 +9,5 @@ mod bad_input;
 mod flags;
 /// The modules of `src/` import only from those above them in `src/lib.rs`.
 mod layout;
+/// Telemetry entries that cannot be exported, refused at start-up.
+mod telemetry;

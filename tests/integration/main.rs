@@ -20,6 +20,8 @@ mod run;
 mod s3;
 /// Several pods sharing the clusters (`--shard i/N`).
 mod shard;
+/// Finout telemetry CSV: rows against Thanos Query, resume, rerun, retention.
+mod telemetry;
 /// The StoreAPI as Thanos serves it: the generator's ground truth through the gRPC client.
 mod thanos_grpc;
 /// The generator's ground truth through Thanos Query's PromQL.

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-
+use crate::support::bucket::{clear, client, objects, put};
 use crate::support::exporter::{describe, exporter, exporter_command, files, log_event, scratch};
 use crate::support::s3_proxy::{self, Fault};
 use crate::support::stack::stack;
@@ -16,80 +15,6 @@ const HOUR: i64 = 3600;
 const SETTLE: i64 = 600;
 /// Files of one window: 19 metrics x 2 clusters.
 const FILES_PER_WINDOW: usize = 38;
-
-fn client() -> aws_sdk_s3::Client {
-    let s = stack();
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&s.s3_endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            &s.access_key,
-            &s.secret_key,
-            None,
-            None,
-            "tests",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-/// Every object under `prefix/` with its bytes, keyed relative to the prefix.
-async fn objects(prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let c = client();
-    let bucket = &stack().bucket;
-    let mut out = BTreeMap::new();
-    let mut pages = c
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(format!("{prefix}/"))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for o in page.unwrap().contents() {
-            let key = o.key().unwrap().to_string();
-            let body = c
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes()
-                .to_vec();
-            out.insert(key[prefix.len() + 1..].to_string(), body);
-        }
-    }
-    out
-}
-
-async fn clear(prefix: &str) {
-    let c = client();
-    for key in objects(prefix).await.keys() {
-        c.delete_object()
-            .bucket(&stack().bucket)
-            .key(format!("{prefix}/{key}"))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-async fn put(key: &str, body: &[u8]) {
-    client()
-        .put_object()
-        .bucket(&stack().bucket)
-        .key(key)
-        .body(body.to_vec().into())
-        .send()
-        .await
-        .unwrap();
-}
 
 /// The data files only (not the state), by key.
 fn data(objs: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {

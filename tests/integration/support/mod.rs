@@ -4,6 +4,7 @@
 // each test binary uses part of these
 #![allow(dead_code)]
 
+pub mod bucket;
 pub mod exporter;
 pub mod fake_store;
 pub mod peers;

@@ -15,6 +15,9 @@ pub enum Fault {
     SlowDownUntil(Instant),
     /// Deletes answer 403 AccessDenied, as a policy without s3:DeleteObject does.
     DenyDelete,
+    /// Uploads whose path contains this are never answered (held until the client goes away),
+    /// so a process can be killed mid-upload at a chosen point.
+    HoldUploads(&'static str),
 }
 
 /// A running proxy.
@@ -81,6 +84,15 @@ async fn serve(
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap_or(0);
+    if let Fault::HoldUploads(part) = fault
+        && method == "PUT"
+        && target.contains(part)
+    {
+        injected.fetch_add(1, Ordering::SeqCst);
+        let mut sink = [0u8; 65536];
+        while client.read(&mut sink).await? > 0 {}
+        return Ok(());
+    }
     let answer = match fault {
         Fault::SlowDownUntil(t) if Instant::now() < t && is_data_upload(&method, &target) => {
             Some((503, "Service Unavailable", "SlowDown", "injected 503"))
