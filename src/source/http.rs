@@ -8,7 +8,7 @@ use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Entry};
 use crate::inflight;
 use crate::model::{Labels, Series, Steps};
 use crate::observe::error_chain;
@@ -120,12 +120,37 @@ impl HttpSource {
     /// Evaluates every catalog entry over the window starting at `start` (seconds).
     pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
         let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
-        let mut runs =
-            futures::stream::iter(self.catalog.entries.iter().enumerate().map(|(i, e)| {
-                let steps = steps[i];
-                async move { (i, self.query_range(&e.name, &e.expr, steps).await) }
-            }))
-            .buffer_unordered(self.concurrency);
+        let windows = steps.clone();
+        self.evaluate_each(steps, |i, e| self.query_range(&e.name, &e.expr, windows[i]))
+            .await
+    }
+
+    /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).
+    pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
+        let steps = vec![instant_steps(t); self.catalog.entries.len()];
+        self.evaluate_each(steps, |_, e| self.query_instant(&e.name, &e.expr, t))
+            .await
+    }
+
+    /// Runs `query` for every catalog entry, `concurrency` at a time, and names the results.
+    async fn evaluate_each<'a, F, Fut>(
+        &'a self,
+        steps: Vec<Steps>,
+        query: F,
+    ) -> Result<Evaluated, SourceError>
+    where
+        F: Fn(usize, &'a Entry) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<Series>, Stats), SourceError>>,
+    {
+        let query = &query;
+        let mut runs = futures::stream::iter(
+            self.catalog
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| async move { (i, query(i, e).await) }),
+        )
+        .buffer_unordered(self.concurrency);
         let mut results: Vec<Option<Vec<Series>>> = vec![None; self.catalog.entries.len()];
         let mut stats = Stats::default();
         while let Some((i, r)) = runs.next().await {
@@ -151,33 +176,6 @@ impl HttpSource {
         } else {
             String::new()
         }
-    }
-
-    /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).
-    pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
-        let steps = vec![instant_steps(t); self.catalog.entries.len()];
-        let mut runs = futures::stream::iter(
-            self.catalog
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| async move { (i, self.query_instant(&e.name, &e.expr, t).await) }),
-        )
-        .buffer_unordered(self.concurrency);
-        let mut results: Vec<Option<Vec<Series>>> = vec![None; self.catalog.entries.len()];
-        let mut stats = Stats::default();
-        while let Some((i, r)) = runs.next().await {
-            let (series, s) = r?;
-            stats += s;
-            results[i] = Some(series);
-        }
-        drop(runs);
-        let results = name_results(&self.catalog, results)?;
-        Ok(Evaluated {
-            results,
-            steps,
-            stats,
-        })
     }
 
     async fn query_instant(
