@@ -146,85 +146,20 @@ impl Plan {
             match node {
                 Expr::Paren(p) => node = &p.expr,
                 Expr::Aggregate(a) => {
-                    let op = match a.op.to_string().as_str() {
-                        "sum" => AggOp::Sum,
-                        "max" => AggOp::Max,
-                        "min" => AggOp::Min,
-                        "avg" => AggOp::Avg,
-                        "count" => AggOp::Count,
-                        other => {
-                            return Err(CompileError::Unsupported(format!(
-                                "the aggregation {other}()"
-                            )));
-                        }
-                    };
-                    if a.param.is_some() {
-                        return Err(CompileError::Unsupported("an aggregation parameter".into()));
-                    }
-                    let grouping = match &a.modifier {
-                        None => Grouping::By(Vec::new()),
-                        Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
-                        Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
-                    };
-                    stages.push(Stage::Aggregate { op, grouping });
+                    stages.push(aggregate_stage(a)?);
                     nearest_func = Some(a.op.to_string());
                     node = &a.expr;
                 }
                 Expr::Binary(b) => {
-                    let op = match b.op.to_string().as_str() {
-                        "+" => ArithOp::Add,
-                        "-" => ArithOp::Sub,
-                        "*" => ArithOp::Mul,
-                        "/" => ArithOp::Div,
-                        "%" => ArithOp::Mod,
-                        "^" => ArithOp::Pow,
-                        other => {
-                            return Err(CompileError::Unsupported(format!(
-                                "the binary operator {other}"
-                            )));
-                        }
-                    };
-                    if b.modifier.as_ref().is_some_and(|m| m.return_bool) {
-                        return Err(CompileError::Unsupported("the bool modifier".into()));
-                    }
-                    let (scalar, vector, scalar_left) = match (number(&b.lhs), number(&b.rhs)) {
-                        (None, Some(s)) => (s, &b.lhs, false),
-                        (Some(s), None) => (s, &b.rhs, true),
-                        _ => {
-                            return Err(CompileError::Unsupported(
-                                "a binary operation between two vectors (only vector-number arithmetic is)"
-                                    .into(),
-                            ));
-                        }
-                    };
-                    stages.push(Stage::Arith {
-                        op,
-                        scalar,
-                        scalar_left,
-                    });
+                    let (stage, vector) = arith_stage(b)?;
+                    stages.push(stage);
                     // Prometheus stops looking for the selector's function at a binary
                     // expression: the hint is empty unless a function lies below it.
                     nearest_func = Some(String::new());
                     node = vector;
                 }
                 Expr::Call(c) if c.func.name == "label_replace" => {
-                    let s = |i: usize| -> Result<String, CompileError> {
-                        match c.args.args.get(i).map(|a| a.as_ref()) {
-                            Some(Expr::StringLiteral(l)) => Ok(l.val.clone()),
-                            _ => Err(CompileError::Unsupported(
-                                "label_replace() with non-literal arguments".into(),
-                            )),
-                        }
-                    };
-                    let (dst, replacement, src, re) = (s(1)?, s(2)?, s(3)?, s(4)?);
-                    let regex = anchored(&re)
-                        .map_err(|e| CompileError::Regex(re.clone(), e.to_string()))?;
-                    stages.push(Stage::LabelReplace {
-                        dst,
-                        replacement,
-                        src,
-                        regex,
-                    });
+                    stages.push(label_replace_stage(c)?);
                     nearest_func = Some("label_replace".into());
                     node = &c.args.args[0];
                 }
@@ -369,6 +304,88 @@ impl Plan {
     pub fn matches(&self, labels: &Labels) -> bool {
         self.matchers.iter().all(|m| m.matches(labels))
     }
+}
+
+/// `sum`, `max`, `min`, `avg`, `count` with `by` or `without`.
+fn aggregate_stage(a: &parser::AggregateExpr) -> Result<Stage, CompileError> {
+    let op = match a.op.to_string().as_str() {
+        "sum" => AggOp::Sum,
+        "max" => AggOp::Max,
+        "min" => AggOp::Min,
+        "avg" => AggOp::Avg,
+        "count" => AggOp::Count,
+        other => {
+            return Err(CompileError::Unsupported(format!(
+                "the aggregation {other}()"
+            )));
+        }
+    };
+    if a.param.is_some() {
+        return Err(CompileError::Unsupported("an aggregation parameter".into()));
+    }
+    let grouping = match &a.modifier {
+        None => Grouping::By(Vec::new()),
+        Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
+    };
+    Ok(Stage::Aggregate { op, grouping })
+}
+
+/// Arithmetic between a vector and a number; returns the stage and the vector operand.
+fn arith_stage(b: &parser::BinaryExpr) -> Result<(Stage, &Expr), CompileError> {
+    let op = match b.op.to_string().as_str() {
+        "+" => ArithOp::Add,
+        "-" => ArithOp::Sub,
+        "*" => ArithOp::Mul,
+        "/" => ArithOp::Div,
+        "%" => ArithOp::Mod,
+        "^" => ArithOp::Pow,
+        other => {
+            return Err(CompileError::Unsupported(format!(
+                "the binary operator {other}"
+            )));
+        }
+    };
+    if b.modifier.as_ref().is_some_and(|m| m.return_bool) {
+        return Err(CompileError::Unsupported("the bool modifier".into()));
+    }
+    let (scalar, vector, scalar_left) = match (number(&b.lhs), number(&b.rhs)) {
+        (None, Some(s)) => (s, &b.lhs, false),
+        (Some(s), None) => (s, &b.rhs, true),
+        _ => {
+            return Err(CompileError::Unsupported(
+                "a binary operation between two vectors (only vector-number arithmetic is)".into(),
+            ));
+        }
+    };
+    Ok((
+        Stage::Arith {
+            op,
+            scalar,
+            scalar_left,
+        },
+        vector,
+    ))
+}
+
+/// `label_replace(v, dst, replacement, src, regex)` with literal arguments.
+fn label_replace_stage(c: &parser::Call) -> Result<Stage, CompileError> {
+    let s = |i: usize| -> Result<String, CompileError> {
+        match c.args.args.get(i).map(|a| a.as_ref()) {
+            Some(Expr::StringLiteral(l)) => Ok(l.val.clone()),
+            _ => Err(CompileError::Unsupported(
+                "label_replace() with non-literal arguments".into(),
+            )),
+        }
+    };
+    let (dst, replacement, src, re) = (s(1)?, s(2)?, s(3)?, s(4)?);
+    let regex = anchored(&re).map_err(|e| CompileError::Regex(re.clone(), e.to_string()))?;
+    Ok(Stage::LabelReplace {
+        dst,
+        replacement,
+        src,
+        regex,
+    })
 }
 
 fn number(e: &Expr) -> Option<f64> {
