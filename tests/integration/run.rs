@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::bucket::{clear, client, objects, put};
-use crate::support::exporter::{describe, exporter, exporter_command, files, log_event, scratch};
+use crate::support::exporter::{describe, exporter_command, files, log_event, run, scratch, with};
 use crate::support::s3_proxy::{self, Fault};
 use crate::support::stack::stack;
 
@@ -77,25 +77,6 @@ fn env(prefix: &str, now: i64, s3: &str) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
-}
-
-fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    for (k, v) in extra {
-        env.retain(|(x, _)| x != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    env
-}
-
-async fn run(args: &[&str], env: Vec<(String, String)>) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        exporter(&args, &env)
-    })
-    .await
-    .unwrap()
 }
 
 fn window_set(objs: &BTreeMap<String, Vec<u8>>) -> Vec<i64> {

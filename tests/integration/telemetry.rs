@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::bucket::{clear, client, objects, put};
-use crate::support::exporter::{describe, exporter, exporter_command, files, log_event, scratch};
+use crate::support::exporter::{describe, exporter_command, files, log_event, run, scratch, with};
 use crate::support::s3_proxy::{self, Fault};
 use crate::support::stack::{instant_query, stack, value};
 
@@ -64,25 +64,6 @@ fn base_env(catalog: &str) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    for (k, v) in extra {
-        env.retain(|(x, _)| x != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    env
-}
-
-async fn run(args: &[&str], env: Vec<(String, String)>) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        exporter(&args, &env)
-    })
-    .await
-    .unwrap()
 }
 
 /// An RFC 4180 line of quoted fields (this exporter's CSV quotes every field).

@@ -121,3 +121,24 @@ pub async fn export_blocking(
     .await
     .unwrap()
 }
+
+/// `env` with `extra` set, each replacing a variable of the same name.
+pub fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (k, v) in extra {
+        env.retain(|(x, _)| x != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+/// Runs `storeapi-exporter` to the end off the async runtime (proxies and fakes serve on it).
+pub async fn run(args: &[&str], env: Vec<(String, String)>) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        exporter(&args, &env)
+    })
+    .await
+    .unwrap()
+}
