@@ -11,7 +11,9 @@ pub use layout::{cluster_folder, object_key};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use crate::model::{Series, Steps, WindowResult};
+#[cfg(test)]
+use crate::model::WindowResult;
+use crate::model::{Series, Steps};
 use crate::query_range::render_to;
 use crate::shard::Shard;
 
@@ -172,9 +174,10 @@ impl WindowTally {
     }
 }
 
-/// Splits a window's results by cluster and renders every file (what the pipeline does as
-/// results arrive, in one call).
-pub fn window_files(
+/// Splits a window's results by cluster and renders every file: what the pipeline does as
+/// results arrive, in one call, for the tests.
+#[cfg(test)]
+fn window_files(
     layout: &Layout,
     window_start: i64,
     results: &WindowResult,

@@ -10,7 +10,7 @@ use super::{
     Evaluated, Part, Parts, SourceError, Stats, catalog_steps, instant_steps, name_results, send,
 };
 use crate::catalog::Catalog;
-use crate::dedup::{series_samples, split_overlapping};
+use crate::dedup::{series_samples, split_overlapping, window_samples};
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::model::{Series, Steps};
@@ -295,10 +295,9 @@ impl GrpcSource {
 
     /// One Series request over `windows`, evaluated for each of them and the task's entries:
     /// `(window, entry, series)` per pair. Over several windows, `None` as soon as a series
-    /// has overlapping chunks (HA replicas, or one block served by two stores): Thanos
-    /// deduplicates the chunks a request returns, and which pseudo-replica a sample lands in
-    /// depends on where the request cut the chunks, so only a request per window gives the
-    /// samples a window's `query_range` uses.
+    /// with overlapping chunks (HA replicas, or one block served by two stores) has a window
+    /// whose deduplicated samples depend on where a request for it alone would cut the chunks
+    /// (`dedup::window_samples`): only a request per window gives what its `query_range` uses.
     async fn request(
         &self,
         task: &Task<'_>,
@@ -347,22 +346,22 @@ impl GrpcSource {
                 .collect();
             let mut merger = SeriesMerger::new(&replica_labels);
             let mut stats = Stats::default();
-            let overlap = |chunks: &[AggrChunk]| batched && split_overlapping(chunks).len() > 1;
+            let mut feed = |labels: &Labels, chunks: &[AggrChunk], stats: &mut Stats| {
+                feed(&plans, &mut evals, &ranges, labels, chunks, batched, stats)
+            };
             while let Some(batch) = rx.blocking_recv() {
                 for s in batch {
-                    if let Some((labels, chunks)) = merger.push(s)? {
-                        if overlap(&chunks) {
-                            return Ok((None, stats));
-                        }
-                        feed(&plans, &mut evals, &ranges, &labels, &chunks, &mut stats)?;
+                    if let Some((labels, chunks)) = merger.push(s)?
+                        && !feed(&labels, &chunks, &mut stats)?
+                    {
+                        return Ok((None, stats));
                     }
                 }
             }
-            if let Some((labels, chunks)) = merger.finish() {
-                if overlap(&chunks) {
-                    return Ok((None, stats));
-                }
-                feed(&plans, &mut evals, &ranges, &labels, &chunks, &mut stats)?;
+            if let Some((labels, chunks)) = merger.finish()
+                && !feed(&labels, &chunks, &mut stats)?
+            {
+                return Ok((None, stats));
             }
             let outs = evals
                 .into_iter()
@@ -462,7 +461,7 @@ fn stream_groups(
 
 /// The Series requests for `windows` windows: one per group and cluster (`scopes`, when the
 /// group keeps the cluster label), all windows in one request (`run_task` falls back to one
-/// request per window where replicas overlap). Except for groups under a counter function:
+/// request per window where overlapping replicas make that necessary). Except for groups under a counter function:
 /// Thanos adds the values before each reset to a running total from the first sample a
 /// request returns, so a longer request changes the last bits of a window's rates
 /// (`dedup::tests::a_counters_running_total_depends_on_where_the_request_starts`); those
@@ -502,14 +501,18 @@ fn to_proto(m: &Matcher) -> proto::LabelMatcher {
     crate::store::matcher(kind, &m.name, &m.value)
 }
 
+/// Folds one series into the evaluators of every window; `false` when, over several windows,
+/// a window's samples cannot be known from this request (`dedup::window_samples`).
 fn feed(
     plans: &[Plan],
     evals: &mut [(usize, usize, Evaluator<'_>)],
     ranges: &[(i64, i64)],
     labels: &Labels,
     chunks: &[AggrChunk],
+    batched: bool,
     stats: &mut Stats,
-) -> Result<(), SourceError> {
+) -> Result<bool, SourceError> {
+    let overlapping = batched && split_overlapping(chunks).len() > 1;
     // per window, one decode per deduplication variant (counter adjustment or not), shared by
     // the window's entries; `evals` are in window order
     let mut decoded: [Option<Vec<crate::model::Sample>>; 2] = [None, None];
@@ -529,12 +532,22 @@ fn feed(
         let slot = &mut decoded[plan.counter_func as usize];
         if slot.is_none() {
             let (mint, maxt) = ranges[*k];
-            let s = series_samples(chunks, mint, maxt, plan.counter_func).map_err(|source| {
-                SourceError::Data {
-                    series: labels.to_string(),
-                    source,
+            let data = |source| SourceError::Data {
+                series: labels.to_string(),
+                source,
+            };
+            let s = if overlapping {
+                debug_assert!(
+                    !plan.counter_func,
+                    "a counter's windows are asked one by one"
+                );
+                match window_samples(chunks, mint, maxt).map_err(data)? {
+                    Some(s) => s,
+                    None => return Ok(false),
                 }
-            })?;
+            } else {
+                series_samples(chunks, mint, maxt, plan.counter_func).map_err(data)?
+            };
             stats.samples += s.len() as u64;
             *slot = Some(s);
         }
@@ -543,7 +556,7 @@ fn feed(
     if any {
         stats.series += 1;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Joins consecutive series that are equal once replica labels are removed (a store that
