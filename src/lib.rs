@@ -4,8 +4,8 @@
 //! The modules below are listed in data-flow order; each imports only from those above it.
 //!
 //! ```text
-//!  store ─► chunk ─► dedup ─► engine ─┐                  (source = grpc)
-//!  HTTP query_range ──────────────────┴─► source ─► finout ─► sink
+//!  store ─► chunk ─► remote_read ─► dedup ─► engine ─┐    (source = grpc)
+//!  HTTP query_range ─────────────────────────────────┴─► source ─► finout ─► sink
 //!  pipeline: windows in time order through source → finout → sink, then state, retention
 //!  cli ─► cmd: run / export / bench
 //! ```
@@ -13,8 +13,10 @@
 //! - vocabulary: `exit` codes, `inflight` (the remote calls in flight, for the heartbeat),
 //!   `time`, `observe` (logs, process stats), `model` (samples, labels, steps, series), `shard`,
 //!   `catalog`;
-//! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; ③ `dedup`: HA replicas as Thanos
-//!   Query merges them; ④ `engine`: the PromQL subset;
+//! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; `remote_read`: Prometheus' and
+//!   Mimir's remote read, answering the StoreAPI's request with its series (a second transport
+//!   below the gRPC source); ③ `dedup`: HA replicas as Thanos Query merges them; ④ `engine`:
+//!   the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
 //! - `source`: one window evaluated over gRPC (①-④) or by HTTP `query_range`;
 //! - ⑤ `finout`: Finout's keys, the `query_range` body, gzip, the telemetry CSV; ⑥ `sink`: a
@@ -36,6 +38,8 @@ pub mod catalog;
 pub mod store;
 
 pub mod chunk;
+
+pub mod remote_read;
 
 pub mod dedup;
 

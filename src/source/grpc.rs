@@ -11,7 +11,7 @@ use crate::dedup::series_samples;
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::model::{Series, Steps};
-use crate::store::StoreClient;
+use crate::remote_read::SeriesClient;
 use crate::store::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type};
 
 /// Series handed to the evaluation thread at a time: large enough to amortise the hand-over,
@@ -37,7 +37,7 @@ pub struct ShardScope {
 #[derive(Clone)]
 pub struct GrpcSource {
     shard: Option<Arc<ShardScope>>,
-    client: StoreClient,
+    client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
     replica_labels: Arc<Vec<String>>,
@@ -59,7 +59,7 @@ impl GrpcSource {
     /// A source for `plans` (compiled from `catalog`, same order).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        client: StoreClient,
+        client: impl Into<SeriesClient>,
         catalog: Arc<Catalog>,
         plans: Arc<Vec<Plan>>,
         replica_labels: Vec<String>,
@@ -71,7 +71,7 @@ impl GrpcSource {
         debug_assert_eq!(catalog.entries.len(), plans.len());
         GrpcSource {
             shard: None,
-            client,
+            client: client.into(),
             catalog,
             plans,
             replica_labels: Arc::new(replica_labels),
