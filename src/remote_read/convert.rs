@@ -12,6 +12,18 @@ use crate::store::proto::{AggrChunk, Chunk, Label, Series, chunk::Encoding};
 /// Samples per chunk when samples are made into chunks: Prometheus' own target.
 const SAMPLES_PER_CHUNK: usize = 120;
 
+/// An edge chunk read against the range.
+enum Cut {
+    /// Every sample inside.
+    Whole(AggrChunk),
+    /// Some samples were outside: the others, re-encoded.
+    Part(AggrChunk),
+    /// None inside.
+    Empty,
+    /// Not an XOR chunk, or not decodable.
+    Unread,
+}
+
 /// What every series of one request goes through.
 pub struct Shaping<'a> {
     /// Every matcher of the request, checked again here: the server applied only those that
@@ -68,27 +80,71 @@ impl Shaping<'_> {
                     });
                 }
             };
-            let inside = c.min_time_ms >= self.mint && c.max_time_ms <= self.maxt;
-            if encoding == Encoding::Xor && !inside {
-                // Mimir sends whole chunks: cut them to the range as Prometheus does, so a
-                // counter's running total starts where the sidecar's would.
-                if let Some(cut) = self.cut(&c.data) {
-                    chunks.extend(cut);
-                    continue;
-                }
-            }
             chunks.push(aggr(c.min_time_ms, c.max_time_ms, encoding, c.data));
+        }
+        // Mimir sends whole chunks whose stated times may lie inside the range while their
+        // samples reach outside it (measured): the chunks at both ends are read and cut to
+        // the range as Prometheus cuts them, so a counter's running total starts where the
+        // sidecar's would, going inwards while a chunk reached outside.
+        let mut front = 0;
+        while front < chunks.len() {
+            match self.cut(&chunks[front]) {
+                Cut::Whole(c) => {
+                    chunks[front] = c;
+                    break;
+                }
+                Cut::Part(c) => {
+                    chunks[front] = c;
+                    front += 1;
+                }
+                Cut::Empty => {
+                    chunks.remove(front);
+                }
+                Cut::Unread => break,
+            }
+        }
+        // the chunk the front stopped at was read already
+        let floor = (front + 1).min(chunks.len());
+        let mut back = chunks.len();
+        while back > floor {
+            match self.cut(&chunks[back - 1]) {
+                Cut::Whole(c) => {
+                    chunks[back - 1] = c;
+                    break;
+                }
+                Cut::Part(c) => {
+                    chunks[back - 1] = c;
+                    back -= 1;
+                }
+                Cut::Empty => {
+                    chunks.remove(back - 1);
+                    back -= 1;
+                }
+                Cut::Unread => break,
+            }
         }
         Ok((!chunks.is_empty()).then_some(Series { labels, chunks }))
     }
 
-    /// The samples of an XOR chunk within the range, re-encoded; `None` when the chunk does
-    /// not decode (passed on whole, for the decoder to report with the series).
-    fn cut(&self, data: &[u8]) -> Option<Option<AggrChunk>> {
+    /// An XOR chunk's samples within the range. Other encodings, and chunks that do not
+    /// decode, stay as they came (the decoder reports them with the series).
+    fn cut(&self, c: &AggrChunk) -> Cut {
+        let Some(raw) = c.raw.as_ref().filter(|r| r.r#type == Encoding::Xor as i32) else {
+            return Cut::Unread;
+        };
         let mut samples = Vec::new();
-        decode_into(data, &mut samples).ok()?;
+        if decode_into(&raw.data, &mut samples).is_err() {
+            return Cut::Unread;
+        }
+        let all = samples.len();
         samples.retain(|&(t, _)| t >= self.mint && t <= self.maxt);
-        Some(encode(&samples))
+        match (samples.first(), samples.last()) {
+            (Some(&(first, _)), Some(&(last, _))) if samples.len() == all => {
+                // the chunk as it came, its times from its samples
+                Cut::Whole(aggr(first, last, Encoding::Xor, raw.data.clone()))
+            }
+            _ => encode(&samples).map_or(Cut::Empty, Cut::Part),
+        }
     }
 
     /// A series of a SAMPLES answer, its samples in the range made into XOR chunks.
@@ -216,6 +272,33 @@ mod tests {
         assert_eq!((out.chunks[0].min_time, out.chunks[0].max_time), (110, 150));
         assert_eq!(samples_of(&out.chunks[1]), [(160, 6.0), (190, 7.0)]);
         assert_eq!(samples_of(&out.chunks[2]), [(195, 8.0)]);
+    }
+
+    #[test]
+    fn chunks_whose_stated_times_hide_samples_outside_are_cut() {
+        // as Mimir answers: the stated times inside the range, the samples not
+        let s = shaping(&[], &[]);
+        let mut first = chunk(
+            &[(60, 1.0), (90, 2.0), (120, 3.0)],
+            rr::chunk::Encoding::Xor,
+        );
+        first.min_time_ms = 100;
+        let middle = chunk(&[(150, 4.0)], rr::chunk::Encoding::Xor);
+        let mut last = chunk(&[(180, 5.0), (240, 6.0)], rr::chunk::Encoding::Xor);
+        last.max_time_ms = 200;
+        let series = rr::ChunkedSeries {
+            labels: vec![label("__name__", "up")],
+            chunks: vec![first, middle, last],
+        };
+        let out = s.chunked(series).unwrap().unwrap();
+        let spans: Vec<(i64, i64)> = out
+            .chunks
+            .iter()
+            .map(|c| (c.min_time, c.max_time))
+            .collect();
+        assert_eq!(spans, [(120, 120), (150, 150), (180, 180)]);
+        let all: Vec<Sample> = out.chunks.iter().flat_map(samples_of).collect();
+        assert_eq!(all, [(120, 3.0), (150, 4.0), (180, 5.0)]);
     }
 
     #[test]
