@@ -180,8 +180,10 @@ impl RemoteReadClient {
         self.series(req).await.map(|_| ())
     }
 
-    /// Remote read has no label values call: narrowing a shard's requests by cluster would
-    /// save nothing either, as a regex on an external label cannot be sent (see `series`).
+    /// Remote read has no label values call, and the server's HTTP API is no substitute:
+    /// Prometheus' `/api/v1/label/<name>/values` does not know its external labels, where the
+    /// cluster label usually is, so requests narrowed by its answer would select nothing.
+    /// `Unimplemented` makes the gRPC source ask for every cluster at once.
     pub async fn label_values(
         &self,
         _label: &str,

@@ -13,9 +13,11 @@ const W2: i64 = W1 + 3600;
 /// `export` of `windows` hourly windows over remote read from `url` into a fresh directory.
 async fn export(url: &str, name: &str, windows: i64) -> (std::process::Output, PathBuf) {
     let dir = scratch(name);
+    // one window per request: the faults are scripted by a request's start
     let extra = vec![
         ("SOURCE", "remote-read".to_string()),
         ("REMOTE_READ_URL", url.to_string()),
+        ("WINDOWS_PER_REQUEST", "1".to_string()),
     ];
     let out = export_blocking(url.to_string(), dir.clone(), windows, extra).await;
     (out, dir)
