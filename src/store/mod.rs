@@ -110,6 +110,18 @@ pub enum StoreError {
         "StoreAPI returned a warning, the data would be partial: {0} (partial data is never exported)"
     )]
     Warning(String),
+    /// A remote read request failed (`remote_read`): its HTTP status, a broken answer, a
+    /// stall; `retryable` as the cause is (5xx, 429, a cut or corrupt stream).
+    #[error("remote read from {endpoint} failed: {detail}")]
+    RemoteRead {
+        endpoint: String,
+        detail: String,
+        retryable: bool,
+    },
+    /// A series whose chunks are in an encoding the engine cannot read, refused as the
+    /// StoreAPI path refuses it (the window's data is refused, not the configuration).
+    #[error("series {series}: chunk encoding {encoding} is not supported")]
+    Encoding { series: String, encoding: String },
 }
 
 impl StoreError {
@@ -121,6 +133,7 @@ impl StoreError {
             StoreError::Stalled { .. } => true,
             // A warning means a store behind the Querier failed; it may be back next time.
             StoreError::Warning(_) => true,
+            StoreError::RemoteRead { retryable, .. } => *retryable,
             _ => false,
         }
     }
@@ -162,7 +175,7 @@ pub fn retryable_code(code: Code) -> bool {
 }
 
 /// A TLS failure is a configuration problem, not an outage: says what to change.
-fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
+pub fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
     let d = detail.to_ascii_lowercase();
     if !endpoint.starts_with("https://") {
         return None;
