@@ -317,12 +317,7 @@ impl RemoteReadClient {
         deadline: Instant,
         fut: impl std::future::Future<Output = T>,
     ) -> Result<T, StoreError> {
-        let idle = Instant::now() + self.cfg.idle_timeout;
-        let (until, setting) = if deadline < idle {
-            (deadline, "QUERY_TIMEOUT")
-        } else {
-            (idle, "QUERY_IDLE_TIMEOUT")
-        };
+        let (until, setting) = crate::store::wait_until(deadline, self.cfg.idle_timeout);
         let started = Instant::now();
         tokio::time::timeout_at(until, fut).await.map_err(|_| {
             self.error(

@@ -209,6 +209,17 @@ pub struct StoreClient {
     metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
+/// When a call waiting since now gives up, and the setting that decides it: the idle timeout
+/// (nothing arrived for that long), or the request's deadline if sooner.
+pub(crate) fn wait_until(deadline: Instant, idle_timeout: Duration) -> (Instant, &'static str) {
+    let idle = Instant::now() + idle_timeout;
+    if deadline < idle {
+        (deadline, "QUERY_TIMEOUT")
+    } else {
+        (idle, "QUERY_IDLE_TIMEOUT")
+    }
+}
+
 impl StoreClient {
     /// Connects to the endpoint (TLS when it is `https://`).
     pub async fn connect(cfg: StoreConfig) -> Result<Self, StoreError> {
@@ -317,12 +328,7 @@ impl StoreClient {
         deadline: Instant,
         fut: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, StoreError> {
-        let idle = Instant::now() + self.cfg.idle_timeout;
-        let (until, setting) = if deadline < idle {
-            (deadline, "QUERY_TIMEOUT")
-        } else {
-            (idle, "QUERY_IDLE_TIMEOUT")
-        };
+        let (until, setting) = crate::store::wait_until(deadline, self.cfg.idle_timeout);
         let started = Instant::now();
         match tokio::time::timeout_at(until, fut).await {
             Ok(r) => r.map_err(|s| StoreError::status(call, &self.cfg.endpoint, s)),

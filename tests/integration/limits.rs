@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter, files, read_json, scratch,
+};
 use crate::support::stack::stack;
 
 fn export(
@@ -22,7 +24,6 @@ fn export(
     http: &str,
     extra: &[(&str, &str)],
 ) -> Output {
-    let (from, to) = (from.to_string(), to.to_string());
     let mut env = vec![
         ("STORE_ENDPOINT", store),
         ("PROMETHEUS_URL", http),
@@ -31,20 +32,8 @@ fn export(
         ("RETRIES", "1"),
     ];
     env.extend_from_slice(extra);
-    exporter(
-        &[
-            "export",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--source",
-            source,
-            "--output-dir",
-            dir.to_str().unwrap(),
-        ],
-        &env,
-    )
+    let args = export_args(source, dir, from, to);
+    exporter(&as_strs(&args, &[]), &env)
 }
 
 async fn export_async(

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::limits::{Procs, free_port, stores_seen, thanos_script};
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter, files, read_json, scratch, window_of,
+};
 use crate::support::stack::{stack, topology};
 use crate::topology::{
     LIVE_ARGS, METRICS, PREFIX, clusters_of, compare, live_windows, same_value, series_of,
@@ -22,22 +24,10 @@ fn export(
     env: &[(&str, &str)],
     extra: &[&str],
 ) -> Output {
-    let (from, to) = (from.to_string(), to.to_string());
-    let mut args = vec![
-        "export",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--source",
-        source,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend(extra);
+    let args = export_args(source, dir, from, to);
     let mut all = vec![("S3_PREFIX", PREFIX), ("CLUSTER_NAME", "home")];
     all.extend_from_slice(env);
-    exporter(&args, &all)
+    exporter(&as_strs(&args, extra), &all)
 }
 
 /// Remote read of the stack's whole data from these Prometheus instances.
@@ -282,15 +272,7 @@ async fn live_mimir_equals_its_own_query_range() {
             .find(|(e, _, _)| f.ends_with(&format!("_{e}.json.gz")))
             .unwrap()
             .0;
-        let window: i64 = f
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('_')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let window = window_of(f);
         let (a, b) = (read_json(&rr.join(f)), read_json(&http.join(f)));
         let (ours, mimir) = (series_of(f, &a), series_of(f, &b));
         assert_eq!(

@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storeapi_exporter::store::proto::{SeriesRequest, label_matcher::Type};
 use storeapi_exporter::store::{StoreClient, StoreConfig, matcher};
 
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter, files, read_json, scratch,
+};
 use crate::support::stack::{Topology, stack, topology};
 
 pub(crate) const PREFIX: &str = "k8s/prometheus";
@@ -30,21 +32,9 @@ fn export(
     http: &str,
     extra: &[&str],
 ) -> Output {
-    let (from, to) = (from.to_string(), to.to_string());
-    let mut args = vec![
-        "export",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--source",
-        source,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend(extra);
+    let args = export_args(source, dir, from, to);
     exporter(
-        &args,
+        &as_strs(&args, extra),
         &[
             ("STORE_ENDPOINT", store),
             ("PROMETHEUS_URL", http),
