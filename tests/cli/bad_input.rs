@@ -60,7 +60,8 @@ async fn stream_cut_in_a_batch_of_windows_fails_it_and_leaves_only_whole_files()
     // are whole (the rerun overwrites them), none is temporary
     let store = start(Script::CutFrom(W2 * 1000 - 300_000)).await;
     let dir = scratch("bad-cut-batch");
-    let out = export_blocking(store, dir.clone(), 2, vec![]).await;
+    let two = vec![("WINDOWS_PER_REQUEST", "2".to_string())];
+    let out = export_blocking(store, dir.clone(), 2, two).await;
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("injected"), "{err}");
