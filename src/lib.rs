@@ -6,7 +6,8 @@
 //! ```text
 //!  store ─► chunk ─► dedup ─► engine ─┐                  (source = grpc)
 //!  HTTP query_range ──────────────────┴─► source ─► finout ─► sink
-//!  pipeline: windows in time order through source → finout → sink, then state, retention
+//!  pipeline: batches of windows, each result (window, metric, cluster) streamed source →
+//!            finout → sink as it is ready; then state, retention
 //!  cli ─► cmd: run / export / bench
 //! ```
 //!
@@ -16,10 +17,12 @@
 //! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; ③ `dedup`: HA replicas as Thanos
 //!   Query merges them; ④ `engine`: the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
-//! - `source`: one window evaluated over gRPC (①-④) or by HTTP `query_range`;
+//! - `source`: windows evaluated over gRPC (①-④) or by HTTP `query_range`, a result (window,
+//!   metric, cluster) at a time;
 //! - ⑤ `finout`: Finout's keys, the `query_range` body, gzip, the telemetry CSV; ⑥ `sink`: a
 //!   directory or S3;
-//! - ⑦ `pipeline`: the window loop with retries, state and retention; the telemetry days;
+//! - ⑦ `pipeline`: the window loop (results written as they arrive) with retries, state and
+//!   retention; the telemetry days;
 //! - `cli`: flags and environment, resolved into settings; `cmd`: the commands;
 //!   `bench`: the developer's benchmark, on top of everything, used by nothing but `cmd`.
 

@@ -120,9 +120,22 @@ pub fn json_string(s: &str, out: &mut String) {
 
 /// The body Prometheus' `query_range` returns for `series` (already sorted by labels).
 pub fn render<'a>(series: impl ExactSizeIterator<Item = &'a Series>, steps: &Steps) -> String {
-    let mut out = String::with_capacity(64 + series.len() * (200 + steps.n * 24));
-    out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    let mut out = Vec::with_capacity(64 + series.len() * (200 + steps.n * 24));
+    render_to(series, steps, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the body is built from strings")
+}
+
+/// Writes the body Prometheus' `query_range` returns for `series` (already sorted by labels)
+/// to `w`, one series at a time, so a compressor behind `w` never sees the whole body.
+pub fn render_to<'a, W: std::io::Write>(
+    series: impl Iterator<Item = &'a Series>,
+    steps: &Steps,
+    w: &mut W,
+) -> std::io::Result<()> {
+    w.write_all(br#"{"status":"success","data":{"resultType":"matrix","result":["#)?;
+    let mut out = String::new();
     for (i, s) in series.enumerate() {
+        out.clear();
         if i > 0 {
             out.push(',');
         }
@@ -150,9 +163,9 @@ pub fn render<'a>(series: impl ExactSizeIterator<Item = &'a Series>, steps: &Ste
             out.push_str("\"]");
         }
         out.push_str("]}");
+        w.write_all(out.as_bytes())?;
     }
-    out.push_str("]}}");
-    out
+    w.write_all(b"]}}")
 }
 
 /// A `query_range` answer as the API sends it.

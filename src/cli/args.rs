@@ -310,11 +310,15 @@ pub struct ConnectionArgs {
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, global = true)]
     pub concurrency: usize,
 
-    /// Windows evaluated at once. 1 keeps memory at one window's output; 2 overlaps a window's
-    /// writing with the next one's streams (measured, docs/benchmarks.md: 3 % less wall time,
-    /// 1.5x the memory).
+    /// Batches of windows (WINDOWS_PER_REQUEST) evaluated at once; memory grows with it.
     #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 1, global = true)]
     pub window_concurrency: usize,
+
+    /// Windows one StoreAPI Series request covers when several are due (a backfill, a
+    /// catch-up): fewer, longer requests cost the stores less; memory grows with it (one file
+    /// per window). Requests under a counter function stay one window long (docs/benchmarks.md).
+    #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 6, global = true)]
+    pub windows_per_request: usize,
 }
 
 /// Log output.

@@ -25,7 +25,7 @@ pub enum ConfigError {
     Step { step: u64, time_frame: u64 },
     #[error("--from ({from}) must be before --to ({to})")]
     Range { from: i64, to: i64 },
-    #[error("CONCURRENCY and WINDOW_CONCURRENCY must be at least 1")]
+    #[error("CONCURRENCY, WINDOW_CONCURRENCY and WINDOWS_PER_REQUEST must be at least 1")]
     Concurrency,
     #[error("CLUSTER_NAME {0:?} must be one path segment (no '/')")]
     ClusterName(String),
@@ -102,6 +102,7 @@ pub struct Settings {
     pub attempts: u32,
     pub concurrency: usize,
     pub window_concurrency: usize,
+    pub windows_per_request: usize,
 }
 
 impl Settings {
@@ -167,7 +168,7 @@ impl Settings {
                 });
             }
         }
-        if conn.concurrency == 0 || conn.window_concurrency == 0 {
+        if conn.concurrency == 0 || conn.window_concurrency == 0 || conn.windows_per_request == 0 {
             return Err(ConfigError::Concurrency);
         }
         for (value, name) in [
@@ -246,6 +247,7 @@ impl Settings {
             attempts: conn.retries,
             concurrency: conn.concurrency,
             window_concurrency: conn.window_concurrency,
+            windows_per_request: conn.windows_per_request,
         })
     }
 }

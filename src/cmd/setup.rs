@@ -16,7 +16,7 @@ use crate::pipeline::Exporter;
 use crate::pipeline::telemetry::DayExporter;
 use crate::sink::{LocalDir, S3Sink, Sink};
 use crate::source::Source;
-use crate::source::grpc::{GrpcSource, ShardScope};
+use crate::source::grpc::{ClusterScope, GrpcSource};
 use crate::source::http::{HttpSource, http_client, wait_ready};
 use crate::store::{StoreClient, StoreError};
 
@@ -84,14 +84,11 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
                 s.time_frame,
                 s.concurrency,
             );
-            Source::Grpc(Box::new(match s.shard {
-                Some(shard) => source.with_shard(ShardScope {
-                    shard,
-                    cluster_label: s.cluster_label.clone(),
-                    default_cluster: s.cluster_name.clone(),
-                }),
-                None => source,
-            }))
+            Source::Grpc(Box::new(source.with_clusters(ClusterScope {
+                cluster_label: s.cluster_label.clone(),
+                default_cluster: s.cluster_name.clone(),
+                shard: s.shard,
+            })))
         }
         SourceSettings::Http => {
             let http = |catalog: Arc<Catalog>| {
@@ -169,6 +166,7 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         attempts: s.attempts,
         write_concurrency: s.concurrency,
         window_concurrency: s.window_concurrency,
+        windows_per_request: s.windows_per_request,
         shard: s.shard,
         shutdown_timeout: s.shutdown_timeout,
     };

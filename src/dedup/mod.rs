@@ -160,6 +160,51 @@ pub fn series_samples(
     Ok(merge(replicas, counter))
 }
 
+/// A series' deduplicated samples in `[mint, maxt]` as a request for that range alone would
+/// give them, from the chunks of a request over a longer range; `None` when that depends on
+/// the store. Which pseudo-replica a chunk joins depends on its bounds, and a request's edge
+/// chunks come trimmed to the request from a sidecar (Prometheus' remote read re-encodes
+/// them) but whole from a store gateway: the samples are known only when both give the same.
+/// Gauges only: a counter's running total depends on the request's first sample.
+pub fn window_samples(
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+) -> Result<Option<Vec<Sample>>, SeriesDataError> {
+    let whole: Vec<AggrChunk> = chunks
+        .iter()
+        .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+        .cloned()
+        .collect();
+    let mut trimmed = Vec::with_capacity(whole.len());
+    let mut scratch = Vec::new();
+    for c in &whole {
+        if c.min_time >= mint && c.max_time <= maxt {
+            trimmed.push(c.clone());
+            continue;
+        }
+        let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
+        scratch.clear();
+        decode_into(&raw.data, &mut scratch)?;
+        let mut inside = scratch.iter().filter(|s| s.0 >= mint && s.0 <= maxt);
+        let Some(first) = inside.next() else { continue };
+        let last = inside.next_back().unwrap_or(first);
+        trimmed.push(AggrChunk {
+            min_time: first.0,
+            max_time: last.0,
+            ..c.clone()
+        });
+    }
+    trimmed.sort_by_key(|c| (c.min_time, c.max_time));
+    let a = series_samples(&whole, mint, maxt, false)?;
+    let b = series_samples(&trimmed, mint, maxt, false)?;
+    let same = a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits());
+    Ok(same.then_some(a))
+}
+
 /// Merges replicas' samples with the penalty rule; `counter` enables the counter adjustment.
 pub fn merge(replicas: Vec<Vec<Sample>>, counter: bool) -> Vec<Sample> {
     let mut it = replicas.into_iter();
@@ -563,5 +608,69 @@ mod tests {
         c.raw.as_mut().unwrap().r#type = Encoding::Histogram as i32;
         let err = series_samples(&[c], 0, 10_000, false).unwrap_err();
         assert!(err.to_string().contains("HISTOGRAM"), "{err}");
+    }
+
+    #[test]
+    fn a_counters_running_total_depends_on_where_the_request_starts() {
+        // why the gRPC source asks a counter's windows one request each: Thanos adds the
+        // values before each reset to a running total from the first sample a request
+        // returns. The same samples of the second hour, served in a chunk that starts an hour
+        // earlier (one request over two windows, a reset in between) or trimmed to the window
+        // (a sidecar trims its chunks to the request), give increases that differ in the last
+        // bits, and so would the files
+        let samples = scrape(0, 15_000, 480, |t| {
+            let t = if t >= 1_800_000 { t - 1_800_000 } else { t };
+            (t as f64 / 15_000.0) * 0.173 + 0.01
+        });
+        let (mint, maxt) = (3_600_000 - 300_000 + 1, 7_200_000 - 15_000);
+        let increases = |s: &[Sample]| -> Vec<u64> {
+            s.windows(2).map(|w| (w[1].1 - w[0].1).to_bits()).collect()
+        };
+        let long = series_samples(&[chunk(&samples)], mint, maxt, true).unwrap();
+        let trimmed: Vec<Sample> = samples.iter().copied().filter(|s| s.0 >= mint).collect();
+        let short = series_samples(&[chunk(&trimmed)], mint, maxt, true).unwrap();
+        assert_eq!(long.len(), short.len());
+        assert!(long.iter().zip(&short).all(|(a, b)| a.0 == b.0));
+        let (long, short) = (increases(&long), increases(&short));
+        let differ = long.iter().zip(&short).filter(|(a, b)| a != b).count();
+        assert!(differ > 0, "the increases are bit-identical");
+        // gauges pass through: the same samples either way
+        let long = series_samples(&[chunk(&samples)], mint, maxt, false).unwrap();
+        let short = series_samples(&[chunk(&trimmed)], mint, maxt, false).unwrap();
+        assert_eq!(long, short);
+    }
+
+    #[test]
+    fn a_window_of_a_longer_request_is_known_when_the_cut_does_not_matter() {
+        // an HA pair, 1 h chunks each (at 30 s), a window in the middle of a longer request
+        let (mint, maxt) = (3_600_000 - 300_000 + 1, 7_200_000 - 60_000);
+        let pair = |offset_a: i64, offset_b: i64| {
+            let a = scrape(offset_a, 30_000, 480, |t| (t / 30_000) as f64);
+            let b = scrape(offset_b, 30_000, 480, |t| (t / 30_000) as f64 + 0.5);
+            let mut long: Vec<AggrChunk> = a.chunks(120).chain(b.chunks(120)).map(chunk).collect();
+            long.sort_by_key(|c| (c.min_time, c.max_time));
+            // what a request for the window alone gets from sidecars: edge chunks trimmed
+            let trim = |s: &[Sample]| -> Vec<Sample> {
+                s.iter()
+                    .copied()
+                    .filter(|x| x.0 >= mint && x.0 <= maxt)
+                    .collect()
+            };
+            let mut alone: Vec<AggrChunk> = [trim(&a), trim(&b)]
+                .iter()
+                .flat_map(|s| s.chunks(120).map(chunk).collect::<Vec<_>>())
+                .collect();
+            alone.sort_by_key(|c| (c.min_time, c.max_time));
+            let alone = series_samples(&alone, mint, maxt, false).unwrap();
+            (window_samples(&long, mint, maxt).unwrap(), alone)
+        };
+        // a leads at the chunks' start and at the window's: the same pseudo-replicas
+        let (known, alone) = pair(1_000, 3_200);
+        assert_eq!(known.expect("known"), alone);
+        // a scrapes on the minute, so its sample at the window's lookback edge is left out
+        // (the range starts 1 ms after it) and b leads there: trimming makes other
+        // pseudo-replicas than the whole chunks (a store gateway's) do, and the samples differ
+        let (known, _) = pair(0, 3_200);
+        assert!(known.is_none());
     }
 }

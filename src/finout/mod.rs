@@ -11,8 +11,10 @@ pub use layout::{cluster_folder, object_key};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use crate::model::{Series, Steps, WindowResult};
-use crate::query_range::render;
+#[cfg(test)]
+use crate::model::WindowResult;
+use crate::model::{Series, Steps};
+use crate::query_range::render_to;
 use crate::shard::Shard;
 
 /// The file of one (cluster, metric, window).
@@ -28,66 +30,171 @@ pub struct OutputFile {
     pub series: usize,
 }
 
+/// A gzip stream with a fixed header (no name, mtime 0), so equal bodies give equal bytes.
+fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::with_capacity(capacity), flate2::Compression::default())
+}
+
 /// Gzip with a fixed header (no name, mtime 0), so equal bodies give equal bytes.
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::default(),
-    );
+    let mut enc = gzip_encoder(body.len() / 4);
     enc.write_all(body).expect("writing to memory cannot fail");
     enc.finish().expect("writing to memory cannot fail")
 }
 
-/// Splits a window's results by cluster and renders every file. Every cluster seen in the
-/// window gets a file for every metric (an empty result where it has no series), so a
-/// missing file always means a window not exported, never "no data". With a shard, only the
-/// clusters it owns are written.
-pub fn window_files<'a>(
-    prefix: &str,
-    cluster_label: &str,
-    default_cluster: &'a str,
-    window_start: i64,
-    results: &'a WindowResult,
-    steps: &[Steps],
-    shard: Option<Shard>,
-) -> Vec<OutputFile> {
-    let owned = |c: &str| shard.is_none_or(|s| s.owns(c));
-    debug_assert_eq!(results.len(), steps.len());
-    let cluster_of = |s: &'a Series| -> &'a str {
-        match s.labels.get(cluster_label) {
-            "" => default_cluster,
+/// The gzip-compressed `query_range` body of `series`, rendered and compressed as a stream:
+/// only the compressed bytes and a buffer of text are ever held. The compressed bytes depend
+/// on how the text is fed, which depends only on the series: equal results, equal files.
+pub fn render_gzip<'a>(series: impl Iterator<Item = &'a Series>, steps: &Steps) -> Vec<u8> {
+    let mut w = std::io::BufWriter::with_capacity(RENDER_BUFFER, gzip_encoder(4096));
+    render_to(series, steps, &mut w).expect("writing to memory cannot fail");
+    let enc = w.into_inner().expect("writing to memory cannot fail");
+    enc.finish().expect("writing to memory cannot fail")
+}
+
+/// Text handed to the compressor at a time: large enough that calls into it are few.
+const RENDER_BUFFER: usize = 64 << 10;
+
+/// Where a window's series go: the cluster folders, and which of them this exporter writes.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub prefix: String,
+    pub cluster_label: String,
+    /// The folder of series without the cluster label (CLUSTER_NAME).
+    pub default_cluster: String,
+    /// This pod's shard: only the clusters it owns are written.
+    pub shard: Option<Shard>,
+}
+
+impl Layout {
+    /// The cluster folder of a series.
+    pub fn cluster_of<'a>(&'a self, s: &'a Series) -> &'a str {
+        match s.labels.get(&self.cluster_label) {
+            "" => &self.default_cluster,
             c => c,
         }
-    };
-    let mut clusters: BTreeSet<&str> = results
-        .iter()
-        .flat_map(|(_, series)| series.iter().map(cluster_of))
-        .collect();
-    if clusters.is_empty() {
-        clusters.insert(default_cluster);
     }
-    clusters.retain(|c| owned(c));
-    let mut files = Vec::new();
-    for ((metric, series), steps) in results.iter().zip(steps) {
-        let mut by_cluster: BTreeMap<&str, Vec<&Series>> =
-            clusters.iter().map(|&c| (c, Vec::new())).collect();
+
+    fn owns(&self, cluster: &str) -> bool {
+        self.shard.is_none_or(|s| s.owns(cluster))
+    }
+
+    /// The files of one metric's series (sorted by labels) in the window starting at
+    /// `window`: one per cluster with series that this exporter owns, and every cluster seen.
+    pub fn metric_files(
+        &self,
+        window: i64,
+        metric: &str,
+        steps: &Steps,
+        series: &[Series],
+    ) -> (Vec<OutputFile>, BTreeSet<String>) {
+        let mut by_cluster: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
         for s in series {
-            if let Some(v) = by_cluster.get_mut(cluster_of(s)) {
-                v.push(s);
-            } else {
-                debug_assert!(!owned(cluster_of(s)), "every owned cluster is in the set");
+            by_cluster.entry(self.cluster_of(s)).or_default().push(s);
+        }
+        let seen = by_cluster.keys().map(|c| c.to_string()).collect();
+        let files = by_cluster
+            .into_iter()
+            .filter(|(c, _)| self.owns(c))
+            .map(|(cluster, series)| OutputFile {
+                key: object_key(&self.prefix, cluster, metric, window),
+                cluster: cluster.to_string(),
+                body: render_gzip(series.iter().copied(), steps),
+                series: series.len(),
+            })
+            .collect();
+        (files, seen)
+    }
+
+    /// The file of a metric without series for a cluster.
+    pub fn empty_file(&self, window: i64, metric: &str, cluster: &str) -> OutputFile {
+        let steps = Steps {
+            start: window * 1000,
+            step: 1000,
+            n: 0,
+        };
+        OutputFile {
+            key: object_key(&self.prefix, cluster, metric, window),
+            cluster: cluster.to_string(),
+            body: render_gzip(std::iter::empty(), &steps),
+            series: 0,
+        }
+    }
+}
+
+/// What of one window was written so far, so that its end writes the files left: every
+/// cluster seen in the window gets a file for every metric (an empty result where it has no
+/// series), so a missing file always means a window not exported, never "no data".
+#[derive(Debug, Default)]
+pub struct WindowTally {
+    seen: BTreeSet<String>,
+    written: BTreeSet<(String, usize)>,
+}
+
+impl WindowTally {
+    /// Records the clusters whose file of catalog entry `entry` was written and the clusters
+    /// its series had.
+    pub fn record<'a>(
+        &mut self,
+        entry: usize,
+        written: impl Iterator<Item = &'a str>,
+        seen: BTreeSet<String>,
+    ) {
+        for c in written {
+            let new = self.written.insert((c.to_string(), entry));
+            debug_assert!(new, "one file per (cluster, metric, window)");
+        }
+        self.seen.extend(seen);
+    }
+
+    /// The clusters with a file written.
+    pub fn clusters_written(&self) -> impl Iterator<Item = &str> {
+        self.written.iter().map(|(c, _)| c.as_str())
+    }
+
+    /// The (cluster, entry) files still to write, empty, once all `entries` were recorded:
+    /// for every cluster seen that the layout owns, or for the default cluster when the
+    /// window had no series at all.
+    pub fn missing(&self, layout: &Layout, entries: usize) -> Vec<(String, usize)> {
+        let mut clusters: Vec<&str> = self.seen.iter().map(String::as_str).collect();
+        if clusters.is_empty() {
+            clusters.push(&layout.default_cluster);
+        }
+        let mut out = Vec::new();
+        for c in clusters.into_iter().filter(|c| layout.owns(c)) {
+            for e in 0..entries {
+                if !self.written.contains(&(c.to_string(), e)) {
+                    out.push((c.to_string(), e));
+                }
             }
         }
-        for (cluster, series) in by_cluster {
-            let body = render(series.iter().copied(), steps);
-            files.push(OutputFile {
-                key: object_key(prefix, cluster, metric, window_start),
-                cluster: cluster.to_string(),
-                body: gzip(body.as_bytes()),
-                series: series.len(),
-            });
-        }
+        out
     }
+}
+
+/// Splits a window's results by cluster and renders every file: what the pipeline does as
+/// results arrive, in one call, for the tests.
+#[cfg(test)]
+fn window_files(
+    layout: &Layout,
+    window_start: i64,
+    results: &WindowResult,
+    steps: &[Steps],
+) -> Vec<OutputFile> {
+    debug_assert_eq!(results.len(), steps.len());
+    let mut tally = WindowTally::default();
+    let mut files = Vec::new();
+    for (i, ((metric, series), steps)) in results.iter().zip(steps).enumerate() {
+        let (f, seen) = layout.metric_files(window_start, metric, steps, series);
+        tally.record(i, f.iter().map(|f| f.cluster.as_str()), seen);
+        files.extend(f);
+    }
+    for (cluster, i) in tally.missing(layout, results.len()) {
+        files.push(layout.empty_file(window_start, &results[i].0, &cluster));
+    }
+    files.sort_by(|a, b| a.key.cmp(&b.key));
     files
 }
 
@@ -95,6 +202,48 @@ pub fn window_files<'a>(
 mod tests {
     use super::*;
     use crate::model::Labels;
+    use crate::query_range::render;
+
+    fn layout(shard: Option<Shard>) -> Layout {
+        Layout {
+            prefix: "p".into(),
+            cluster_label: "cluster".into(),
+            default_cluster: "home".into(),
+            shard,
+        }
+    }
+
+    #[test]
+    fn streamed_gzip_is_the_rendered_body_compressed() {
+        let steps = Steps {
+            start: 60_000,
+            step: 60_000,
+            n: 3,
+        };
+        let series: Vec<Series> = (0..2000)
+            .map(|i| Series {
+                labels: Labels::from_pairs([("pod", format!("p{i:04}"))]),
+                values: vec![Some(i as f64 / 7.0), None, Some(f64::NAN)],
+            })
+            .collect();
+        let gunzip = |z: &[u8]| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(z), &mut s).unwrap();
+            s
+        };
+        // the body is larger than the buffer, so it reaches the compressor in pieces
+        let body = render(series.iter(), &steps);
+        assert!(body.len() > RENDER_BUFFER, "{}", body.len());
+        let streamed = render_gzip(series.iter(), &steps);
+        assert_eq!(gunzip(&streamed), body);
+        assert_eq!(
+            streamed,
+            render_gzip(series.iter(), &steps),
+            "deterministic"
+        );
+        let empty = Layout::empty_file(&layout(None), 60, "m", "home");
+        assert_eq!(gunzip(&empty.body), render([].iter(), &steps));
+    }
 
     #[test]
     fn gzip_is_deterministic() {
@@ -125,7 +274,7 @@ mod tests {
             ("m1".to_string(), vec![a, nolabel]),
             ("m2".to_string(), vec![]),
         ];
-        let files = window_files("p", "cluster", "home", 0, &results, &[steps, steps], None);
+        let files = window_files(&layout(None), 0, &results, &[steps, steps]);
         assert!(
             files
                 .iter()
@@ -136,8 +285,8 @@ mod tests {
             keys,
             vec![
                 ("p/a/end=19700201/day=1/metric=m1/0_m1.json.gz", 1),
-                ("p/home/end=19700201/day=1/metric=m1/0_m1.json.gz", 1),
                 ("p/a/end=19700201/day=1/metric=m2/0_m2.json.gz", 0),
+                ("p/home/end=19700201/day=1/metric=m1/0_m1.json.gz", 1),
                 ("p/home/end=19700201/day=1/metric=m2/0_m2.json.gz", 0),
             ]
         );
@@ -158,19 +307,11 @@ mod tests {
             "m".to_string(),
             vec![series("a"), series("b"), series("c"), series("")],
         )];
-        let all = window_files("p", "cluster", "home", 0, &results, &[steps], None);
+        let all = window_files(&layout(None), 0, &results, &[steps]);
         let mut union = Vec::new();
         for index in 0..3 {
             let shard = Shard { index, count: 3 };
-            union.extend(window_files(
-                "p",
-                "cluster",
-                "home",
-                0,
-                &results,
-                &[steps],
-                Some(shard),
-            ));
+            union.extend(window_files(&layout(Some(shard)), 0, &results, &[steps]));
         }
         union.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(union, all);
@@ -179,13 +320,10 @@ mod tests {
         let writers = (0..3)
             .filter(|&index| {
                 !window_files(
-                    "p",
-                    "cluster",
-                    "home",
+                    &layout(Some(Shard { index, count: 3 })),
                     0,
                     &empty,
                     &[steps],
-                    Some(Shard { index, count: 3 }),
                 )
                 .is_empty()
             })

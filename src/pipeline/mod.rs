@@ -1,6 +1,10 @@
-//! The window loop: evaluate a whole window (every metric, every cluster), then write its
-//! files, then advance the state. A window that cannot be evaluated writes nothing. Retention
-//! runs after the loop; the telemetry day loop (`telemetry`) after the windows.
+//! The window loop: windows go to the source a batch at a time (several windows per Series
+//! request); each result (one entry of one window, for one cluster or for all) is rendered,
+//! compressed and written as it arrives, so memory follows a file, not a window. Once every
+//! result of a batch is written, the empty files are, and the state moves past each window.
+//! A window whose evaluation fails is not counted: the state still points at it and a rerun
+//! writes it again (each file whole: the keys are deterministic). Retention runs after the
+//! loop; the telemetry day loop (`telemetry`) after the windows.
 
 pub mod progress;
 pub mod retention;
@@ -17,9 +21,9 @@ use thiserror::Error;
 use tracing::warn;
 
 use crate::exit;
-use crate::finout::{OutputFile, window_files};
+use crate::finout::{Layout, OutputFile, WindowTally};
 use crate::sink::{Sink, SinkError};
-use crate::source::{Evaluated, Source, SourceError, Stats};
+use crate::source::{Part, Source, SourceError, Stats};
 use crate::time::rfc3339;
 use progress::Progress;
 use retry::Backoff;
@@ -98,7 +102,7 @@ impl ExportError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ExportError::Window { source, .. } => match source {
-                SourceError::Internal(_) => exit::INTERNAL,
+                SourceError::Internal(_) | SourceError::WriterGone => exit::INTERNAL,
                 e if e.is_retryable() => exit::UNAVAILABLE,
                 SourceError::Store(_) => exit::CONFIG,
                 SourceError::Http { .. } => exit::CONFIG,
@@ -126,8 +130,11 @@ pub struct Exporter {
     pub attempts: u32,
     /// Uploads in flight at once.
     pub write_concurrency: usize,
-    /// Windows evaluated at once; memory grows with it (one window's output each).
+    /// Batches of windows evaluated at once; memory grows with it.
     pub window_concurrency: usize,
+    /// Windows per batch: a Series request covers them all (where that keeps the files
+    /// byte-identical); memory grows with it (one file per window of a batch).
+    pub windows_per_request: usize,
     /// This pod's shard: only the clusters it owns are written.
     pub shard: Option<crate::shard::Shard>,
     /// After a stop, how long the window in flight may take before it is abandoned.
@@ -163,26 +170,29 @@ impl Exporter {
         progress: &mut Progress,
     ) -> Result<Summary, (Summary, ExportError)> {
         let mut summary = Summary::default();
-        let mut windows = futures::stream::iter(starts.iter().copied())
+        let mut batches = futures::stream::iter(starts.chunks(self.windows_per_request.max(1)))
             .take_while(|_| std::future::ready(!stop.is_requested()))
-            .map(|w| self.export_window(w, stop))
+            .map(|batch| self.export_batch(batch, stop))
             .buffered(self.window_concurrency.max(1));
         let abandon = stop.abandoned(self.shutdown_timeout);
         tokio::pin!(abandon);
         loop {
             let step = async {
-                let Some(done) = windows.next().await else {
+                let Some(done) = batches.next().await else {
                     return Ok(None);
                 };
                 let done = done?;
                 if let Some(cp) = checkpoint.as_mut() {
-                    cp.state.advance(done.window + self.time_frame);
-                    cp.state.clusters.extend(done.clusters.iter().cloned());
+                    for w in &done {
+                        cp.state.advance(w.window + self.time_frame);
+                        cp.state.clusters.extend(w.clusters.iter().cloned());
+                    }
+                    let last = done.last().map(|w| w.window).unwrap_or_default();
                     cp.store
                         .save(cp.state)
                         .await
                         .map_err(|source| ExportError::State {
-                            window: done.window,
+                            window: last,
                             source,
                         })?;
                 }
@@ -202,13 +212,15 @@ impl Exporter {
                 Ok(None) => break,
                 Err(e) => return Err((summary, e)),
             };
-            summary.windows += 1;
-            summary.files += done.files;
-            summary.bytes_out += done.bytes;
-            summary.stats += done.stats;
-            progress.window_done(done.window, &summary);
+            for w in done {
+                summary.windows += 1;
+                summary.files += w.files;
+                summary.bytes_out += w.bytes;
+                summary.stats += w.stats;
+                progress.window_done(w.window, &summary);
+            }
         }
-        drop(windows);
+        drop(batches);
         if (summary.windows as usize) < starts.len() {
             debug_assert!(stop.is_requested(), "only a stop ends the loop early");
             return Err((
@@ -219,36 +231,137 @@ impl Exporter {
         Ok(summary)
     }
 
-    async fn export_window(&self, w: i64, stop: &Stop) -> Result<WindowDone, ExportError> {
-        let Evaluated {
-            results,
-            steps,
-            stats,
-        } = self.evaluate_with_retries(w, stop).await?;
-        // rendering and gzip are the exporter's heaviest CPU work: off the async runtime, so
-        // the streams of the next window keep flowing meanwhile
-        let (prefix, label, default, shard) = (
-            self.prefix.clone(),
-            self.cluster_label.clone(),
-            self.cluster_name.clone(),
-            self.shard,
-        );
-        let files = tokio::task::spawn_blocking(move || {
-            window_files(&prefix, &label, &default, w, &results, &steps, shard)
-        })
-        .await
-        .map_err(|e| ExportError::Internal(format!("rendering window {w} failed: {e}")))?;
-        let clusters = files.iter().map(|f| f.cluster.clone()).collect();
-        let n = files.len() as u64;
-        let bytes: u64 = files.iter().map(|f| f.body.len() as u64).sum();
-        self.write_with_retries(w, files).await?;
-        Ok(WindowDone {
-            window: w,
-            files: n,
-            bytes,
-            stats,
-            clusters,
-        })
+    fn layout(&self) -> Layout {
+        Layout {
+            prefix: self.prefix.clone(),
+            cluster_label: self.cluster_label.clone(),
+            default_cluster: self.cluster_name.clone(),
+            shard: self.shard,
+        }
+    }
+
+    /// Evaluates a batch of windows and writes their files as results arrive, with retries
+    /// of the whole batch on transient errors; then the empty files of each window.
+    async fn export_batch(
+        &self,
+        batch: &[i64],
+        stop: &Stop,
+    ) -> Result<Vec<WindowDone>, ExportError> {
+        debug_assert!(!batch.is_empty());
+        let layout = Arc::new(self.layout());
+        let names = Arc::new(self.source.entry_names());
+        let attempts = self.attempts.max(1);
+        let mut backoff = Backoff::default();
+        let mut attempt = 0;
+        let (mut tallies, stats) = loop {
+            attempt += 1;
+            let mut tallies: Vec<(WindowTally, u64, u64)> =
+                batch.iter().map(|_| Default::default()).collect();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Part>(1);
+            let produce = self.source.evaluate_windows(batch, tx);
+            let consume = self.write_parts(rx, batch, &layout, &names, &mut tallies);
+            let (produced, consumed) = tokio::join!(produce, consume);
+            consumed?;
+            match produced {
+                Ok(stats) => break (tallies, stats),
+                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
+                    let pause = backoff.next_pause();
+                    warn!(window = %rfc3339(batch[0]), windows = batch.len(), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(source) => {
+                    return Err(ExportError::Window {
+                        window: batch[0],
+                        attempts: attempt,
+                        source,
+                    });
+                }
+            }
+        };
+        let mut done = Vec::with_capacity(batch.len());
+        for (k, &w) in batch.iter().enumerate() {
+            let (tally, files, bytes) = &mut tallies[k];
+            let missing = tally.missing(&layout, names.len());
+            let empty: Vec<OutputFile> = missing
+                .iter()
+                .map(|(cluster, e)| layout.empty_file(w, &names[*e], cluster))
+                .collect();
+            *files += empty.len() as u64;
+            *bytes += empty.iter().map(|f| f.body.len() as u64).sum::<u64>();
+            let mut clusters: BTreeSet<String> =
+                tally.clusters_written().map(str::to_string).collect();
+            clusters.extend(empty.iter().map(|f| f.cluster.clone()));
+            self.write_with_retries(w, empty).await?;
+            done.push(WindowDone {
+                window: w,
+                files: *files,
+                bytes: *bytes,
+                // a batch's requests serve all its windows: counted once, with the last
+                stats: if k + 1 == batch.len() {
+                    stats
+                } else {
+                    Stats::default()
+                },
+                clusters,
+            });
+        }
+        Ok(done)
+    }
+
+    /// Renders and uploads each part as it arrives, `write_concurrency` parts at a time; the
+    /// first failure stops the batch (uploads in flight are cancelled: no object is left).
+    async fn write_parts(
+        &self,
+        rx: tokio::sync::mpsc::Receiver<Part>,
+        batch: &[i64],
+        layout: &Arc<Layout>,
+        names: &Arc<Vec<String>>,
+        tallies: &mut [(WindowTally, u64, u64)],
+    ) -> Result<(), ExportError> {
+        let parts =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+        let writes = parts
+            .map(|part| {
+                let (layout, names) = (layout.clone(), names.clone());
+                async move {
+                    let Part {
+                        window,
+                        entry,
+                        steps,
+                        series,
+                    } = part;
+                    // rendering and gzip are the exporter's heaviest CPU work: off the async
+                    // runtime, so the streams keep flowing meanwhile
+                    let (files, seen) = tokio::task::spawn_blocking(move || {
+                        layout.metric_files(window, &names[entry], &steps, &series)
+                    })
+                    .await
+                    .map_err(|e| {
+                        ExportError::Internal(format!("rendering window {window} failed: {e}"))
+                    })?;
+                    let written: Vec<(String, u64)> = files
+                        .iter()
+                        .map(|f| (f.cluster.clone(), f.body.len() as u64))
+                        .collect();
+                    self.write_with_retries(window, files).await?;
+                    Ok::<_, ExportError>((window, entry, written, seen))
+                }
+            })
+            .buffer_unordered(self.write_concurrency.max(1));
+        let mut writes = std::pin::pin!(writes);
+        while let Some(done) = writes.next().await {
+            let (window, entry, written, seen) = done?;
+            let Some(k) = batch.iter().position(|&w| w == window) else {
+                return Err(ExportError::Internal(format!(
+                    "a result for window {window}, not in the batch"
+                )));
+            };
+            let (tally, files, bytes) = &mut tallies[k];
+            *files += written.len() as u64;
+            *bytes += written.iter().map(|w| w.1).sum::<u64>();
+            tally.record(entry, written.iter().map(|w| w.0.as_str()), seen);
+        }
+        Ok(())
     }
 
     /// Uploads every file of a window, with retries (`retry::put_all`).
@@ -264,28 +377,5 @@ impl Exporter {
         )
         .await
         .map_err(|source| ExportError::Sink { window: w, source })
-    }
-
-    async fn evaluate_with_retries(&self, w: i64, stop: &Stop) -> Result<Evaluated, ExportError> {
-        let attempts = self.attempts.max(1);
-        let mut backoff = Backoff::default();
-        for attempt in 1..=attempts {
-            match self.source.evaluate(w).await {
-                Ok(e) => return Ok(e),
-                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
-                    let pause = backoff.next_pause();
-                    warn!(window = %rfc3339(w), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(source) => {
-                    return Err(ExportError::Window {
-                        window: w,
-                        attempts: attempt,
-                        source,
-                    });
-                }
-            }
-        }
-        unreachable!("the last attempt returns")
     }
 }

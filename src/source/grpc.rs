@@ -1,13 +1,16 @@
 //! The catalog evaluated in-process over `thanos.Store/Series`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use tracing::debug;
 
-use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
+use super::{
+    Evaluated, Part, Parts, SourceError, Stats, catalog_steps, instant_steps, name_results, send,
+};
 use crate::catalog::Catalog;
-use crate::dedup::series_samples;
+use crate::dedup::{series_samples, split_overlapping, window_samples};
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::model::{Series, Steps};
@@ -23,20 +26,24 @@ const BATCH_SERIES: usize = 256;
 /// HTTP path's fan-out.
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
-/// The clusters one shard exports: Series requests are narrowed to them where that cannot
-/// change a result.
+/// Where the clusters are. Series requests are narrowed to one cluster at a time (and to
+/// the clusters of a shard) wherever that cannot change a result: a cluster's files then come
+/// from requests of their own, and Thanos Query skips the stores of other clusters.
 #[derive(Clone, Debug)]
-pub struct ShardScope {
-    pub shard: crate::shard::Shard,
+pub struct ClusterScope {
     pub cluster_label: String,
     /// Where series without the cluster label go (CLUSTER_NAME).
     pub default_cluster: String,
+    /// This pod's shard: only the clusters it owns are asked for.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Evaluates the catalog from a StoreAPI endpoint.
 #[derive(Clone)]
 pub struct GrpcSource {
-    shard: Option<Arc<ShardScope>>,
+    clusters: Option<Arc<ClusterScope>>,
+    /// (group's first entry, cluster) whose series overlap: asked one window per request.
+    overlapping: Arc<Mutex<HashSet<(usize, String)>>>,
     client: StoreClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -47,12 +54,28 @@ pub struct GrpcSource {
     concurrency: usize,
 }
 
-/// One Series stream: the entries it feeds and the request's time range.
+/// One window to evaluate: its start (seconds) and every entry's steps.
+struct WindowSpec {
+    start: i64,
+    steps: Vec<Steps>,
+}
+
+/// Entries over the same metric and the same range (relative to their window) share one
+/// stream, asking only for the matchers they all have in common.
 struct Group {
     entries: Vec<usize>,
     matchers: Vec<Matcher>,
-    mint: i64,
-    maxt: i64,
+    /// An entry applies a counter function: see `tasks`.
+    counter: bool,
+    /// Every entry keeps the cluster label, so the group can be asked cluster by cluster.
+    per_cluster: bool,
+}
+
+/// One Series request: a group over some windows, for one cluster or for all.
+struct Task<'g> {
+    group: &'g Group,
+    windows: Vec<usize>,
+    scope: Option<Matcher>,
 }
 
 impl GrpcSource {
@@ -70,7 +93,8 @@ impl GrpcSource {
     ) -> Self {
         debug_assert_eq!(catalog.entries.len(), plans.len());
         GrpcSource {
-            shard: None,
+            clusters: None,
+            overlapping: Default::default(),
             client,
             catalog,
             plans,
@@ -82,24 +106,27 @@ impl GrpcSource {
         }
     }
 
-    /// Narrows the Series requests to the clusters of one shard.
-    pub fn with_shard(mut self, scope: ShardScope) -> Self {
-        self.shard = Some(Arc::new(scope));
+    /// Asks for the series of one cluster at a time (of the shard's clusters only, with one).
+    pub fn with_clusters(mut self, scope: ClusterScope) -> Self {
+        self.clusters = Some(Arc::new(scope));
         self
     }
 
-    /// The matcher selecting the shard's clusters among those the StoreAPI knows in the
-    /// window, and adds it to every group whose entries keep the cluster label. Endpoints
-    /// without LabelValues get no narrowing (the output is filtered by cluster either way).
-    async fn narrow_to_shard(&self, groups: &mut [Group]) -> Result<(), SourceError> {
-        let Some(scope) = &self.shard else {
-            return Ok(());
-        };
-        let (Some(mint), Some(maxt)) = (
-            groups.iter().map(|g| g.mint).min(),
-            groups.iter().map(|g| g.maxt).max(),
-        ) else {
-            return Ok(());
+    /// The catalog evaluated.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// One matcher per cluster the StoreAPI knows in `[mint, maxt]` (that the shard owns),
+    /// the default cluster's matching series without the label too; `None` when requests
+    /// cannot be narrowed (no scope, or an endpoint without LabelValues).
+    async fn cluster_matchers(
+        &self,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Vec<Matcher>>, SourceError> {
+        let Some(scope) = &self.clusters else {
+            return Ok(None);
         };
         let values = match self
             .client
@@ -110,58 +137,70 @@ impl GrpcSource {
             Err(crate::store::StoreError::Status {
                 code: tonic::Code::Unimplemented,
                 ..
-            }) => return Ok(()),
+            }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let owned: Vec<&str> = values
+        let owns = |c: &str| scope.shard.is_none_or(|s| s.owns(c));
+        let mut out: Vec<Matcher> = values
             .iter()
-            .map(String::as_str)
-            .filter(|v| !v.is_empty() && scope.shard.owns(v))
+            .filter(|v| !v.is_empty() && **v != scope.default_cluster && owns(v))
+            .map(|v| Matcher::eq(&scope.cluster_label, v))
             .collect();
-        let re = crate::shard::alternatives(&owned, scope.shard.owns(&scope.default_cluster));
-        let m = Matcher::regex(&scope.cluster_label, &re, false)
-            .map_err(|e| SourceError::Internal(format!("shard regex {re:?}: {e}")))?;
-        for g in groups.iter_mut() {
-            if g.entries
-                .iter()
-                .all(|&i| self.plans[i].preserves_label(&scope.cluster_label))
-            {
-                g.matchers.push(m.clone());
-            }
+        if owns(&scope.default_cluster) {
+            let re = crate::shard::alternatives(&[&scope.default_cluster], true);
+            out.push(
+                Matcher::regex(&scope.cluster_label, &re, false)
+                    .map_err(|e| SourceError::Internal(format!("cluster regex {re:?}: {e}")))?,
+            );
         }
-        Ok(())
+        Ok(Some(out))
     }
 
-    /// Evaluates every catalog entry over the window starting at `start` (seconds).
-    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
-        let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
-        self.evaluate_steps(steps).await
+    /// Evaluates every catalog entry over the windows starting at `starts` (seconds), sending
+    /// each (window, entry, cluster) result to `parts` as soon as its request is done.
+    pub async fn evaluate_windows(
+        &self,
+        starts: &[i64],
+        parts: Parts,
+    ) -> Result<Stats, SourceError> {
+        let specs: Vec<WindowSpec> = starts
+            .iter()
+            .map(|&start| WindowSpec {
+                start,
+                steps: catalog_steps(&self.catalog, start, self.time_frame, self.step),
+            })
+            .collect();
+        self.stream(&specs, &parts).await
     }
 
     /// Evaluates every catalog entry as an instant query at `t` (seconds).
     pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
-        self.evaluate_steps(vec![instant_steps(t); self.plans.len()])
-            .await
-    }
-
-    async fn evaluate_steps(&self, steps: Vec<Steps>) -> Result<Evaluated, SourceError> {
-        let mut groups = stream_groups(&self.plans, &steps, self.lookback_ms);
-        self.narrow_to_shard(&mut groups).await?;
-        let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
-        let mut stats = Stats::default();
-        let mut runs = futures::stream::iter(groups.into_iter().map(|g| {
-            let steps = steps.clone();
-            async move { self.run_group(g, steps).await }
-        }))
-        .buffer_unordered(self.concurrency);
-        while let Some(done) = runs.next().await {
-            let (outs, s) = done?;
-            stats += s;
-            for (i, series) in outs {
-                results[i] = Some(series);
+        let steps = vec![instant_steps(t); self.plans.len()];
+        let specs = [WindowSpec {
+            start: t,
+            steps: steps.clone(),
+        }];
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Part>(self.plans.len().max(1));
+        let collect = async {
+            let mut results: Vec<Option<Vec<Series>>> = vec![None; self.plans.len()];
+            while let Some(p) = rx.recv().await {
+                results[p.entry]
+                    .get_or_insert_with(Vec::new)
+                    .extend(p.series);
             }
+            results
+        };
+        let produce = async move {
+            let stats = self.stream(&specs, &tx).await;
+            drop(tx);
+            stats
+        };
+        let (stats, mut results) = tokio::join!(produce, collect);
+        let stats = stats?;
+        // parts of several clusters arrive in any order
+        for r in results.iter_mut().flatten() {
+            r.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
-        drop(runs);
         let results = name_results(&self.catalog, results)?;
         Ok(Evaluated {
             results,
@@ -170,15 +209,116 @@ impl GrpcSource {
         })
     }
 
-    async fn run_group(
+    async fn stream(&self, specs: &[WindowSpec], parts: &Parts) -> Result<Stats, SourceError> {
+        let (Some(first), Some(last)) = (specs.first(), specs.last()) else {
+            return Ok(Stats::default());
+        };
+        let cluster_label = self.clusters.as_ref().map(|c| c.cluster_label.as_str());
+        let groups = stream_groups(&self.plans, &first.steps, self.lookback_ms, cluster_label);
+        let mut stats = Stats::default();
+        let scopes = if groups.iter().any(|g| g.per_cluster) {
+            let mint = (0..self.plans.len())
+                .map(|i| {
+                    self.plans[i]
+                        .select_range(&first.steps[i], self.lookback_ms)
+                        .0
+                })
+                .min()
+                .unwrap_or_default();
+            let maxt = (0..self.plans.len())
+                .map(|i| {
+                    self.plans[i]
+                        .select_range(&last.steps[i], self.lookback_ms)
+                        .1
+                })
+                .max()
+                .unwrap_or_default();
+            stats.calls += 1;
+            self.cluster_matchers(mint, maxt).await?
+        } else {
+            None
+        };
+        let tasks = tasks(&groups, specs.len(), scopes.as_deref());
+        let mut runs = futures::stream::iter(
+            tasks
+                .into_iter()
+                .map(|task| self.run_task(task, specs, parts)),
+        )
+        .buffer_unordered(self.concurrency);
+        while let Some(done) = runs.next().await {
+            stats += done?;
+        }
+        Ok(stats)
+    }
+
+    /// Runs a task: all its windows in one request when that gives the files of one request
+    /// per window, else one request per window; the results are sent to `parts` as each
+    /// request is done.
+    async fn run_task(
         &self,
-        group: Group,
-        steps: Vec<Steps>,
-    ) -> Result<(Vec<(usize, Vec<Series>)>, Stats), SourceError> {
+        task: Task<'_>,
+        specs: &[WindowSpec],
+        parts: &Parts,
+    ) -> Result<Stats, SourceError> {
+        let mut stats = Stats::default();
+        let key = (
+            task.group.entries[0],
+            task.scope
+                .as_ref()
+                .map(|m| m.value.clone())
+                .unwrap_or_default(),
+        );
+        let overlapping = || self.overlapping.lock().unwrap_or_else(|e| e.into_inner());
+        if task.windows.len() > 1 && !overlapping().contains(&key) {
+            let (outs, s) = self.request(&task, &task.windows, specs).await?;
+            stats += s;
+            match outs {
+                Some(outs) => {
+                    send_parts(outs, specs, parts).await?;
+                    return Ok(stats);
+                }
+                None => {
+                    debug!(entry = %self.catalog.entries[key.0].name, scope = %key.1, "replicas overlap: one window per request");
+                    overlapping().insert(key);
+                }
+            }
+        }
+        for &w in &task.windows {
+            let (outs, s) = self.request(&task, &[w], specs).await?;
+            stats += s;
+            let outs = outs
+                .ok_or_else(|| SourceError::Internal("a one-window request was given up".into()))?;
+            send_parts(outs, specs, parts).await?;
+        }
+        Ok(stats)
+    }
+
+    /// One Series request over `windows`, evaluated for each of them and the task's entries:
+    /// `(window, entry, series)` per pair. Over several windows, `None` as soon as a series
+    /// with overlapping chunks (HA replicas, or one block served by two stores) has a window
+    /// whose deduplicated samples depend on where a request for it alone would cut the chunks
+    /// (`dedup::window_samples`): only a request per window gives what its `query_range` uses.
+    async fn request(
+        &self,
+        task: &Task<'_>,
+        windows: &[usize],
+        specs: &[WindowSpec],
+    ) -> Result<(Option<Vec<(usize, usize, Vec<Series>)>>, Stats), SourceError> {
+        let group = task.group;
+        let lead = group.entries[0];
+        // every entry of the group selects the same range in a window
+        let ranges: Vec<(i64, i64)> = windows
+            .iter()
+            .map(|&w| self.plans[lead].select_range(&specs[w].steps[lead], self.lookback_ms))
+            .collect();
+        let mint = ranges.iter().map(|r| r.0).min().unwrap_or_default();
+        let maxt = ranges.iter().map(|r| r.1).max().unwrap_or_default();
+        let mut matchers: Vec<_> = group.matchers.iter().map(to_proto).collect();
+        matchers.extend(task.scope.as_ref().map(to_proto));
         let req = SeriesRequest {
-            min_time: group.mint,
-            max_time: group.maxt,
-            matchers: group.matchers.iter().map(to_proto).collect(),
+            min_time: mint,
+            max_time: maxt,
+            matchers,
             without_replica_labels: self.replica_labels.to_vec(),
             response_batch_size: RESPONSE_BATCH_SIZE,
             ..Default::default()
@@ -188,31 +328,46 @@ impl GrpcSource {
         let plans = self.plans.clone();
         let replica_labels = self.replica_labels.clone();
         let lookback = self.lookback_ms;
-        let (entries, mint, maxt) = (group.entries, group.mint, group.maxt);
+        // (window of the task, entry, steps), by window
+        let batched = windows.len() > 1;
+        let slots: Vec<(usize, usize, Steps)> = (0..windows.len())
+            .flat_map(|k| {
+                let spec = &specs[windows[k]];
+                group.entries.iter().map(move |&i| (k, i, spec.steps[i]))
+            })
+            .collect();
         // Decoding and folding are CPU work: they run on the blocking pool, fed in batches,
         // while this task keeps reading the stream.
+        let windows_of = windows.to_vec();
         let worker = tokio::task::spawn_blocking(move || {
-            let mut evals: Vec<(usize, Evaluator<'_>)> = entries
+            let mut evals: Vec<(usize, usize, Evaluator<'_>)> = slots
                 .iter()
-                .map(|&i| (i, plans[i].evaluator(steps[i], lookback)))
+                .map(|&(k, i, steps)| (k, i, plans[i].evaluator(steps, lookback)))
                 .collect();
             let mut merger = SeriesMerger::new(&replica_labels);
             let mut stats = Stats::default();
+            let mut feed = |labels: &Labels, chunks: &[AggrChunk], stats: &mut Stats| {
+                feed(&plans, &mut evals, &ranges, labels, chunks, batched, stats)
+            };
             while let Some(batch) = rx.blocking_recv() {
                 for s in batch {
-                    if let Some((labels, chunks)) = merger.push(s)? {
-                        feed(&plans, &mut evals, &labels, &chunks, mint, maxt, &mut stats)?;
+                    if let Some((labels, chunks)) = merger.push(s)?
+                        && !feed(&labels, &chunks, &mut stats)?
+                    {
+                        return Ok((None, stats));
                     }
                 }
             }
-            if let Some((labels, chunks)) = merger.finish() {
-                feed(&plans, &mut evals, &labels, &chunks, mint, maxt, &mut stats)?;
+            if let Some((labels, chunks)) = merger.finish()
+                && !feed(&labels, &chunks, &mut stats)?
+            {
+                return Ok((None, stats));
             }
             let outs = evals
                 .into_iter()
-                .map(|(i, e)| e.finish().map(|r| (i, r)))
+                .map(|(k, i, e)| e.finish().map(|r| (windows_of[k], i, r)))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, SourceError>((outs, stats))
+            Ok::<_, SourceError>((Some(outs), stats))
         });
         let received = async {
             let mut batch = Vec::with_capacity(BATCH_SERIES);
@@ -242,10 +397,34 @@ impl GrpcSource {
     }
 }
 
+/// Sends each `(window, entry, series)` result as a part.
+async fn send_parts(
+    outs: Vec<(usize, usize, Vec<Series>)>,
+    specs: &[WindowSpec],
+    parts: &Parts,
+) -> Result<(), SourceError> {
+    for (w, entry, series) in outs {
+        let spec = &specs[w];
+        let part = Part {
+            window: spec.start,
+            entry,
+            steps: spec.steps[entry],
+            series,
+        };
+        send(parts, part).await?;
+    }
+    Ok(())
+}
+
 /// Streams that cover the catalog in one window: entries over the same metric and time
 /// range share one stream (requests and limits of CPU and memory cost one stream per
 /// metric, not four), asking only for the matchers they all have in common.
-fn stream_groups(plans: &[Plan], steps: &[Steps], lookback_ms: i64) -> Vec<Group> {
+fn stream_groups(
+    plans: &[Plan],
+    steps: &[Steps],
+    lookback_ms: i64,
+    cluster_label: Option<&str>,
+) -> Vec<Group> {
     let mut by_key: HashMap<(String, i64, i64), usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
@@ -254,25 +433,62 @@ fn stream_groups(plans: &[Plan], steps: &[Steps], lookback_ms: i64) -> Vec<Group
         let name = plan
             .metric_name()
             .map_or_else(|| format!("#{i}"), str::to_string);
-        match by_key.get(&(name.clone(), mint, maxt)) {
+        let preserves = cluster_label.is_some_and(|l| plan.preserves_label(l));
+        // relative to the window, so that the key holds in every window
+        let key = (name, mint - steps[i].start, maxt - steps[i].start);
+        match by_key.get(&key) {
             Some(&g) => {
                 let group = &mut groups[g];
                 group.entries.push(i);
                 let keys: Vec<_> = plan.matchers.iter().map(Matcher::key).collect();
                 group.matchers.retain(|m| keys.contains(&m.key()));
+                group.counter |= plan.counter_func;
+                group.per_cluster &= preserves;
             }
             None => {
-                by_key.insert((name, mint, maxt), groups.len());
+                by_key.insert(key, groups.len());
                 groups.push(Group {
                     entries: vec![i],
                     matchers: plan.matchers.clone(),
-                    mint,
-                    maxt,
+                    counter: plan.counter_func,
+                    per_cluster: preserves,
                 });
             }
         }
     }
     groups
+}
+
+/// The Series requests for `windows` windows: one per group and cluster (`scopes`, when the
+/// group keeps the cluster label), all windows in one request (`run_task` falls back to one
+/// request per window where overlapping replicas make that necessary). Except for groups under a counter function:
+/// Thanos adds the values before each reset to a running total from the first sample a
+/// request returns, so a longer request changes the last bits of a window's rates
+/// (`dedup::tests::a_counters_running_total_depends_on_where_the_request_starts`); those
+/// ask one window per request, as the HTTP path does.
+fn tasks<'g>(groups: &'g [Group], windows: usize, scopes: Option<&[Matcher]>) -> Vec<Task<'g>> {
+    let mut out = Vec::new();
+    for group in groups {
+        let batches: Vec<Vec<usize>> = if group.counter {
+            (0..windows).map(|w| vec![w]).collect()
+        } else {
+            vec![(0..windows).collect()]
+        };
+        let scoped: Vec<Option<Matcher>> = match scopes {
+            Some(s) if group.per_cluster => s.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        for windows in &batches {
+            for scope in &scoped {
+                out.push(Task {
+                    group,
+                    windows: windows.clone(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn to_proto(m: &Matcher) -> proto::LabelMatcher {
@@ -285,32 +501,53 @@ fn to_proto(m: &Matcher) -> proto::LabelMatcher {
     crate::store::matcher(kind, &m.name, &m.value)
 }
 
+/// Folds one series into the evaluators of every window; `false` when, over several windows,
+/// a window's samples cannot be known from this request (`dedup::window_samples`).
 fn feed(
     plans: &[Plan],
-    evals: &mut [(usize, Evaluator<'_>)],
+    evals: &mut [(usize, usize, Evaluator<'_>)],
+    ranges: &[(i64, i64)],
     labels: &Labels,
     chunks: &[AggrChunk],
-    mint: i64,
-    maxt: i64,
+    batched: bool,
     stats: &mut Stats,
-) -> Result<(), SourceError> {
-    // one decode per deduplication variant (counter adjustment or not), shared by entries
+) -> Result<bool, SourceError> {
+    let overlapping = batched && split_overlapping(chunks).len() > 1;
+    // per window, one decode per deduplication variant (counter adjustment or not), shared by
+    // the window's entries; `evals` are in window order
     let mut decoded: [Option<Vec<crate::model::Sample>>; 2] = [None, None];
+    let mut window = usize::MAX;
     let mut any = false;
-    for (i, eval) in evals.iter_mut() {
+    for (k, i, eval) in evals.iter_mut() {
         let plan = &plans[*i];
         if !plan.matches(labels) {
             continue;
         }
         any = true;
+        if *k != window {
+            debug_assert!(window == usize::MAX || *k > window, "evaluators by window");
+            window = *k;
+            decoded = [None, None];
+        }
         let slot = &mut decoded[plan.counter_func as usize];
         if slot.is_none() {
-            let s = series_samples(chunks, mint, maxt, plan.counter_func).map_err(|source| {
-                SourceError::Data {
-                    series: labels.to_string(),
-                    source,
+            let (mint, maxt) = ranges[*k];
+            let data = |source| SourceError::Data {
+                series: labels.to_string(),
+                source,
+            };
+            let s = if overlapping {
+                debug_assert!(
+                    !plan.counter_func,
+                    "a counter's windows are asked one by one"
+                );
+                match window_samples(chunks, mint, maxt).map_err(data)? {
+                    Some(s) => s,
+                    None => return Ok(false),
                 }
-            })?;
+            } else {
+                series_samples(chunks, mint, maxt, plan.counter_func).map_err(data)?
+            };
             stats.samples += s.len() as u64;
             *slot = Some(s);
         }
@@ -319,7 +556,7 @@ fn feed(
     if any {
         stats.series += 1;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Joins consecutive series that are equal once replica labels are removed (a store that
@@ -379,7 +616,6 @@ impl<'a> SeriesMerger<'a> {
 mod tests {
     use super::*;
     use crate::chunk::decode_into;
-    use crate::dedup::split_overlapping;
     use crate::model::STALE_NAN_BITS;
     use crate::query_range::format_value;
     use crate::source::window_steps;
@@ -512,7 +748,7 @@ mod tests {
         let catalog = Catalog::default_for("cluster");
         let plans = crate::engine::compile(&catalog).unwrap();
         let steps = vec![window_steps(1_761_868_800, 3600, 60); plans.len()];
-        let groups = stream_groups(&plans, &steps, 300_000);
+        let groups = stream_groups(&plans, &steps, 300_000, Some("cluster"));
         let names: Vec<(&str, usize)> = groups
             .iter()
             .map(|g| {
@@ -543,8 +779,26 @@ mod tests {
                 plans[g.entries[0]].metric_name() == Some("container_cpu_usage_seconds_total")
             })
             .unwrap();
-        assert_eq!(rate.mint, 1_761_868_800_000 - 300_000 + 1);
-        assert_eq!(rate.maxt, 1_761_868_800_000 + 59 * 60_000);
+        assert!(rate.counter && rate.per_cluster);
+        let ranges: Vec<_> = rate
+            .entries
+            .iter()
+            .map(|&i| plans[i].select_range(&steps[i], 300_000))
+            .collect();
+        assert_eq!(
+            ranges[0],
+            (
+                1_761_868_800_000 - 300_000 + 1,
+                1_761_868_800_000 + 59 * 60_000
+            )
+        );
+        // one request per cluster, all windows at once, but a counter's window by window
+        let scopes = [Matcher::eq("cluster", "a"), Matcher::eq("cluster", "b")];
+        let all = tasks(&groups, 6, Some(&scopes));
+        let of = |g: &Group| all.iter().filter(|t| std::ptr::eq(t.group, g)).count();
+        assert_eq!(of(rate), 6 * 2);
+        assert_eq!(of(requests), 2);
+        assert!(all.iter().all(|t| t.scope.is_some() == t.group.per_cluster));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Evaluated, SourceError, Stats, catalog_steps, instant_steps, name_results};
+use super::{
+    Evaluated, Part, Parts, SourceError, Stats, catalog_steps, instant_steps, name_results, send,
+};
 use crate::catalog::{Catalog, Entry};
 use crate::inflight;
 use crate::model::{Labels, Series, Steps};
@@ -117,12 +119,45 @@ impl HttpSource {
         })
     }
 
-    /// Evaluates every catalog entry over the window starting at `start` (seconds).
-    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
-        let steps = catalog_steps(&self.catalog, start, self.time_frame, self.step);
-        let windows = steps.clone();
-        self.evaluate_each(steps, |i, e| self.query_range(&e.name, &e.expr, windows[i]))
-            .await
+    /// The catalog evaluated.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Evaluates every catalog entry over the windows starting at `starts` (seconds), one
+    /// `query_range` per entry and window as Finout's exporter asks them, `concurrency` at a
+    /// time; each answer is sent to `parts` as it arrives, so no more than `concurrency`
+    /// answers are held.
+    pub async fn evaluate_windows(
+        &self,
+        starts: &[i64],
+        parts: Parts,
+    ) -> Result<Stats, SourceError> {
+        let queries = starts.iter().flat_map(|&start| {
+            catalog_steps(&self.catalog, start, self.time_frame, self.step)
+                .into_iter()
+                .enumerate()
+                .map(move |(entry, steps)| (start, entry, steps))
+        });
+        let parts = &parts;
+        let mut runs = futures::stream::iter(queries.map(|(window, entry, steps)| async move {
+            let e = &self.catalog.entries[entry];
+            let (series, stats) = self.query_range(&e.name, &e.expr, steps).await?;
+            let part = Part {
+                window,
+                entry,
+                steps,
+                series,
+            };
+            send(parts, part).await?;
+            Ok::<_, SourceError>(stats)
+        }))
+        .buffer_unordered(self.concurrency);
+        let mut stats = Stats::default();
+        while let Some(done) = runs.next().await {
+            stats += done?;
+        }
+        Ok(stats)
     }
 
     /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).

@@ -21,13 +21,44 @@ pub enum Source {
     Http(Box<HttpSource>),
 }
 
+/// One catalog entry's result in one window, for one cluster or for all of them: what the
+/// pipeline writes as soon as it arrives, so memory follows a file, not a window.
+#[derive(Debug)]
+pub struct Part {
+    /// The window's start, seconds.
+    pub window: i64,
+    /// The catalog entry.
+    pub entry: usize,
+    pub steps: Steps,
+    /// Sorted by labels.
+    pub series: Vec<Series>,
+}
+
+/// Where a source sends its parts; bounded, so a slow writer holds the source back.
+pub type Parts = tokio::sync::mpsc::Sender<Part>;
+
 impl Source {
-    /// Evaluates every catalog entry over the window starting at `start` (seconds).
-    pub async fn evaluate(&self, start: i64) -> Result<Evaluated, SourceError> {
+    /// Evaluates every catalog entry over the windows starting at `starts` (seconds), sending
+    /// each result to `parts` as it is ready: for each window and entry, one part with every
+    /// series or one part per cluster. An error leaves the windows incomplete.
+    pub async fn evaluate_windows(
+        &self,
+        starts: &[i64],
+        parts: Parts,
+    ) -> Result<Stats, SourceError> {
         match self {
-            Source::Grpc(s) => s.evaluate(start).await,
-            Source::Http(s) => s.evaluate(start).await,
+            Source::Grpc(s) => s.evaluate_windows(starts, parts).await,
+            Source::Http(s) => s.evaluate_windows(starts, parts).await,
         }
+    }
+
+    /// The catalog's entry names, in catalog order.
+    pub fn entry_names(&self) -> Vec<String> {
+        let catalog = match self {
+            Source::Grpc(s) => s.catalog(),
+            Source::Http(s) => s.catalog(),
+        };
+        catalog.entries.iter().map(|e| e.name.clone()).collect()
     }
 
     /// Evaluates every catalog entry as an instant query at `t` (seconds), as Prometheus'
@@ -94,6 +125,8 @@ pub enum SourceError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the writer stopped taking results")]
+    WriterGone,
 }
 
 impl SourceError {
@@ -135,6 +168,11 @@ pub fn catalog_steps(catalog: &Catalog, start: i64, time_frame: i64, step: i64) 
         .iter()
         .map(|e| window_steps(start, time_frame, e.step.map_or(step, |s| s as i64)))
         .collect()
+}
+
+/// Sends a part; a writer that stopped ends the evaluation (its own error is the one to report).
+pub async fn send(parts: &Parts, part: Part) -> Result<(), SourceError> {
+    parts.send(part).await.map_err(|_| SourceError::WriterGone)
 }
 
 /// Pairs each catalog entry's name with its evaluated series; an entry left unevaluated is a

@@ -34,10 +34,12 @@ async fn chunk_with_an_unknown_encoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_cut_mid_series_fails_the_window_and_writes_nothing_for_it() {
-    // the first window exports; every stream of the second is cut after one series
+    // one window per request: the first window exports; every stream of the second is cut
+    // after one series
     let store = start(Script::CutFrom(W2 * 1000 - 300_000)).await;
     let dir = scratch("bad-cut");
-    let out = export_blocking(store, dir.clone(), 2, vec![]).await;
+    let one = vec![("WINDOWS_PER_REQUEST", "1".to_string())];
+    let out = export_blocking(store, dir.clone(), 2, one).await;
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("injected"), "{err}");
@@ -50,6 +52,30 @@ async fn stream_cut_mid_series_fails_the_window_and_writes_nothing_for_it() {
         !f.iter().any(|k| k.contains(".tmp")),
         "no temporary file left: {f:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_cut_in_a_batch_of_windows_fails_it_and_leaves_only_whole_files() {
+    // both windows in one request: the cut fails the batch; files written before the failure
+    // are whole (the rerun overwrites them), none is temporary
+    let store = start(Script::CutFrom(W2 * 1000 - 300_000)).await;
+    let dir = scratch("bad-cut-batch");
+    let out = export_blocking(store, dir.clone(), 2, vec![]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("injected"), "{err}");
+    assert!(
+        err.contains(&format!("window {W1}")),
+        "names the batch: {err}"
+    );
+    for k in files(&dir) {
+        assert!(!k.contains(".tmp"), "no temporary file left: {k}");
+        let z = std::fs::read(dir.join(&k)).unwrap();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut body)
+            .unwrap_or_else(|e| panic!("{k} is not whole: {e}"));
+        assert!(body.ends_with("]}}"), "{k} is not whole");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

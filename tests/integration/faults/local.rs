@@ -53,7 +53,13 @@ async fn fault_output_dir_full_then_read_only_exit_3_and_2_then_rerun_is_whole()
         prefix: "faults".into(),
     };
     let store = stack().thanos_grpc.clone();
-    let env = run_env(&dest, &store, hours, &[("RETRIES", "2")]);
+    // a window per batch: a batch of two would not fit (tmpfs counts a page per small file)
+    let env = run_env(
+        &dest,
+        &store,
+        hours,
+        &[("RETRIES", "2"), ("WINDOWS_PER_REQUEST", "1")],
+    );
     let out = run_to_end(env.clone()).await;
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("fault output dir full: exit {:?}", out.status.code());

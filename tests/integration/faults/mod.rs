@@ -147,6 +147,9 @@ fn run_env(dest: &Dest, store: &str, hours: i64, extra: &[(&str, &str)]) -> Vec<
             ("BACKFILL_DAYS", format!("{hours}h")),
             ("RETENTION_DAYS", "0".into()),
             ("PROGRESS_INTERVAL", "1s".into()),
+            // several batches, so a fault can come after one was written; the reference
+            // runs keep the default, so each rerun also compares two batch sizes
+            ("WINDOWS_PER_REQUEST", "2".into()),
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
