@@ -4,8 +4,8 @@
 //! The modules below are listed in data-flow order; each imports only from those above it.
 //!
 //! ```text
-//!  store ─► chunk ─► dedup ─► engine ─┐                  (source = grpc)
-//!  HTTP query_range ──────────────────┴─► source ─► finout ─► sink
+//!  store ─► chunk ─► remote_read ─► dedup ─► engine ─┐    (source = grpc)
+//!  HTTP query_range ─────────────────────────────────┴─► source ─► finout ─► sink
 //!  pipeline: batches of windows, each result (window, metric, cluster) streamed source →
 //!            finout → sink as it is ready; then state, retention
 //!  cli ─► cmd: run / export / bench
@@ -14,8 +14,10 @@
 //! - vocabulary: `exit` codes, `inflight` (the remote calls in flight, for the heartbeat),
 //!   `time`, `observe` (logs, process stats), `model` (samples, labels, steps, series), `shard`,
 //!   `catalog`;
-//! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; ③ `dedup`: HA replicas as Thanos
-//!   Query merges them; ④ `engine`: the PromQL subset;
+//! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; `remote_read`: Prometheus' and
+//!   Mimir's remote read, answering the StoreAPI's request with its series (a second transport
+//!   below the gRPC source); ③ `dedup`: HA replicas as Thanos Query merges them; ④ `engine`:
+//!   the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
 //! - `source`: windows evaluated over gRPC (①-④) or by HTTP `query_range`, a result (window,
 //!   metric, cluster) at a time;
@@ -39,6 +41,8 @@ pub mod catalog;
 pub mod store;
 
 pub mod chunk;
+
+pub mod remote_read;
 
 pub mod dedup;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and the benchmark run against, skipping what is there:
 #   prometheus + promtool (Debian package), thanos (built from its Go module at a pinned
-#   version), minio (built from its Go module; s3s-fs from crates.io if that build fails),
+#   version), grafana mimir (the same way; only the full topology runs it), minio (built from its Go module; s3s-fs from crates.io if that build fails),
 #   python3 for the data generator and the live scrape target, openssl for the TLS test
 #   certificates.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,6 +52,11 @@ install_thanos() {
   go_build_module github.com/thanos-io/thanos "$THANOS_VERSION" ./cmd/thanos "$THANOS_BIN" "$THANOS_TAGS"
 }
 
+install_mimir() {
+  [ -x "$MIMIR_BIN" ] && return 0
+  go_build_module github.com/grafana/mimir "$MIMIR_VERSION" ./cmd/mimir "$MIMIR_BIN"
+}
+
 install_s3() {
   [ -x "$MINIO_BIN" ] && return 0
   [ -x "$BIN_DIR/s3s-fs-$S3SFS_VERSION" ] && return 0
@@ -68,5 +73,6 @@ command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v openssl >/dev/null || apt_install openssl
 install_thanos
+[ "${STACK_TOPOLOGY:-full}" = full ] && install_mimir
 install_s3
 log "peers installed under $BIN_DIR"

@@ -20,10 +20,14 @@ THANOS_TAGS=netgo,slicelabels
 # MinIO publishes no semver tags on the Go module proxy; this is its last pseudo-version there.
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 S3SFS_VERSION=${S3SFS_VERSION:-0.14.1}
+# Grafana Mimir's Go module refuses its tagged versions (v2+ without a /v2 module path): the
+# proxy serves pseudo-versions of its main branch only. This one needs go >= 1.25.9.
+MIMIR_VERSION=${MIMIR_VERSION:-v1.3.1-0.20260423142704-aced80d74930}
 
 BIN_DIR=$CACHE_DIR/bin
 THANOS_BIN=$BIN_DIR/thanos-$THANOS_VERSION-slicelabels
 MINIO_BIN=$BIN_DIR/minio-$MINIO_VERSION
+MIMIR_BIN=$BIN_DIR/mimir-$MIMIR_VERSION
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -10,7 +10,9 @@
 #   cluster c (the next free letter): a Prometheus without a sidecar that scrapes the live
 #     target and remote-writes to a Thanos Receive (tenant from the THANOS-TENANT header,
 #     external label receive_replica="0"), through integration/tools/tenant_proxy.py, which
-#     sets that header (Debian's Prometheus 2.42 does not send remote_write headers);
+#     sets that header (Debian's Prometheus 2.42 does not send remote_write headers), and
+#     to a monolithic Grafana Mimir (filesystem storage) through a second proxy setting
+#     X-Scope-OrgID: the remote read source reads Mimir (and the other Prometheus) directly;
 #   an S3-compatible server (MinIO, or s3s-fs) with the exporter's bucket, and a bucket
 #     `thanos` holding the backfilled blocks (the same range the sidecars serve) plus one
 #     earlier day that only object storage has, served by a Thanos store gateway;
@@ -69,6 +71,10 @@ TENANT_PROXY_PORT=$((BASE_PORT + 964))
 # the receiver's Cap'n Proto replication server listens on 0.0.0.0:19391 unless told: two
 # stacks on one machine would collide there whatever their STACK_BASE_PORT
 RECV_CAPNP_PORT=$((BASE_PORT + 965))
+MIMIR_HTTP_PORT=$((BASE_PORT + 971))
+MIMIR_GRPC_PORT=$((BASE_PORT + 972))
+MIMIR_MEMBERLIST_PORT=$((BASE_PORT + 973))
+MIMIR_PROXY_PORT=$((BASE_PORT + 974))
 
 data_args() { # start span (days, or hours with an h suffix): gen_data.py's arguments for that range
   local span="--days $2"
@@ -93,6 +99,7 @@ BUCKET=finout-metrics
 THANOS_BUCKET=thanos
 REGION=us-east-1
 RECEIVE_TENANT=live-tenant
+MIMIR_TENANT=mimir-tenant
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 need_ports() {
@@ -193,8 +200,8 @@ link_blocks() { # from to
 
 # ---- live scrapes -----------------------------------------------------------------------------
 
-prometheus_config() { # cluster replica (empty: none) [remote write url]
-  local cluster=$1 replica=$2 rw=${3:-}
+prometheus_config() { # cluster replica (empty: none) [remote write url] [second remote write url]
+  local cluster=$1 replica=$2 rw=${3:-} rw2=${4:-}
   echo "global:"
   if [ "$TOPOLOGY" = full ]; then
     echo "  scrape_interval: ${LIVE_INTERVAL}s"
@@ -224,6 +231,62 @@ remote_write:
     queue_config: {batch_send_deadline: 1s}
 EOF
   fi
+  if [ -n "$rw2" ]; then
+    cat <<EOF
+  - url: $rw2
+    headers: {X-Scope-OrgID: $MIMIR_TENANT}
+    queue_config: {batch_send_deadline: 1s}
+EOF
+  fi
+}
+
+# Grafana Mimir, monolithic, every listener on loopback and derived from the base port, its
+# blocks and rings local (filesystem storage, memberlist of one), usage reporting off.
+mimir_config() { # directory
+  local d=$1
+  cat <<EOF
+multitenancy_enabled: true
+usage_stats: {enabled: false}
+activity_tracker: {filepath: $d/metrics-activity.log}
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: $MIMIR_HTTP_PORT
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: $MIMIR_GRPC_PORT
+  log_level: warn
+memberlist:
+  bind_addr: [127.0.0.1]
+  bind_port: $MIMIR_MEMBERLIST_PORT
+  advertise_addr: 127.0.0.1
+  advertise_port: $MIMIR_MEMBERLIST_PORT
+common:
+  storage:
+    backend: filesystem
+    filesystem: {dir: $d/data}
+blocks_storage:
+  storage_prefix: blocks
+  tsdb: {dir: $d/tsdb}
+  bucket_store: {sync_dir: $d/tsdb-sync}
+ruler_storage:
+  storage_prefix: rules
+alertmanager_storage:
+  storage_prefix: alertmanager
+compactor:
+  data_dir: $d/compactor
+  sharding_ring: {instance_addr: 127.0.0.1, kvstore: {store: memberlist}}
+distributor:
+  ring: {instance_addr: 127.0.0.1, kvstore: {store: memberlist}}
+ingester:
+  ring: {instance_addr: 127.0.0.1, kvstore: {store: memberlist}, replication_factor: 1}
+store_gateway:
+  sharding_ring: {instance_addr: 127.0.0.1, kvstore: {store: memberlist}, replication_factor: 1}
+query_scheduler:
+  ring: {instance_addr: 127.0.0.1}
+ruler:
+  ring: {instance_addr: 127.0.0.1}
+frontend:
+  address: 127.0.0.1
+EOF
 }
 
 # ---- object storage -------------------------------------------------------------------------
@@ -373,6 +436,13 @@ live_answers() { # query-http-port selector: the live target's series are querya
   [ "$(instant_value "$1" "count(kube_node_info{$2})" "$(date +%s)")" != 0 ]
 }
 
+mimir_answers() { # cluster
+  curl -fsS -H "X-Scope-OrgID: $MIMIR_TENANT" \
+    "http://127.0.0.1:$MIMIR_HTTP_PORT/prometheus/api/v1/query" \
+    --data-urlencode "query=count(kube_node_info{cluster=\"$1\"})" |
+    python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["data"]["result"] else 1)'
+}
+
 main() {
   mkdir -p "$STACK_DIR"
   if [ "${1:-}" = --check ]; then
@@ -397,7 +467,7 @@ main() {
     need_ports "$TARGET_PORT" "$STORE_GRPC_PORT" "$STORE_HTTP_PORT" "$CSTORE_GRPC_PORT" \
       "$CSTORE_HTTP_PORT" "$CQUERY_GRPC_PORT" "$CQUERY_HTTP_PORT" "$TLS_GRPC_PORT" \
       "$TLS_HTTP_PORT" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" "$RECV_WRITE_PORT" "$TENANT_PROXY_PORT" \
-      "$RECV_CAPNP_PORT"
+      "$RECV_CAPNP_PORT" "$MIMIR_HTTP_PORT" "$MIMIR_GRPC_PORT" "$MIMIR_MEMBERLIST_PORT" "$MIMIR_PROXY_PORT"
   fi
   rm -rf "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs" "$STACK_DIR"/upload.*
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs"
@@ -430,9 +500,16 @@ main() {
     start tenant-proxy python3 "$REPO_ROOT/integration/tools/tenant_proxy.py" \
       --port "$TENANT_PROXY_PORT" --tenant "$RECEIVE_TENANT" \
       --upstream "http://127.0.0.1:$RECV_WRITE_PORT/api/v1/receive"
+    mkdir -p "$STACK_DIR/run/mimir"
+    mimir_config "$STACK_DIR/run/mimir" >"$STACK_DIR/run/mimir.yml"
+    start mimir "$MIMIR_BIN" -config.file="$STACK_DIR/run/mimir.yml" -target=all \
+      -usage-stats.enabled=false
+    start mimir-proxy python3 "$REPO_ROOT/integration/tools/tenant_proxy.py" \
+      --port "$MIMIR_PROXY_PORT" --tenant "$MIMIR_TENANT" --header X-Scope-OrgID \
+      --upstream "http://127.0.0.1:$MIMIR_HTTP_PORT/api/v1/push"
     wait_for "the live scrape target" 30 curl -fsS "http://127.0.0.1:$TARGET_PORT/-/healthy"
   fi
-  local i=0 endpoints=() sidecars=() prom_dirs=()
+  local i=0 endpoints=() sidecars=() prom_dirs=() prometheus_urls=()
   for line in "${instances[@]}"; do
     read -r inst cluster replica <<<"$line"
     local pp=$((BASE_PORT + 90 + i)) sg=$((BASE_PORT + 910 + i)) sh=$((BASE_PORT + 920 + i))
@@ -453,6 +530,7 @@ main() {
       --tsdb.path="$dir/data" --grpc-address="127.0.0.1:$sg" --http-address="127.0.0.1:$sh"
     endpoints+=("--endpoint=127.0.0.1:$sg")
     sidecars+=("$inst=http://127.0.0.1:$sg")
+    prometheus_urls+=("$inst=http://127.0.0.1:$pp")
     prom_dirs+=("$inst $dir/data")
     i=$((i + 1))
   done
@@ -460,7 +538,9 @@ main() {
     local cdir="$STACK_DIR/run/prom-$live_cluster" cp=$((BASE_PORT + 90 + i))
     need_ports "$cp"
     mkdir -p "$cdir/data"
-    prometheus_config "$live_cluster" "" "http://127.0.0.1:$TENANT_PROXY_PORT/api/v1/receive" >"$cdir/prometheus.yml"
+    # Mimir takes a few seconds to join its own ring: remote write retries until then
+    prometheus_config "$live_cluster" "" "http://127.0.0.1:$TENANT_PROXY_PORT/api/v1/receive" \
+      "http://127.0.0.1:$MIMIR_PROXY_PORT/api/v1/push" >"$cdir/prometheus.yml"
     start "prometheus-$live_cluster" prometheus --config.file="$cdir/prometheus.yml" \
       --storage.tsdb.path="$cdir/data" --storage.tsdb.retention.time=1d \
       --web.listen-address="127.0.0.1:$cp"
@@ -545,6 +625,8 @@ main() {
     wait_for "the TLS Querier to see the stores" 60 stores_listed "$TLS_HTTP_PORT" "$ninstances"
     wait_for "the receiver to have cluster $live_cluster's live series under its tenant" 60 \
       live_answers "$QUERY_HTTP_PORT" "cluster=\"$live_cluster\", tenant_id=\"$RECEIVE_TENANT\""
+    wait_for "mimir to have cluster $live_cluster's live series under its tenant" 120 \
+      mimir_answers "$live_cluster"
   fi
 
   {
@@ -562,6 +644,7 @@ export DATA_DIR=$data
 export STACK_DIR=$STACK_DIR
 export STACK_TOPOLOGY=$TOPOLOGY
 export SIDECARS="${sidecars[*]}"
+export PROMETHEUS_URLS="${prometheus_urls[*]}"
 EOF
     if [ "$TOPOLOGY" = full ]; then
       cat <<EOF
@@ -583,11 +666,13 @@ export LIVE_INTERVAL=$LIVE_INTERVAL
 export LIVE_CLUSTERS="$(echo $clusters) $live_cluster"
 export RECEIVE_CLUSTER=$live_cluster
 export RECEIVE_TENANT=$RECEIVE_TENANT
+export MIMIR_HTTP=http://127.0.0.1:$MIMIR_HTTP_PORT
+export MIMIR_TENANT=$MIMIR_TENANT
 EOF
     fi
   } >"$STACK_DIR/env"
   log "stack up in $((SECONDS - started))s ($TOPOLOGY): $ninstances prometheus + sidecars, thanos query, s3$(
-    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, store gateways, compacted store, TLS query"
+    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, mimir, store gateways, compacted store, TLS query"
   ); environment in $STACK_DIR/env"
   cat "$STACK_DIR/env"
 }

@@ -358,7 +358,8 @@ impl BitWriter {
     }
 }
 
-/// Encodes samples the way Prometheus' XOR appender does; used to build fixtures and fakes.
+/// Encodes samples the way Prometheus' XOR appender does: remote read re-encodes the chunks
+/// it cuts to a range, and fixtures and fakes are built with it.
 #[derive(Default)]
 pub struct XorEncoder {
     w: BitWriter,

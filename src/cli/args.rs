@@ -17,6 +17,8 @@ pub enum SourceKind {
     Grpc,
     /// By Thanos Query (or Prometheus) over HTTP `query_range`.
     Http,
+    /// In-process over Prometheus remote read (Prometheus, Grafana Mimir): REMOTE_READ_URL.
+    RemoteRead,
 }
 
 /// Log output format.
@@ -60,6 +62,17 @@ pub struct SourceArgs {
         global = true
     )]
     pub source: SourceKind,
+
+    /// Remote read URL for --source remote-read, e.g. http://prometheus:9090/api/v1/read or
+    /// http://mimir:8080/prometheus/api/v1/read; repeat it (or separate by commas) for each
+    /// Prometheus of an HA pair.
+    #[arg(
+        long = "remote-read-url",
+        env = "REMOTE_READ_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub remote_read_urls: Vec<String>,
 
     /// Prometheus-compatible HTTP API base URL; overrides SCHEME, HOSTNAME, PORT, PATH_PREFIX.
     #[arg(long, env = "PROMETHEUS_URL", global = true)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::args::{ConnectionArgs, Options, SourceArgs, SourceKind};
+use crate::remote_read::RemoteReadConfig;
 use crate::shard::Shard;
 use crate::sink::S3Config;
 use crate::store::StoreConfig;
@@ -46,6 +47,8 @@ pub enum SourceSettings {
     Grpc(Box<StoreConfig>),
     /// Thanos Query's (or Prometheus') HTTP API.
     Http,
+    /// Prometheus remote read: the URLs, TLS, deadlines and headers.
+    RemoteRead(Box<RemoteReadConfig>),
 }
 
 /// Where the files go.
@@ -203,6 +206,29 @@ impl Settings {
                 SourceSettings::Grpc(Box::new(cfg))
             }
             SourceKind::Http => SourceSettings::Http,
+            SourceKind::RemoteRead => {
+                let urls: Vec<String> = src
+                    .remote_read_urls
+                    .iter()
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                if urls.is_empty() {
+                    return Err(ConfigError::Missing(
+                        "a remote read URL (--source remote-read)",
+                        "REMOTE_READ_URL (or --remote-read-url), e.g. http://prometheus:9090/api/v1/read",
+                    ));
+                }
+                let mut cfg = RemoteReadConfig::new(urls);
+                cfg.ca_file = conn.tls_ca_file.clone();
+                cfg.client_cert = conn.tls_cert_file.clone().zip(conn.tls_key_file.clone());
+                cfg.timeout = Duration::from_secs(conn.timeout);
+                cfg.idle_timeout = Duration::from_secs(conn.idle_timeout);
+                cfg.connect_timeout = Duration::from_secs(conn.connect_timeout);
+                cfg.max_message_bytes = conn.max_message_bytes;
+                cfg.headers = auth_headers.clone();
+                SourceSettings::RemoteRead(Box::new(cfg))
+            }
         };
         let shard = match win.shard {
             Some(s) => Some(s),

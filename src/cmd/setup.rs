@@ -14,6 +14,7 @@ use crate::engine;
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
 use crate::pipeline::telemetry::DayExporter;
+use crate::remote_read::{RemoteReadClient, SeriesClient};
 use crate::sink::{LocalDir, S3Sink, Sink};
 use crate::source::Source;
 use crate::source::grpc::{ClusterScope, GrpcSource};
@@ -54,14 +55,34 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
     });
     let catalog = Arc::new(catalog);
     let mut telemetry_source = None;
-    let source = match &s.source {
+    // the sources evaluated in-process: the plans first (a catalog the engine refuses is
+    // reported before any peer is asked), then the raw series' transport
+    let in_process = !matches!(s.source, SourceSettings::Http);
+    let plans = in_process
+        .then(|| {
+            Ok::<_, AppError>((
+                engine::compile(&catalog)?,
+                engine::compile_telemetry(&catalog)?,
+            ))
+        })
+        .transpose()?;
+    let client: Option<SeriesClient> = match &s.source {
         SourceSettings::Grpc(cfg) => {
-            let plans = engine::compile(&catalog)?;
-            let telemetry_plans = engine::compile_telemetry(&catalog)?;
             let client = StoreClient::connect((**cfg).clone())
                 .await
                 .map_err(AppError::Preflight)?;
             preflight(&client, &cfg.endpoint).await?;
+            Some(client.into())
+        }
+        SourceSettings::RemoteRead(cfg) => {
+            let client = RemoteReadClient::new((**cfg).clone()).map_err(AppError::Preflight)?;
+            remote_read_preflight(&client).await?;
+            Some(client.into())
+        }
+        SourceSettings::Http => None,
+    };
+    let source = match client.zip(plans) {
+        Some((client, (plans, telemetry_plans))) => {
             if telemetry_prefix.is_some() {
                 telemetry_source = Some(Source::Grpc(Box::new(GrpcSource::new(
                     client.clone(),
@@ -90,7 +111,7 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
                 shard: s.shard,
             })))
         }
-        SourceSettings::Http => {
+        None => {
             let http = |catalog: Arc<Catalog>| {
                 HttpSource::new(
                     &s.http_base,
@@ -171,6 +192,20 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         shutdown_timeout: s.shutdown_timeout,
     };
     Ok((exporter, telemetry))
+}
+
+/// Every remote read URL answers a query that selects nothing.
+async fn remote_read_preflight(client: &RemoteReadClient) -> Result<(), AppError> {
+    match client.preflight().await {
+        Ok(()) => {
+            info!(urls = ?client.urls(), "remote read answers");
+            Ok(())
+        }
+        Err(e) => {
+            error!(error = %e, "remote read preflight failed");
+            Err(AppError::Preflight(e))
+        }
+    }
 }
 
 /// The StoreAPI answers: Info when the endpoint serves it (Querier, sidecar, store,

@@ -14,7 +14,7 @@ use crate::dedup::{series_samples, split_overlapping, window_samples};
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::model::{Series, Steps};
-use crate::store::StoreClient;
+use crate::remote_read::SeriesClient;
 use crate::store::proto::{self, AggrChunk, SeriesRequest, label_matcher::Type};
 
 /// Series handed to the evaluation thread at a time: large enough to amortise the hand-over,
@@ -44,7 +44,7 @@ pub struct GrpcSource {
     clusters: Option<Arc<ClusterScope>>,
     /// (group's first entry, cluster) whose series overlap: asked one window per request.
     overlapping: Arc<Mutex<HashSet<(usize, String)>>>,
-    client: StoreClient,
+    client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
     replica_labels: Arc<Vec<String>>,
@@ -82,7 +82,7 @@ impl GrpcSource {
     /// A source for `plans` (compiled from `catalog`, same order).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        client: StoreClient,
+        client: impl Into<SeriesClient>,
         catalog: Arc<Catalog>,
         plans: Arc<Vec<Plan>>,
         replica_labels: Vec<String>,
@@ -95,7 +95,7 @@ impl GrpcSource {
         GrpcSource {
             clusters: None,
             overlapping: Default::default(),
-            client,
+            client: client.into(),
             catalog,
             plans,
             replica_labels: Arc::new(replica_labels),

@@ -105,7 +105,7 @@ pub struct Evaluated {
 #[derive(Debug, Error)]
 pub enum SourceError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("series {series}: {source}")]
     Data {
         series: String,
@@ -127,6 +127,20 @@ pub enum SourceError {
     Internal(String),
     #[error("the writer stopped taking results")]
     WriterGone,
+}
+
+impl From<StoreError> for SourceError {
+    /// A chunk encoding refused by the remote read client is the same refusal as the one the
+    /// StoreAPI path makes while decoding: the window's data, not the configuration.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Encoding { series, encoding } => SourceError::Data {
+                series,
+                source: SeriesDataError::Encoding(encoding),
+            },
+            e => SourceError::Store(e),
+        }
+    }
 }
 
 impl SourceError {

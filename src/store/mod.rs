@@ -110,6 +110,18 @@ pub enum StoreError {
         "StoreAPI returned a warning, the data would be partial: {0} (partial data is never exported)"
     )]
     Warning(String),
+    /// A remote read request failed (`remote_read`): its HTTP status, a broken answer, a
+    /// stall; `retryable` as the cause is (5xx, 429, a cut or corrupt stream).
+    #[error("remote read from {endpoint} failed: {detail}")]
+    RemoteRead {
+        endpoint: String,
+        detail: String,
+        retryable: bool,
+    },
+    /// A series whose chunks are in an encoding the engine cannot read, refused as the
+    /// StoreAPI path refuses it (the window's data is refused, not the configuration).
+    #[error("series {series}: chunk encoding {encoding} is not supported")]
+    Encoding { series: String, encoding: String },
 }
 
 impl StoreError {
@@ -121,6 +133,7 @@ impl StoreError {
             StoreError::Stalled { .. } => true,
             // A warning means a store behind the Querier failed; it may be back next time.
             StoreError::Warning(_) => true,
+            StoreError::RemoteRead { retryable, .. } => *retryable,
             _ => false,
         }
     }
@@ -162,7 +175,7 @@ pub fn retryable_code(code: Code) -> bool {
 }
 
 /// A TLS failure is a configuration problem, not an outage: says what to change.
-fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
+pub fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
     let d = detail.to_ascii_lowercase();
     if !endpoint.starts_with("https://") {
         return None;
@@ -194,6 +207,17 @@ pub struct StoreClient {
     channel: Channel,
     cfg: StoreConfig,
     metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+}
+
+/// When a call waiting since now gives up, and the setting that decides it: the idle timeout
+/// (nothing arrived for that long), or the request's deadline if sooner.
+pub(crate) fn wait_until(deadline: Instant, idle_timeout: Duration) -> (Instant, &'static str) {
+    let idle = Instant::now() + idle_timeout;
+    if deadline < idle {
+        (deadline, "QUERY_TIMEOUT")
+    } else {
+        (idle, "QUERY_IDLE_TIMEOUT")
+    }
 }
 
 impl StoreClient {
@@ -304,12 +328,7 @@ impl StoreClient {
         deadline: Instant,
         fut: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, StoreError> {
-        let idle = Instant::now() + self.cfg.idle_timeout;
-        let (until, setting) = if deadline < idle {
-            (deadline, "QUERY_TIMEOUT")
-        } else {
-            (idle, "QUERY_IDLE_TIMEOUT")
-        };
+        let (until, setting) = crate::store::wait_until(deadline, self.cfg.idle_timeout);
         let started = Instant::now();
         match tokio::time::timeout_at(until, fut).await {
             Ok(r) => r.map_err(|s| StoreError::status(call, &self.cfg.endpoint, s)),

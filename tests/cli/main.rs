@@ -9,5 +9,7 @@ mod bad_input;
 mod flags;
 /// The modules of `src/` import only from those above them in `src/lib.rs`.
 mod layout;
+/// Bad input from a fake remote read server: the same guarantees over `--source remote-read`.
+mod remote_read;
 /// Telemetry entries that cannot be exported, refused at start-up.
 mod telemetry;

@@ -1,15 +1,18 @@
-//! The HTTP query limits the gRPC path does not have, on the real stack: a span and
-//! step beyond the 11,000 points per series Thanos Query answers, a Prometheus started with a
-//! low `--query.max-samples` (Thanos Query v0.42 has no such flag: its engine's limit is fixed
-//! at 2^31 - 1), and a Thanos Query with a short `--query.timeout`. HTTP refuses each; gRPC
-//! exports each, equal to what the stack's own Querier answers over HTTP.
+//! The HTTP query limits the gRPC path does not have, on the real stack: a span and step
+//! beyond the 11,000 points per series Thanos Query (and Prometheus) answers, a Prometheus
+//! started with a low `--query.max-samples` (Thanos Query v0.42 has no such flag: its engine's
+//! limit is fixed at 2^31 - 1), and a Thanos Query with a short `--query.timeout`. HTTP refuses
+//! each; gRPC exports each, equal to what the stack's own Querier answers over HTTP; remote
+//! read exports the first from Prometheus alone.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter, files, read_json, scratch,
+};
 use crate::support::stack::stack;
 
 fn export(
@@ -21,7 +24,6 @@ fn export(
     http: &str,
     extra: &[(&str, &str)],
 ) -> Output {
-    let (from, to) = (from.to_string(), to.to_string());
     let mut env = vec![
         ("STORE_ENDPOINT", store),
         ("PROMETHEUS_URL", http),
@@ -30,20 +32,8 @@ fn export(
         ("RETRIES", "1"),
     ];
     env.extend_from_slice(extra);
-    exporter(
-        &[
-            "export",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--source",
-            source,
-            "--output-dir",
-            dir.to_str().unwrap(),
-        ],
-        &env,
-    )
+    let args = export_args(source, dir, from, to);
+    exporter(&as_strs(&args, &[]), &env)
 }
 
 async fn export_async(
@@ -64,7 +54,7 @@ async fn export_async(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_than_11000_points_per_series_export_over_grpc_only() {
+async fn more_than_11000_points_per_series_export_over_grpc_and_remote_read_only() {
     // One window over the whole data at a 15 s step: 172,800 / 15 = 11,520 points per series,
     // beyond the 11,000 Thanos Query (like Prometheus) answers over HTTP.
     let s = stack();
@@ -128,10 +118,78 @@ async fn more_than_11000_points_per_series_export_over_grpc_only() {
         longest > 11_000 && longest as i64 <= span / step,
         "longest series has {longest} points"
     );
+
+    // Without Thanos: Prometheus' own HTTP API refuses the window as well, its remote read
+    // serves it, with the points the Querier's StoreAPI gave for that Prometheus' cluster
+    // (from the first step whose lookback is all inside the data: the Querier also has the
+    // day before, from object storage).
+    let prometheus_b = s.prometheus("b").to_string();
+    let mut http_b = extra.clone();
+    http_b.push(("PROMETHEUS_URL", prometheus_b.clone()));
+    let http = export_async(
+        "http",
+        dir.join("http-prometheus"),
+        s.data_from,
+        s.data_to,
+        s.thanos_grpc.clone(),
+        prometheus_b.clone(),
+        http_b,
+    )
+    .await;
+    assert_eq!(http.status.code(), Some(2), "{}", describe(&http));
+    let err = String::from_utf8_lossy(&http.stderr);
+    assert!(
+        err.contains("exceeded maximum resolution of 11,000 points per timeseries"),
+        "{err}"
+    );
+    let mut read_b = extra.clone();
+    read_b.push(("REMOTE_READ_URL", format!("{prometheus_b}/api/v1/read")));
+    let rr = export_async(
+        "remote-read",
+        dir.join("remote-read"),
+        s.data_from,
+        s.data_to,
+        s.thanos_grpc.clone(),
+        s.thanos_http.clone(),
+        read_b,
+    )
+    .await;
+    assert!(rr.status.success(), "{}", describe(&rr));
+    let read = files(&dir.join("remote-read"));
+    let of_b: Vec<String> = written
+        .iter()
+        .filter(|f| f.starts_with("k8s/prometheus/b/"))
+        .cloned()
+        .collect();
+    assert_eq!(read, of_b, "2 metrics of cluster b");
+    let settled = (s.data_from + 300) as f64;
+    let points = |path: &Path| -> Vec<(String, Vec<serde_json::Value>)> {
+        read_json(path)["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|series| {
+                let values = series["values"].as_array().unwrap();
+                let kept = values
+                    .iter()
+                    .filter(|p| p[0].as_f64().unwrap() >= settled)
+                    .cloned()
+                    .collect();
+                (series["metric"].to_string(), kept)
+            })
+            .collect()
+    };
+    let mut longest = 0;
+    for f in &read {
+        let ours = points(&dir.join("remote-read").join(f));
+        assert_eq!(ours, points(&out.join(f)), "{f}: the StoreAPI's points");
+        longest = longest.max(ours.iter().map(|(_, v)| v.len()).max().unwrap_or(0));
+    }
+    assert!(longest > 11_000, "longest series has {longest} points");
 }
 
 /// Processes the test started, killed (by their own handles) when dropped.
-struct Procs {
+pub(crate) struct Procs {
     children: Vec<(Child, PathBuf)>,
 }
 
@@ -145,14 +203,14 @@ impl Drop for Procs {
 }
 
 impl Procs {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Procs {
             children: Vec::new(),
         }
     }
 
     /// Starts `program args`, its output in `log`.
-    fn start(&mut self, program: &str, args: &[String], log: PathBuf) {
+    pub(crate) fn start(&mut self, program: &str, args: &[String], log: PathBuf) {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -164,7 +222,7 @@ impl Procs {
     }
 
     /// Waits until `ready` holds, failing early when a process exits.
-    async fn wait_for<F, Fut>(&mut self, what: &str, mut ready: F)
+    pub(crate) async fn wait_for<F, Fut>(&mut self, what: &str, mut ready: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -188,7 +246,7 @@ impl Procs {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -196,7 +254,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn thanos_script() -> String {
+pub(crate) fn thanos_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("integration/stack/thanos.sh")
         .display()
@@ -226,7 +284,7 @@ async fn stack_store_endpoints(http: &str) -> Vec<String> {
     out
 }
 
-async fn stores_seen(http: String) -> usize {
+pub(crate) async fn stores_seen(http: String) -> usize {
     let Ok(r) = reqwest::get(format!("{http}/api/v1/stores")).await else {
         return 0;
     };

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::bucket::{clear, client, objects, put};
-use crate::support::exporter::{describe, exporter_command, files, log_event, run, scratch, with};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter_command, files, log_event, run, scratch, with,
+};
 use crate::support::s3_proxy::{self, Fault};
 use crate::support::stack::{instant_query, stack, value};
 
@@ -158,25 +160,11 @@ async fn every_row_equals_thanos_query_at_the_day_end_over_grpc_and_http() {
     let s = stack();
     let dir = scratch("telemetry-parity");
     let cat = catalog(&dir);
-    let (from, to) = (s.data_from.to_string(), s.data_to.to_string());
     let mut bodies: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     for source in ["grpc", "http"] {
         let out_dir = dir.join(source);
-        let out = run(
-            &[
-                "export",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--source",
-                source,
-                "--output-dir",
-                out_dir.to_str().unwrap(),
-            ],
-            base_env(&cat),
-        )
-        .await;
+        let args = export_args(source, &out_dir, s.data_from, s.data_to);
+        let out = run(&as_strs(&args, &[]), base_env(&cat)).await;
         assert!(out.status.success(), "{source}: {}", describe(&out));
         let summary = log_event(&out, "export finished").unwrap();
         assert_eq!(summary["telemetry_days"], 2, "{source}");

@@ -15,11 +15,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storeapi_exporter::store::proto::{SeriesRequest, label_matcher::Type};
 use storeapi_exporter::store::{StoreClient, StoreConfig, matcher};
 
-use crate::support::exporter::{describe, exporter, files, read_json, scratch};
+use crate::support::exporter::{
+    as_strs, describe, export_args, exporter, files, read_json, scratch,
+};
 use crate::support::stack::{Topology, stack, topology};
 
-const PREFIX: &str = "k8s/prometheus";
-const METRICS: usize = 19;
+pub(crate) const PREFIX: &str = "k8s/prometheus";
+pub(crate) const METRICS: usize = 19;
 
 /// `export` of `[from, to)` into `dir` from `store` (gRPC source) or `http` (HTTP source).
 fn export(
@@ -30,21 +32,9 @@ fn export(
     http: &str,
     extra: &[&str],
 ) -> Output {
-    let (from, to) = (from.to_string(), to.to_string());
-    let mut args = vec![
-        "export",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--source",
-        source,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend(extra);
+    let args = export_args(source, dir, from, to);
     exporter(
-        &args,
+        &as_strs(&args, extra),
         &[
             ("STORE_ENDPOINT", store),
             ("PROMETHEUS_URL", http),
@@ -56,16 +46,16 @@ fn export(
 
 /// What a comparison covered.
 #[derive(Debug, Default)]
-struct Parity {
-    files: usize,
-    series: usize,
-    points: usize,
-    identical: usize,
+pub(crate) struct Parity {
+    pub files: usize,
+    pub series: usize,
+    pub points: usize,
+    pub identical: usize,
 }
 
 type Points = Vec<(f64, String)>;
 
-fn series_of(f: &str, v: &serde_json::Value) -> BTreeMap<String, Points> {
+pub(crate) fn series_of(f: &str, v: &serde_json::Value) -> BTreeMap<String, Points> {
     assert_eq!(v["status"], "success", "{f}");
     assert_eq!(v["data"]["resultType"], "matrix", "{f}");
     v["data"]["result"]
@@ -84,7 +74,7 @@ fn series_of(f: &str, v: &serde_json::Value) -> BTreeMap<String, Points> {
         .collect()
 }
 
-fn same_value(a: &str, b: &str) -> bool {
+pub(crate) fn same_value(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
@@ -98,7 +88,7 @@ fn same_value(a: &str, b: &str) -> bool {
 /// restricted to the keys `keep` accepts: the same keys, series, timestamps, and values within
 /// 1e-9 relative. Collects every difference before failing, and counts the gRPC points whose
 /// value is "NaN" (a staleness marker exported as a value, the known defect) apart.
-fn compare(g: &Path, h: &Path, keep: impl Fn(&str) -> bool) -> Parity {
+pub(crate) fn compare(g: &Path, h: &Path, keep: impl Fn(&str) -> bool) -> Parity {
     let gf: Vec<String> = files(g).into_iter().filter(|f| keep(f)).collect();
     let hf: Vec<String> = files(h).into_iter().filter(|f| keep(f)).collect();
     assert_eq!(gf, hf, "the same object keys");
@@ -183,11 +173,11 @@ fn parity(
     compare(&g, &h, keep)
 }
 
-fn in_cluster(cluster: &str) -> impl Fn(&str) -> bool + '_ {
+pub(crate) fn in_cluster(cluster: &str) -> impl Fn(&str) -> bool + '_ {
     move |f: &str| f.starts_with(&format!("{PREFIX}/{cluster}/"))
 }
 
-fn clusters_of(dir: &Path) -> Vec<String> {
+pub(crate) fn clusters_of(dir: &Path) -> Vec<String> {
     let mut c: Vec<String> = files(dir)
         .iter()
         .filter_map(|f| f.strip_prefix(&format!("{PREFIX}/")))
@@ -515,7 +505,7 @@ fn now() -> i64 {
 /// starting at least 30 s after the live scrapes did (so the first has data in its lookback)
 /// and ending `settle` seconds before now (scrapes, remote writes and head appends are done).
 /// Waits until the scrapes have covered them.
-fn live_windows(t: &Topology, min: i64, settle: i64) -> (i64, i64) {
+pub(crate) fn live_windows(t: &Topology, min: i64, settle: i64) -> (i64, i64) {
     let first = (t.live_from + 30 + 59).div_euclid(60) * 60;
     let ready = first + min * 60 + settle;
     if now() < ready {
@@ -530,7 +520,7 @@ fn live_windows(t: &Topology, min: i64, settle: i64) -> (i64, i64) {
     (first.max(to - 5 * 60), to)
 }
 
-const LIVE_ARGS: &[&str] = &["--time-frame", "60", "--step", "5"];
+pub(crate) const LIVE_ARGS: &[&str] = &["--time-frame", "60", "--step", "5"];
 
 #[test]
 fn live_ha_pair_and_single_prometheus_grpc_equal_http() {

@@ -1,6 +1,7 @@
 //! Thanos Query, sidecar and HTTP API faults on peers of the test's own.
 
 use super::*;
+use crate::support::exporter::window_of;
 
 /// StoreAPI timeouts short enough for a test.
 const QUERY_SHORT: [(&str, &str); 3] = [
@@ -129,15 +130,7 @@ async fn fault_one_sidecar_down_behind_a_live_querier_fails_the_window() {
     let until = dest.state_until().await.unwrap();
     let objs = dest.objects().await.unwrap();
     for (k, v) in &reference {
-        let t: i64 = k
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('_')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let t = window_of(k);
         if t < until {
             assert_eq!(objs.get(k), Some(v), "{k} of an exported window");
         }

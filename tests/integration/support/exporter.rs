@@ -19,6 +19,38 @@ pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// Runs `storeapi-exporter` to the end (see `exporter_command`).
+/// `export --from F --to T --source S --output-dir D`, for `exporter` (`as_strs`).
+pub fn export_args(source: &str, dir: &std::path::Path, from: i64, to: i64) -> Vec<String> {
+    let dir = dir.to_str().expect("a UTF-8 path");
+    [
+        "export",
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(["--source", source, "--output-dir", dir].map(str::to_string))
+    .collect()
+}
+
+/// The arguments as `&str`, with `extra` after them.
+pub fn as_strs<'a>(args: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    args.iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+/// The window start `T` of a key `…/<T>_<metric>.json.gz`.
+pub fn window_of(key: &str) -> i64 {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let t = name.split('_').next().unwrap_or_default();
+    t.parse()
+        .unwrap_or_else(|_| panic!("no window start in {key}"))
+}
+
 pub fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
     exporter_command(args, env)
         .output()

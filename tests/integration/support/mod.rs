@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod exporter;
+pub mod fake_remote_read;
 pub mod fake_store;
 pub mod peers;
 pub mod s3_proxy;

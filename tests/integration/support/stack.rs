@@ -15,6 +15,29 @@ pub struct Stack {
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
+    /// The Prometheus' HTTP addresses by instance (`a-0`, `a-1`, `b`): remote read at
+    /// `/api/v1/read`, PromQL at `/api/v1/query_range`.
+    pub prometheus: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// The HTTP address of the Prometheus of `instance`.
+    pub fn prometheus(&self, instance: &str) -> &str {
+        &self
+            .prometheus
+            .iter()
+            .find(|(i, _)| i == instance)
+            .unwrap_or_else(|| panic!("no Prometheus {instance} in {:?}", self.prometheus))
+            .1
+    }
+}
+
+/// `a=x b=y` as pairs.
+fn pairs(v: &str) -> Vec<(String, String)> {
+    v.split_whitespace()
+        .filter_map(|s| s.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The stack's env file (`STACK_DIR/env`), parsed once.
@@ -63,6 +86,7 @@ pub fn stack() -> &'static Stack {
         bucket: get("S3_BUCKET"),
         access_key: get("AWS_ACCESS_KEY_ID"),
         secret_key: get("AWS_SECRET_ACCESS_KEY"),
+        prometheus: pairs(&get("PROMETHEUS_URLS")),
     })
 }
 
@@ -94,6 +118,10 @@ pub struct Topology {
     /// The cluster whose Prometheus only remote-writes to the receiver, and its tenant.
     pub receive_cluster: String,
     pub receive_tenant: String,
+    /// Grafana Mimir (HTTP; remote read at `/prometheus/api/v1/read`), fed by that same
+    /// Prometheus under this tenant.
+    pub mimir_http: String,
+    pub mimir_tenant: String,
 }
 
 pub fn topology() -> &'static Topology {
@@ -108,11 +136,7 @@ pub fn topology() -> &'static Topology {
         Topology {
             store_grpc: get("THANOS_STORE_GRPC"),
             receive_grpc: get("THANOS_RECEIVE_GRPC"),
-            sidecars: get("SIDECARS")
-                .split_whitespace()
-                .filter_map(|s| s.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            sidecars: pairs(&get("SIDECARS")),
             compact_grpc: get("THANOS_COMPACT_GRPC"),
             compact_http: get("THANOS_COMPACT_HTTP"),
             tls_grpc: get("THANOS_TLS_GRPC"),
@@ -126,6 +150,8 @@ pub fn topology() -> &'static Topology {
             live_interval: int("LIVE_INTERVAL"),
             receive_cluster: get("RECEIVE_CLUSTER"),
             receive_tenant: get("RECEIVE_TENANT"),
+            mimir_http: get("MIMIR_HTTP"),
+            mimir_tenant: get("MIMIR_TENANT"),
         }
     })
 }
