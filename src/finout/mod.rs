@@ -30,11 +30,11 @@ pub struct OutputFile {
     pub series: usize,
 }
 
-/// The gzip level of every file, chosen by measurement on the bench's files (docs/
-/// benchmarks.md, "Writing"): level 1 compresses 3.3x faster than the default 6 for files 1.4x
-/// larger (12.6 % of the JSON instead of 9.0 %); compression was the largest part of the
-/// exporter's CPU per point.
-pub const GZIP_LEVEL: u32 = 1;
+/// The gzip level of every file, chosen by measurement with zlib-rs on the bench's files (docs/
+/// benchmarks.md, "Writing"): level 2 compresses 2.5x faster than the default 6 for files
+/// 1.23x larger; level 1 (zlib-rs' quick strategy) saves little more CPU for files twice as
+/// large.
+pub const GZIP_LEVEL: u32 = 2;
 
 /// A gzip stream with a fixed header (no name, mtime 0), so equal bodies give equal bytes.
 fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
