@@ -3,8 +3,14 @@
 //! as Prometheus cuts them, and an HA pair 3.2 s apart for the deduplicating path.
 //!
 //! `cargo bench --bench core` prints samples per second (Criterion's "elem/s").
+//!
+//! The `writing` group measures what every output point costs once evaluated: its value
+//! formatted (`format_value` against std's `Display`, the code it replaced) and the file
+//! compressed at each gzip level, on real files when `GZIP_STUDY_DIR` names a directory of
+//! exported `.json.gz` files (the bench's), else on a rendered synthetic file.
 
 use std::hint::black_box;
+use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use storeapi_exporter::chunk::{XorIter, decode_into, encode};
@@ -195,5 +201,119 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decoder, engine);
+/// The values the catalog writes: request sizes, byte counts, per-second rates.
+fn output_values(n: usize) -> Vec<f64> {
+    let mut rng = Rng(7);
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => [0.05, 0.1, 0.25, 0.5, 1.0, 2.0][(rng.next() % 6) as usize],
+            1 => ((rng.next() % 1_000_000) * 4096) as f64,
+            2 => rng.unit() * 2.0,
+            _ => rng.unit() * 5e6 / 60.0,
+        })
+        .collect()
+}
+
+fn study_bodies() -> Vec<Vec<u8>> {
+    let Ok(dir) = std::env::var("GZIP_STUDY_DIR") else {
+        // a rendered file: 500 series of 60 points
+        let mut body =
+            String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+        let vals = output_values(60 * 500);
+        for (i, chunk) in vals.chunks(60).enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"metric":{{"cluster":"a","container":"c{i}","namespace":"team-a","node":"ip-10-0-{}-1.ec2.internal","pod":"api{i}-5d8f7c9b4-x2k{i}"}},"values":["#,
+                i % 40
+            ));
+            for (k, v) in chunk.iter().enumerate() {
+                if k > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("[{},\"", 1_761_868_800 + 60 * k));
+                storeapi_exporter::query_range::format_value(*v, &mut body);
+                body.push_str("\"]");
+            }
+            body.push_str("]}");
+        }
+        body.push_str("]}}");
+        return vec![body.into_bytes()];
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("GZIP_STUDY_DIR is readable") {
+            let p = e.expect("a directory entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".json.gz") {
+                let mut body = Vec::new();
+                flate2::read::GzDecoder::new(std::fs::File::open(&p).expect("a file"))
+                    .read_to_end(&mut body)
+                    .expect("a gzip file");
+                out.push(body);
+            }
+        }
+    }
+    out
+}
+
+fn gzip_at(body: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::new(level));
+    enc.write_all(body).unwrap();
+    enc.finish().unwrap()
+}
+
+fn writing(c: &mut Criterion) {
+    let values = output_values(100_000);
+    let mut g = c.benchmark_group("writing");
+    g.throughput(Throughput::Elements(values.len() as u64));
+    g.bench_function("format_value", |b| {
+        let mut out = String::with_capacity(values.len() * 24);
+        b.iter(|| {
+            out.clear();
+            for v in &values {
+                storeapi_exporter::query_range::format_value(*v, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    g.bench_function("std_display", |b| {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(values.len() * 24);
+        b.iter(|| {
+            out.clear();
+            for v in &values {
+                let _ = write!(out, "{v}");
+            }
+            black_box(out.len())
+        })
+    });
+    let bodies = study_bodies();
+    let raw: usize = bodies.iter().map(Vec::len).sum();
+    g.throughput(Throughput::Bytes(raw as u64));
+    g.sample_size(10);
+    for level in [1, 2, 3, 4, 6, 9] {
+        let packed: usize = bodies.iter().map(|b| gzip_at(b, level).len()).sum();
+        eprintln!(
+            "gzip level {level}: {} files, {raw} bytes -> {packed} bytes ({:.2}%)",
+            bodies.len(),
+            packed as f64 * 100.0 / raw as f64
+        );
+        g.bench_function(format!("gzip_level_{level}"), |b| {
+            b.iter(|| {
+                for body in &bodies {
+                    black_box(gzip_at(body, level));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decoder, engine, writing);
 criterion_main!(benches);

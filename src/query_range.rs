@@ -9,8 +9,14 @@ use crate::model::{Series, Steps};
 
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus renders
 /// sample values: the shortest decimal that round-trips, never an exponent.
+///
+/// Every output point goes through here, so it allocates nothing: `zmij` finds the shortest
+/// digits on the stack, faster than `write!` with std's Grisu and its `fmt::Formatter`
+/// machinery (docs/benchmarks.md, "Writing"), and its scientific form, when it picks one, is
+/// rewritten as a plain decimal. Like Go, and unlike std's `Display`, zmij rounds a tie
+/// between two shortest candidates to the even digit (`233115890514796.12`, as Prometheus
+/// writes it; std wrote `…96.13`).
 pub fn format_value(v: f64, out: &mut String) {
-    use std::fmt::Write as _;
     if v.is_nan() {
         out.push_str("NaN");
     } else if v == f64::INFINITY {
@@ -18,8 +24,59 @@ pub fn format_value(v: f64, out: &mut String) {
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
     } else {
-        // Rust's Display prints the shortest round-tripping digits without an exponent.
-        let _ = write!(out, "{v}");
+        let mut buf = zmij::Buffer::new();
+        plain_decimal(buf.format_finite(v), out);
+    }
+}
+
+/// Rewrites `zmij`'s shortest representation (`12.5`, `3.0`, `-1.5e-7`, `1e+21`) as Go's
+/// `'f'` format writes the same digits (`12.5`, `3`, `-0.00000015`, `1000000000000000000000`).
+fn plain_decimal(s: &str, out: &mut String) {
+    let (sign, s) = match s.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", s),
+    };
+    out.push_str(sign);
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        // an integral value comes as `3.0`: Go writes `3`
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        return;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // the digits are int ++ frac, the decimal point after the first `point` of them
+    let point = int.len() as i32 + exp;
+    let ndigits = (int.len() + frac.len()) as i32;
+    if point <= 0 {
+        out.push_str("0.");
+        push_zeros(-point as usize, out);
+        out.push_str(int);
+        out.push_str(frac);
+    } else if point >= ndigits {
+        out.push_str(int);
+        out.push_str(frac);
+        push_zeros((point - ndigits) as usize, out);
+    } else if point as usize <= int.len() {
+        let (head, tail) = int.split_at(point as usize);
+        out.push_str(head);
+        out.push('.');
+        out.push_str(tail);
+        out.push_str(frac);
+    } else {
+        let (head, tail) = frac.split_at(point as usize - int.len());
+        out.push_str(int);
+        out.push_str(head);
+        out.push('.');
+        out.push_str(tail);
+    }
+}
+
+fn push_zeros(mut n: usize, out: &mut String) {
+    const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    while n > 0 {
+        let k = n.min(ZEROS.len());
+        out.push_str(&ZEROS[..k]);
+        n -= k;
     }
 }
 
@@ -191,6 +248,18 @@ mod tests {
         assert_eq!(f(f64::INFINITY), "+Inf");
         assert_eq!(f(f64::NEG_INFINITY), "-Inf");
         assert_eq!(f(123456789.123), "123456789.123");
+        // ties between two shortest candidates: Go rounds to the even digit where std's
+        // Display (the previous implementation) rounded up; outputs of Go 1.26's FormatFloat
+        for (bits, go) in [
+            (0x42ea_8090_bb0f_6d84_u64, "233115890514796.12"),
+            (0xc31c_b54f_6b43_4481, "-2020163013628192.2"),
+            (0x4318_6486_17b9_f199, "1716481631878246.2"),
+            (0xc2d9_160c_2c1b_5228, "-110329936768328.62"),
+            (0xc2dc_8a06_bcad_6008, "-125516576372096.12"),
+            (0x4306_6d13_de51_1b02, "789047698662240.2"),
+        ] {
+            assert_eq!(f(f64::from_bits(bits)), go, "bits {bits:#x}");
+        }
     }
 
     #[test]
@@ -215,6 +284,68 @@ mod tests {
             render([].iter(), &steps),
             r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#
         );
+    }
+
+    #[test]
+    fn values_like_std_display_everywhere() {
+        // std's Display prints the shortest round-tripping digits without an exponent, as Go's
+        // 'f' format does: the reference for every magnitude, subnormals and extremes included,
+        // except ties (below)
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut values = vec![
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            1e15,
+            1e16,
+            1e17,
+            123456789012345680.0,
+            0.001,
+            0.0001,
+            1e-5,
+            1e23,
+            4096.0 * 12345.0,
+            2.5e-3,
+        ];
+        for _ in 0..200_000 {
+            values.push(f64::from_bits(next()));
+            // the values the catalog produces: rates, byte counts, fractions of a core
+            let scale = 10f64.powi((next() % 40) as i32 - 20);
+            values.push((next() % 1_000_000) as f64 * scale);
+            values.push((next() % 100_000) as f64 / 60.0);
+        }
+        let mut ties = 0;
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            let mut s = String::new();
+            format_value(v, &mut s);
+            let std = format!("{v}");
+            if s == std {
+                continue;
+            }
+            // std rounds a tie between two shortest candidates up, Go (and zmij) to the even
+            // digit: both round-trip, same length, one unit apart in the last digit
+            ties += 1;
+            assert_eq!(parse_value(&s).map(f64::to_bits), Some(v.to_bits()), "{s}");
+            assert_eq!(s.len(), std.len(), "{s} vs {std}");
+            let (a, b) = (s.as_bytes(), std.as_bytes());
+            assert_eq!(a[..a.len() - 1], b[..b.len() - 1], "{s} vs {std}");
+            assert_eq!(
+                (a[a.len() - 1] - b'0') % 2,
+                0,
+                "{s} vs {std}: not the even digit"
+            );
+        }
+        assert!(ties < 100, "{ties} ties");
     }
 
     #[test]

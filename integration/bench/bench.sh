@@ -17,8 +17,15 @@
 # BENCH_CONCURRENCY ("1 4 16": --concurrency values tried on the 24 h gRPC export),
 # BENCH_BASE_PORT (29000), BENCH_STACK_DIR (target/stack-bench), and the DATA_* variables of
 # up.sh.
+#
+# `bench.sh scale` runs the scale benchmark instead (below, `scale`): the 22k, 110k and largest
+# sets, one stack each.
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
+
+if [ "${1:-}" = scale ]; then
+  exec bash "$REPO_ROOT/integration/bench/scale.sh"
+fi
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 export STACK_DIR=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}

@@ -23,6 +23,9 @@ What is in the data, because it breaks naive exporters:
     churning every hour), a StatefulSet pod that moves to another node (same name, new uid),
     GPU requests, and a 12-minute scrape gap of one node's kubelet in every cluster.
 
+Spans are whole days (--days) or hours (--hours): the scale sets (up to a million active
+series over 20 clusters) span only the hours an export reads.
+
 Deterministic: everything derives from --seed and the flags. Timestamps are integer
 milliseconds; values are written with Python's repr, which round-trips float64 exactly.
 """
@@ -85,12 +88,13 @@ class Model:
     def __init__(self, args):
         self.args = args
         self.start_ms = args.start * 1000
-        self.end_ms = (args.start + args.days * 86400) * 1000
+        self.hours = span_hours(args)
+        self.end_ms = self.start_ms + self.hours * HOUR * 1000
         self.interval_ms = args.interval * 1000
-        self.hours = args.days * 24
         # instance name -> (cluster, replica, scrape delay ms, gaps)
         self.instances = {}
-        self.series = {}  # cluster -> [Series]
+        self.clusters = {}  # cluster -> its index
+        self._series = {}  # cluster -> [Series], built on first use
         for ci in range(args.clusters):
             name = chr(ord("a") + ci)
             if ci == 0 and args.ha:
@@ -98,7 +102,15 @@ class Model:
                 self.instances[f"{name}-1"] = (name, f"{name}-1", 3200, [])
             else:
                 self.instances[name] = (name, name, 0, [])
-            self.series[name] = self._cluster(name, ci)
+            self.clusters[name] = ci
+
+    def series(self, cluster):
+        """The series of one cluster. Built lazily: a slice job of a 20-cluster set needs only
+        its own cluster's, and each cluster draws from its own random stream, so the result
+        does not depend on which clusters were built before."""
+        if cluster not in self._series:
+            self._series[cluster] = self._cluster(cluster, self.clusters[cluster])
+        return self._series[cluster]
 
     def _replica_gap(self):
         # Replica 0 of the HA pair restarts: 15 minutes without any scrape, on day 1.
@@ -383,6 +395,10 @@ class Model:
         return [(t, self.value(s, t)) for t in times[i:j]]
 
 
+def span_hours(args):
+    return args.hours if args.hours else args.days * 24
+
+
 def hash_int(*parts):
     h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(h, "little")
@@ -392,7 +408,7 @@ def series_list(model, cluster):
     """Every series once per target: the duplicated kube-state-metrics target repeats the kube_*
     series with its own instance label."""
     out = []
-    for s in model.series[cluster]:
+    for s in model.series(cluster):
         out.append((s, s.target))
         if s.dup is not None:
             tl, th = s.dup.life
@@ -450,7 +466,7 @@ def instant(model, inst, s, t):
 
 def truth(model):
     checks = []
-    for cluster in sorted(model.series):
+    for cluster in sorted(model.clusters):
         insts = [i for i, v in model.instances.items() if v[0] == cluster]
         pairs = series_list(model, cluster)
         for h in range(model.hours):
@@ -497,6 +513,9 @@ def main():
                     help="first timestamp, unix seconds, a whole hour "
                          "(default 2025-10-31T00:00Z: the data spans a month boundary)")
     ap.add_argument("--days", type=int, default=2)
+    ap.add_argument("--hours", type=int,
+                    help="span in hours instead of --days: a million-series set is built "
+                         "for the few hours one export reads, not for days")
     ap.add_argument("--interval", type=int, default=30, help="scrape interval, seconds")
     ap.add_argument("--clusters", type=int, default=2)
     ap.add_argument("--ha", type=int, default=1, help="1: the first cluster is an HA pair")
@@ -517,7 +536,7 @@ def main():
     if args.nodes < 2:
         sys.exit("error: --nodes must be at least 2 (a pod moves between nodes)")
     model = Model(args)
-    nslices = math.ceil(args.days * 24 / args.slice_hours)
+    nslices = math.ceil(model.hours / args.slice_hours)
     if args.list:
         for inst, (cluster, replica, _, _) in model.instances.items():
             print(inst, cluster, replica)
@@ -526,7 +545,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     if args.truth:
         with open(os.path.join(args.out, "truth.json"), "w") as f:
-            json.dump({"start": args.start, "end": args.start + args.days * 86400,
+            json.dump({"start": args.start, "end": args.start + model.hours * HOUR,
                        "instances": {i: {"cluster": v[0], "replica": v[1]}
                                      for i, v in model.instances.items()},
                        "checks": truth(model)}, f, indent=1)

@@ -34,7 +34,9 @@
 #
 # `up.sh --check` only tells, by its exit status, whether the stack is up.
 #
-# Settings (environment): DATA_DAYS, DATA_INTERVAL, DATA_NODES, DATA_PODS, DATA_BATCH,
+# `up.sh --data` only builds (or finds) the cached data and prints its directory.
+#
+# Settings (environment): DATA_DAYS (or DATA_HOURS), DATA_INTERVAL, DATA_NODES, DATA_PODS, DATA_BATCH,
 # DATA_CLUSTERS, DATA_SEED, DATA_START (see gen_data.py --help), STACK_BASE_PORT (default
 # 19000), STACK_DIR (default target/stack), STOREAPI_CACHE_DIR, S3_SERVER (minio|s3s-fs),
 # STACK_TOPOLOGY (full|minimal), LIVE_INTERVAL (scrape interval in seconds, default 2),
@@ -47,7 +49,8 @@ LIVE_INTERVAL=${LIVE_INTERVAL:-2}
 LIVE_SEED=${LIVE_SEED:-1}
 
 # Ports, all derived from the base so that several stacks can run side by side.
-# Prometheus i listens on BASE+90+i, its sidecar on BASE+910+i (gRPC) and BASE+920+i (HTTP).
+# Prometheus i listens on BASE+90+i, its sidecar on BASE+910+i (gRPC) and BASE+920+i (HTTP);
+# from the eleventh instance on, its sidecar on BASE+1000+i and BASE+1100+i.
 BASE_PORT=${STACK_BASE_PORT:-19000}
 S3_PORT=$((BASE_PORT + 0))
 TARGET_PORT=$((BASE_PORT + 80))
@@ -73,14 +76,19 @@ MIMIR_GRPC_PORT=$((BASE_PORT + 972))
 MIMIR_MEMBERLIST_PORT=$((BASE_PORT + 973))
 MIMIR_PROXY_PORT=$((BASE_PORT + 974))
 
-data_args() { # start days: gen_data.py's arguments for that range
-  echo --days "$2" --interval "${DATA_INTERVAL:-30}" --nodes "${DATA_NODES:-3}" \
+data_args() { # start span (days, or hours with an h suffix): gen_data.py's arguments for that range
+  local span="--days $2"
+  [[ $2 == *h ]] && span="--hours ${2%h}"
+  echo $span --interval "${DATA_INTERVAL:-30}" --nodes "${DATA_NODES:-3}" \
     --pods "${DATA_PODS:-16}" --batch-per-hour "${DATA_BATCH:-2}" \
     --clusters "${DATA_CLUSTERS:-2}" --seed "${DATA_SEED:-1}" --start "$1" \
     --slice-hours "${DATA_SLICE_HOURS:-24}"
 }
 DATA_START=${DATA_START:-1761868800}
-read -ra GEN_ARGS <<<"$(data_args "$DATA_START" "${DATA_DAYS:-2}")"
+# DATA_HOURS, when set, wins over DATA_DAYS: the scale sets span only the hours they export
+DATA_SPAN=${DATA_DAYS:-2}
+[ -n "${DATA_HOURS:-}" ] && DATA_SPAN=${DATA_HOURS}h
+read -ra GEN_ARGS <<<"$(data_args "$DATA_START" "$DATA_SPAN")"
 # The day before the data: only object storage has it (blocks uploaded to the bucket only).
 STORE_ONLY_FROM=$((DATA_START - 86400))
 read -ra STORE_ONLY_ARGS <<<"$(data_args "$STORE_ONLY_FROM" 1)"
@@ -441,6 +449,10 @@ main() {
     stack_healthy # exit status only: is the stack up?
     return
   fi
+  if [ "${1:-}" = --data ]; then
+    cached_data "${GEN_ARGS[@]}" # builds the data set once, starts nothing
+    return
+  fi
   if stack_healthy; then
     log "stack already running"
     cat "$STACK_DIR/env"
@@ -501,6 +513,8 @@ main() {
   for line in "${instances[@]}"; do
     read -r inst cluster replica <<<"$line"
     local pp=$((BASE_PORT + 90 + i)) sg=$((BASE_PORT + 910 + i)) sh=$((BASE_PORT + 920 + i))
+    # the eleventh instance on (the 20-cluster scale set) would collide with the ports above
+    if [ "$i" -ge 10 ]; then sg=$((BASE_PORT + 1000 + i)) sh=$((BASE_PORT + 1100 + i)); fi
     need_ports "$pp" "$sg" "$sh"
     local dir="$STACK_DIR/run/prom-$inst"
     mkdir -p "$dir/data"

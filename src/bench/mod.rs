@@ -7,6 +7,7 @@ mod child;
 mod querier;
 mod render;
 mod report;
+mod stack;
 #[cfg(test)]
 mod tests;
 
@@ -110,6 +111,13 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
         .build()
         .map_err(|e| BenchError::Invalid(format!("cannot build the HTTP client: {e}")))?;
     querier_sample(&client, &metrics_url).await?;
+    let stack = match &args.stack_pids {
+        Some(dir) => Arc::new(stack::read_pid_dir(dir)?),
+        None => Arc::new(Vec::new()),
+    };
+    if args.stack_pids.is_some() {
+        info!(processes = stack.len(), "sampling the stack's processes");
+    }
 
     let exe = std::env::current_exe().map_err(io("locating", Path::new("the executable")))?;
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -155,16 +163,21 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
             let before = querier_sample(&client, &metrics_url).await?;
             let stop = Arc::new(AtomicBool::new(false));
             let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let stack_before = stack::snapshot(&stack);
             let sampler = tokio::spawn(sample_peaks(
                 client.clone(),
                 metrics_url.clone(),
                 stop.clone(),
                 pid.clone(),
+                stack.clone(),
             ));
             let child = run_child(&exe, &cmd_args, &log, v, round, pid).await;
             stop.store(true, Ordering::SeqCst);
-            let (q_peak, c_peak) = sampler.await.unwrap_or((0, 0));
+            let (q_peak, c_peak, stack_peaks) =
+                sampler.await.unwrap_or((0, 0, vec![0; stack.len()]));
+            let stack_after = stack::snapshot(&stack);
             let after = querier_sample(&client, &metrics_url).await?;
+            let stack_figures = stack::figures(&stack, &stack_before, &stack_after, &stack_peaks);
             let child = child?;
             let r = Run {
                 round,
@@ -178,6 +191,9 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
                 files: child.summary.files_written,
                 series: child.summary.series,
                 samples: child.summary.samples,
+                stack_cpu_seconds: stack_figures.values().map(|f| f.cpu_seconds).sum(),
+                stack_peak_rss_bytes: stack_figures.values().map(|f| f.peak_rss_bytes).sum(),
+                stack: stack_figures,
             };
             info!(
                 source = v.name(),
@@ -185,6 +201,7 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
                 wall_s = r.wall_seconds,
                 querier_cpu_s = r.querier_cpu_seconds,
                 exporter_peak_rss_bytes = r.exporter_peak_rss_bytes,
+                stack_cpu_s = r.stack_cpu_seconds,
                 "bench run finished"
             );
             runs.entry(v).or_default().push(r);
@@ -203,6 +220,8 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
         }
     }
     let outputs_agree = !agreement.is_empty() && agreement.values().all(Agreement::agree);
+    // every source wrote the same points when they agree: the HTTP files' count serves all
+    let output_points = agreement.values().map(|a| a.points).max().unwrap_or(0);
     let report = Report {
         from: args.from,
         to: args.to,
@@ -216,24 +235,33 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
         version: env!("CARGO_PKG_VERSION"),
         sources: runs
             .into_iter()
-            .map(|(v, r)| (v.name(), SourceReport::from_runs(r)))
+            .map(|(v, r)| {
+                let mut s = SourceReport::from_runs(r);
+                if output_points > 0 {
+                    s.exporter_ns_per_point = s.exporter_cpu_seconds * 1e9 / output_points as f64;
+                }
+                (v.name(), s)
+            })
             .collect(),
         agreement,
         outputs_agree,
+        output_points,
     };
     write_report(&args.out, &report)?;
     Ok(report)
 }
 
-/// Polls the Querier's resident memory and the exporter's VmHWM until `stop`; returns both
-/// peaks.
+/// Polls the Querier's resident memory, the exporter's VmHWM and every stack process'
+/// resident memory until `stop`; returns the peaks.
 async fn sample_peaks(
     client: reqwest::Client,
     url: String,
     stop: Arc<AtomicBool>,
     pid: Arc<std::sync::atomic::AtomicU32>,
-) -> (u64, u64) {
+    stack: Arc<Vec<stack::StackProcess>>,
+) -> (u64, u64, Vec<u64>) {
     let (mut querier, mut exporter) = (0u64, 0u64);
+    let mut stack_peaks = vec![0u64; stack.len()];
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stop.load(Ordering::SeqCst) {
@@ -245,8 +273,11 @@ async fn sample_peaks(
         if p != 0 {
             exporter = exporter.max(vm_hwm(&p.to_string()));
         }
+        for (peak, p) in stack_peaks.iter_mut().zip(stack.iter()) {
+            *peak = (*peak).max(stack::rss_bytes(p.pid));
+        }
     }
-    (querier, exporter)
+    (querier, exporter, stack_peaks)
 }
 
 async fn run_child(

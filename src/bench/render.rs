@@ -83,6 +83,22 @@ fn rows() -> Vec<Row> {
             |s| mb(s.querier_peak_rss_bytes),
             Some(|s| s.querier_peak_rss_bytes as f64),
         ),
+        (
+            "stack CPU",
+            |s| {
+                if s.stack_cpu_by_kind.is_empty() {
+                    "not sampled".into()
+                } else {
+                    format!("{:.2} s", s.stack_cpu_seconds)
+                }
+            },
+            Some(|s| s.stack_cpu_seconds),
+        ),
+        (
+            "exporter CPU per point",
+            |s| format!("{:.0} ns", s.exporter_ns_per_point),
+            Some(|s| s.exporter_ns_per_point),
+        ),
         ("files", |s| count(s.files), None),
         ("series", |s| count(s.series), None),
         ("samples", |s| count(s.samples), None),
@@ -196,6 +212,9 @@ pub fn render_markdown(r: &Report) -> String {
             out.push_str(&format!("- {name}: {d}\n"));
         }
     }
+    if r.sources.values().any(|s| !s.stack_cpu_by_kind.is_empty()) {
+        out.push_str(&stack_table(r));
+    }
     out.push_str("\nRuns:\n\n| source | round | wall s | querier CPU s | exporter CPU s | exporter peak RSS | querier peak RSS |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for (name, s) in &r.sources {
         for run in &s.runs {
@@ -209,6 +228,35 @@ pub fn render_markdown(r: &Report) -> String {
                 mb(run.querier_peak_rss_bytes)
             ));
         }
+    }
+    out
+}
+
+/// CPU seconds per kind of stack process, per source: where the stack's work goes.
+fn stack_table(r: &Report) -> String {
+    let names: Vec<&str> = r.ordered().iter().map(|(n, _)| *n).collect();
+    let kinds: std::collections::BTreeSet<&String> = r
+        .sources
+        .values()
+        .flat_map(|s| s.stack_cpu_by_kind.keys())
+        .collect();
+    let mut out = format!(
+        "\nStack CPU per kind of process (median run; every pid file of the stack):\n\n| process | {} | http/grpc |\n|---|{}---:|\n",
+        names.join(" | "),
+        "---:|".repeat(names.len())
+    );
+    for k in kinds {
+        let get = |s: &SourceReport| s.stack_cpu_by_kind.get(k).copied().unwrap_or(0.0);
+        let cells: Vec<String> = r
+            .ordered()
+            .into_iter()
+            .map(|(_, s)| format!("{:.2} s", get(s)))
+            .collect();
+        let ratio = match (r.sources.get("grpc"), r.sources.get("http")) {
+            (Some(g), Some(h)) if get(g) > 0.0 => format!("{:.1}x", get(h) / get(g)),
+            _ => String::new(),
+        };
+        out.push_str(&format!("| {k} | {} | {ratio} |\n", cells.join(" | ")));
     }
     out
 }

@@ -1,9 +1,11 @@
 //! What the benchmark measured: per run, per source (the median run), and the whole report
 //! as bench.json holds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+
+use super::stack::{ProcessFigures, kind};
 
 /// One export run of one source.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -21,6 +23,12 @@ pub struct Run {
     pub files: u64,
     pub series: u64,
     pub samples: u64,
+    /// user + system CPU of every stack process (`--stack-pids`), summed.
+    pub stack_cpu_seconds: f64,
+    /// The stack processes' peak resident memory during the run, summed.
+    pub stack_peak_rss_bytes: u64,
+    /// Per stack process.
+    pub stack: BTreeMap<String, ProcessFigures>,
 }
 
 /// A source's figures: the run with the median wall time, and every run.
@@ -35,6 +43,13 @@ pub struct SourceReport {
     pub files: u64,
     pub series: u64,
     pub samples: u64,
+    pub stack_cpu_seconds: f64,
+    pub stack_peak_rss_bytes: u64,
+    /// Median CPU seconds per kind of stack process (`prometheus`, `sidecar`, `query`, …).
+    pub stack_cpu_by_kind: BTreeMap<String, f64>,
+    /// Exporter CPU per point written (the points of the HTTP source's files), 0 when the
+    /// outputs were not compared.
+    pub exporter_ns_per_point: f64,
     pub runs: Vec<Run>,
 }
 
@@ -53,6 +68,31 @@ impl SourceReport {
             files: med_u(|r| r.files),
             series: med_u(|r| r.series),
             samples: med_u(|r| r.samples),
+            stack_cpu_seconds: med_f(|r| r.stack_cpu_seconds),
+            stack_peak_rss_bytes: med_u(|r| r.stack_peak_rss_bytes),
+            stack_cpu_by_kind: {
+                let kinds: BTreeSet<String> = runs
+                    .iter()
+                    .flat_map(|r| r.stack.keys().map(|n| kind(n).to_string()))
+                    .collect();
+                kinds
+                    .into_iter()
+                    .map(|k| {
+                        let per_run = runs
+                            .iter()
+                            .map(|r| {
+                                r.stack
+                                    .iter()
+                                    .filter(|(n, _)| kind(n) == k)
+                                    .map(|(_, f)| f.cpu_seconds)
+                                    .sum()
+                            })
+                            .collect();
+                        (k, median(per_run))
+                    })
+                    .collect()
+            },
+            exporter_ns_per_point: 0.0,
             runs,
         }
     }
@@ -106,6 +146,8 @@ pub struct Report {
     /// Each other source's output compared with the HTTP source's (the oracle).
     pub agreement: BTreeMap<&'static str, Agreement>,
     pub outputs_agree: bool,
+    /// Points in the files written (the HTTP source's), 0 when not compared.
+    pub output_points: u64,
 }
 
 impl Report {

@@ -5,6 +5,7 @@ use crate::bench::child::ExportSummary;
 use crate::bench::querier::metric_value;
 use crate::bench::render::count;
 use crate::bench::report::median;
+use crate::bench::stack::{ProcessFigures, figures, kind, parse_cpu_ticks, read_pid_dir};
 
 const METRICS: &str =
     "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
@@ -181,6 +182,30 @@ fn report() -> Report {
             files: 912,
             series: 21_000,
             samples: 12_345_678,
+            stack_cpu_seconds: cpu * 2.0,
+            stack: BTreeMap::from([
+                (
+                    "query".to_string(),
+                    ProcessFigures {
+                        cpu_seconds: cpu,
+                        peak_rss_bytes: 1,
+                    },
+                ),
+                (
+                    "sidecar-a-0".to_string(),
+                    ProcessFigures {
+                        cpu_seconds: cpu / 2.0,
+                        peak_rss_bytes: 1,
+                    },
+                ),
+                (
+                    "sidecar-b".to_string(),
+                    ProcessFigures {
+                        cpu_seconds: cpu / 2.0,
+                        peak_rss_bytes: 1,
+                    },
+                ),
+            ]),
             ..Default::default()
         }])
     };
@@ -209,6 +234,7 @@ fn report() -> Report {
             },
         )]),
         outputs_agree: true,
+        output_points: 1_000_000,
     }
 }
 
@@ -233,7 +259,15 @@ fn renders_table_markdown_and_chart() {
 
     let svg = render_svg(&r);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<rect x=").count(), 2 + 6 * 2, "legend + bars");
+    assert_eq!(svg.matches("<rect x=").count(), 2 + 8 * 2, "legend + bars");
+    assert!(
+        md.contains("| stack CPU | 3.00 s | 60.00 s | 20.0x |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| sidecar | 1.50 s | 30.00 s | 20.0x |"),
+        "{md}"
+    );
     assert!(svg.contains("http/grpc 20.0x"));
 
     let json = serde_json::to_value(&r).unwrap();
@@ -259,4 +293,35 @@ fn thousands_separators() {
     assert_eq!(count(999), "999");
     assert_eq!(count(1000), "1,000");
     assert_eq!(count(12_345_678), "12,345,678");
+}
+
+#[test]
+fn stack_processes_from_pid_files_and_proc() {
+    // a command name with spaces and parentheses, as /proc/PID/stat may show
+    let stat =
+        "4242 (thanos (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 12 0 9999 0 0";
+    assert_eq!(parse_cpu_ticks(stat), Some(325));
+    assert_eq!(parse_cpu_ticks("garbage"), None);
+    assert_eq!(kind("prometheus-a-0"), "prometheus");
+    assert_eq!(kind("query"), "query");
+
+    let me = std::process::id();
+    let root = std::env::temp_dir().join(format!("bench-stack-test-{me}"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("query.pid"), format!("{me} 123\n")).unwrap();
+    // a process that is gone, and a file that is no pid file, are skipped
+    std::fs::write(root.join("sidecar-b.pid"), "4194304999 1\n").unwrap();
+    std::fs::write(root.join("notes.txt"), "1").unwrap();
+    let procs = read_pid_dir(&root).unwrap();
+    assert_eq!(procs.len(), 1);
+    assert_eq!((procs[0].name.as_str(), procs[0].pid), ("query", me));
+    let f = figures(&procs, &[Some(100)], &[Some(350)], &[7]);
+    assert_eq!(
+        f["query"],
+        ProcessFigures {
+            cpu_seconds: 2.5,
+            peak_rss_bytes: 7
+        }
+    );
+    std::fs::remove_dir_all(&root).unwrap();
 }

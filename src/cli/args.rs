@@ -377,6 +377,10 @@ pub struct BenchArgs {
     /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses).
     #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
     pub sources: Vec<Variant>,
+    /// Directory of the stack's pid files (`<name>.pid`, the pid first): the CPU and peak
+    /// memory of every process (Prometheus, sidecars, store gateways, Querier) per run.
+    #[arg(long, env = "BENCH_STACK_PIDS")]
+    pub stack_pids: Option<PathBuf>,
 }
 
 /// One way of exporting, run as `export --source …`.
