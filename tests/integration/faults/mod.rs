@@ -67,24 +67,7 @@ impl Dest {
                 )
             }
             Dest::S3 { endpoint, prefix } => {
-                let c = s3_client(endpoint);
-                let bucket = &stack().bucket;
-                let mut out = BTreeMap::new();
-                let mut pages = c
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(format!("{prefix}/"))
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    for o in page.ok()?.contents() {
-                        let key = o.key().unwrap().to_string();
-                        let body = c.get_object().bucket(bucket).key(&key).send().await.ok()?;
-                        let bytes = body.body.collect().await.ok()?.into_bytes().to_vec();
-                        out.insert(key[prefix.len() + 1..].to_string(), bytes);
-                    }
-                }
-                Some(out)
+                crate::support::bucket::objects_in(&s3_client(endpoint), prefix).await
             }
         }
     }

@@ -27,7 +27,14 @@ pub fn client() -> aws_sdk_s3::Client {
 
 /// Every object under `prefix/` with its bytes, keyed relative to the prefix.
 pub async fn objects(prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let c = client();
+    objects_in(&client(), prefix)
+        .await
+        .expect("the stack's bucket lists and reads")
+}
+
+/// Every object under `prefix/` of the stack's bucket, through `c` (any endpoint serving
+/// it), keyed relative to the prefix; `None` if a listing or a read fails.
+pub async fn objects_in(c: &aws_sdk_s3::Client, prefix: &str) -> Option<BTreeMap<String, Vec<u8>>> {
     let bucket = &stack().bucket;
     let mut out = BTreeMap::new();
     let mut pages = c
@@ -37,25 +44,14 @@ pub async fn objects(prefix: &str) -> BTreeMap<String, Vec<u8>> {
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        for o in page.unwrap().contents() {
-            let key = o.key().unwrap().to_string();
-            let body = c
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes()
-                .to_vec();
-            out.insert(key[prefix.len() + 1..].to_string(), body);
+        for o in page.ok()?.contents() {
+            let key = o.key()?.to_string();
+            let body = c.get_object().bucket(bucket).key(&key).send().await.ok()?;
+            let bytes = body.body.collect().await.ok()?.into_bytes().to_vec();
+            out.insert(key[prefix.len() + 1..].to_string(), bytes);
         }
     }
-    out
+    Some(out)
 }
 
 pub async fn clear(prefix: &str) {
