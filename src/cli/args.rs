@@ -327,11 +327,12 @@ pub struct ConnectionArgs {
     #[arg(long, env = "WINDOW_CONCURRENCY", default_value_t = 1, global = true)]
     pub window_concurrency: usize,
 
-    /// Windows one StoreAPI Series request covers when several are due (a backfill, a
-    /// catch-up): fewer, longer requests cost the stores less, but memory grows with it (the
-    /// results of every window of a request are held until its stream ends: measured 1.3 GiB
-    /// at 6 against 224 MiB at 1, 110k active series). Requests under a counter function, and
-    /// clusters with overlapping HA replicas, stay one window long.
+    /// Windows one StoreAPI Series request may cover when several are due (a backfill, a
+    /// catch-up): fewer, longer requests cost the stores less. The results of every window
+    /// of a request are held until its stream ends, so a request covers only as many as fit
+    /// the request budget (the largest single result seen, at least ~8 MiB of points).
+    /// Requests under a counter function, and clusters with overlapping HA replicas, stay one
+    /// window long.
     #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 1, global = true)]
     pub windows_per_request: usize,
 }

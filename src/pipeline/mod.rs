@@ -305,6 +305,7 @@ impl Exporter {
                 clusters,
             });
         }
+        let _ = tokio::task::spawn_blocking(crate::observe::trim_heap).await;
         Ok(done)
     }
 

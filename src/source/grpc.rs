@@ -26,6 +26,12 @@ const BATCH_SERIES: usize = 256;
 /// HTTP path's fan-out.
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
+/// The least a request may hold, in output points (series times steps, 16 bytes each while
+/// held): below it, (group, cluster) pairs are asked together. A tenant of ~22,000 series
+/// then asks a window in a few requests instead of one per metric and cluster; above it, the
+/// largest single file sets the bound, so a large tenant's memory is still that of a file.
+const MIN_REQUEST_POINTS: u64 = 1 << 19;
+
 /// Where the clusters are. Series requests are narrowed to one cluster at a time (and to
 /// the clusters of a shard) wherever that cannot change a result: a cluster's files then come
 /// from requests of their own, and Thanos Query skips the stores of other clusters.
@@ -44,6 +50,8 @@ pub struct GrpcSource {
     clusters: Option<Arc<ClusterScope>>,
     /// (group's first entry, cluster) whose series overlap: asked one window per request.
     overlapping: Arc<Mutex<HashSet<(usize, String)>>>,
+    /// What earlier requests returned: how later ones are packed (`tasks`).
+    sizes: Arc<Mutex<Sizes>>,
     client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -65,17 +73,106 @@ struct WindowSpec {
 struct Group {
     entries: Vec<usize>,
     matchers: Vec<Matcher>,
+    /// The selected range relative to the window's start: groups asked together share it.
+    range: (i64, i64),
     /// An entry applies a counter function: see `tasks`.
     counter: bool,
     /// Every entry keeps the cluster label, so the group can be asked cluster by cluster.
     per_cluster: bool,
 }
 
-/// One Series request: a group over some windows, for one cluster or for all.
+/// The cluster matchers of a batch: one per cluster, and one for them all (`None`: every
+/// series; with a shard, only its clusters).
+struct Scopes {
+    each: Vec<Matcher>,
+    all: Option<Matcher>,
+}
+
+/// Output series per window of each (entry, cluster or `ALL_CLUSTERS`) asked so far. Kept as
+/// series, not points, so that instant queries (telemetry) and windows measure alike.
+#[derive(Default)]
+struct Sizes(HashMap<(usize, String), u64>);
+
+impl Sizes {
+    /// Output points per window of a group in a scope, if every entry's size is known.
+    fn points(&self, group: &Group, key: &str, steps: &[Steps]) -> Option<u64> {
+        group
+            .entries
+            .iter()
+            .map(|&e| {
+                self.0
+                    .get(&(e, key.to_string()))
+                    .map(|n| n * steps[e].n as u64)
+            })
+            .sum()
+    }
+
+    /// The most output points a request may hold: the largest size known, at least
+    /// `MIN_REQUEST_POINTS` (see `tasks`).
+    fn budget(&self, groups: &[Group], steps: &[Steps]) -> u64 {
+        let keys: HashSet<&str> = self.0.keys().map(|(_, k)| k.as_str()).collect();
+        groups
+            .iter()
+            .flat_map(|g| keys.iter().filter_map(|k| self.points(g, k, steps)))
+            .max()
+            .unwrap_or_default()
+            .max(MIN_REQUEST_POINTS)
+    }
+}
+
+/// The key `sizes` and `overlapping` know a request's clusters by: `*` for all of them.
+const ALL_CLUSTERS: &str = "*";
+
+/// One Series request: groups over some windows, for one cluster or for all.
 struct Task<'g> {
-    group: &'g Group,
+    groups: Vec<&'g Group>,
     windows: Vec<usize>,
     scope: Option<Matcher>,
+    /// `ALL_CLUSTERS` or the one cluster's matcher value.
+    scope_key: String,
+}
+
+impl Task<'_> {
+    /// The request's matchers: a group's own, or for several groups their metric names and
+    /// the matchers they share (`tasks` packs only groups whose other matchers are equal).
+    fn matchers(&self) -> Result<Vec<Matcher>, SourceError> {
+        let mut out = if let [group] = self.groups[..] {
+            group.matchers.clone()
+        } else {
+            let names: Vec<&str> = self.groups.iter().filter_map(|g| g.metric_name()).collect();
+            let re = crate::shard::alternatives(&names, false);
+            let mut out = vec![
+                Matcher::regex(crate::model::METRIC_NAME, &re, false)
+                    .map_err(|e| SourceError::Internal(format!("metric regex {re:?}: {e}")))?,
+            ];
+            out.extend(self.groups[0].other_matchers().cloned());
+            out
+        };
+        out.extend(self.scope.clone());
+        Ok(out)
+    }
+
+    /// Keys of `sizes` and `overlapping` this task covers.
+    fn keys(&self) -> impl Iterator<Item = (usize, String)> + '_ {
+        self.groups
+            .iter()
+            .map(|g| (g.entries[0], self.scope_key.clone()))
+    }
+}
+
+impl Group {
+    fn metric_name(&self) -> Option<&str> {
+        self.matchers
+            .iter()
+            .find(|m| m.name == crate::model::METRIC_NAME && matches!(m.kind, MatchKind::Eq))
+            .map(|m| m.value.as_str())
+    }
+
+    fn other_matchers(&self) -> impl Iterator<Item = &Matcher> {
+        self.matchers
+            .iter()
+            .filter(|m| !(m.name == crate::model::METRIC_NAME && matches!(m.kind, MatchKind::Eq)))
+    }
 }
 
 impl GrpcSource {
@@ -95,6 +192,7 @@ impl GrpcSource {
         GrpcSource {
             clusters: None,
             overlapping: Default::default(),
+            sizes: Default::default(),
             client: client.into(),
             catalog,
             plans,
@@ -120,11 +218,7 @@ impl GrpcSource {
     /// One matcher per cluster the StoreAPI knows in `[mint, maxt]` (that the shard owns),
     /// the default cluster's matching series without the label too; `None` when requests
     /// cannot be narrowed (no scope, or an endpoint without LabelValues).
-    async fn cluster_matchers(
-        &self,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Option<Vec<Matcher>>, SourceError> {
+    async fn cluster_matchers(&self, mint: i64, maxt: i64) -> Result<Option<Scopes>, SourceError> {
         let Some(scope) = &self.clusters else {
             return Ok(None);
         };
@@ -141,19 +235,38 @@ impl GrpcSource {
             Err(e) => return Err(e.into()),
         };
         let owns = |c: &str| scope.shard.is_none_or(|s| s.owns(c));
-        let mut out: Vec<Matcher> = values
+        let owned: Vec<&str> = values
             .iter()
-            .filter(|v| !v.is_empty() && **v != scope.default_cluster && owns(v))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty() && *v != scope.default_cluster && owns(v))
+            .collect();
+        let mut each: Vec<Matcher> = owned
+            .iter()
             .map(|v| Matcher::eq(&scope.cluster_label, v))
             .collect();
-        if owns(&scope.default_cluster) {
-            let re = crate::shard::alternatives(&[&scope.default_cluster], true);
-            out.push(
-                Matcher::regex(&scope.cluster_label, &re, false)
-                    .map_err(|e| SourceError::Internal(format!("cluster regex {re:?}: {e}")))?,
-            );
+        let regex = |re: &str| {
+            Matcher::regex(&scope.cluster_label, re, false)
+                .map_err(|e| SourceError::Internal(format!("cluster regex {re:?}: {e}")))
+        };
+        let default = owns(&scope.default_cluster);
+        if default {
+            each.push(regex(&crate::shard::alternatives(
+                &[&scope.default_cluster],
+                true,
+            ))?);
         }
-        Ok(Some(out))
+        // without a shard, all clusters are every series
+        let all = match scope.shard {
+            None => None,
+            Some(_) => {
+                let mut values = owned;
+                if default {
+                    values.push(&scope.default_cluster);
+                }
+                Some(regex(&crate::shard::alternatives(&values, default))?)
+            }
+        };
+        Ok(Some(Scopes { each, all }))
     }
 
     /// Evaluates every catalog entry over the windows starting at `starts` (seconds), sending
@@ -210,6 +323,26 @@ impl GrpcSource {
     }
 
     async fn stream(&self, specs: &[WindowSpec], parts: &Parts) -> Result<Stats, SourceError> {
+        // a run's first window measures what the requests of the others are packed by
+        let unknown = self
+            .sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .is_empty();
+        if unknown && specs.len() > 1 {
+            let mut stats = self.stream_windows(&specs[..1], parts).await?;
+            stats += self.stream_windows(&specs[1..], parts).await?;
+            return Ok(stats);
+        }
+        self.stream_windows(specs, parts).await
+    }
+
+    async fn stream_windows(
+        &self,
+        specs: &[WindowSpec],
+        parts: &Parts,
+    ) -> Result<Stats, SourceError> {
         let (Some(first), Some(last)) = (specs.first(), specs.last()) else {
             return Ok(Stats::default());
         };
@@ -238,11 +371,14 @@ impl GrpcSource {
         } else {
             None
         };
-        let tasks = tasks(&groups, specs.len(), scopes.as_deref());
+        let tasks = {
+            let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            tasks(&groups, &first.steps, specs.len(), scopes.as_ref(), &sizes)
+        };
         let mut runs = futures::stream::iter(
             tasks
                 .into_iter()
-                .map(|task| self.run_task(task, specs, parts)),
+                .map(|task| self.run_task(task, &groups, specs, parts)),
         )
         .buffer_unordered(self.concurrency);
         while let Some(done) = runs.next().await {
@@ -251,44 +387,53 @@ impl GrpcSource {
         Ok(stats)
     }
 
-    /// Runs a task: all its windows in one request when that gives the files of one request
-    /// per window, else one request per window; the results are sent to `parts` as each
-    /// request is done.
+    /// Runs a task, its windows in as few requests as the budget allows where that gives the
+    /// files of one request per window (`windows_per_request`), else one request per window;
+    /// the results are sent to `parts` as each request is done.
     async fn run_task(
         &self,
         task: Task<'_>,
+        groups: &[Group],
         specs: &[WindowSpec],
         parts: &Parts,
     ) -> Result<Stats, SourceError> {
         let mut stats = Stats::default();
-        let key = (
-            task.group.entries[0],
-            task.scope
-                .as_ref()
-                .map(|m| m.value.clone())
-                .unwrap_or_default(),
-        );
         let overlapping = || self.overlapping.lock().unwrap_or_else(|e| e.into_inner());
-        if task.windows.len() > 1 && !overlapping().contains(&key) {
-            let (outs, s) = self.request(&task, &task.windows, specs).await?;
+        let counter = task.groups.iter().any(|g| g.counter);
+        let mut rest = &task.windows[..];
+        while !rest.is_empty() {
+            let n = if task.keys().any(|k| overlapping().contains(&k)) {
+                1
+            } else {
+                let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+                let steps = &specs[0].steps;
+                let size = task
+                    .groups
+                    .iter()
+                    .map(|g| sizes.points(g, &task.scope_key, steps))
+                    .sum();
+                windows_per_request(sizes.budget(groups, steps), size, counter)
+            };
+            let (now, later) = rest.split_at(n.min(rest.len()));
+            rest = later;
+            let (outs, s) = self.request(&task, now, specs).await?;
             stats += s;
-            match outs {
-                Some(outs) => {
-                    send_parts(outs, specs, parts).await?;
-                    return Ok(stats);
-                }
-                None => {
-                    debug!(entry = %self.catalog.entries[key.0].name, scope = %key.1, "replicas overlap: one window per request");
-                    overlapping().insert(key);
-                }
+            if let Some(outs) = outs {
+                send_parts(outs, specs, parts).await?;
+                continue;
             }
-        }
-        for &w in &task.windows {
-            let (outs, s) = self.request(&task, &[w], specs).await?;
-            stats += s;
-            let outs = outs
-                .ok_or_else(|| SourceError::Internal("a one-window request was given up".into()))?;
-            send_parts(outs, specs, parts).await?;
+            for key in task.keys() {
+                debug!(entry = %self.catalog.entries[key.0].name, scope = %key.1, "replicas overlap: one window per request");
+                overlapping().insert(key);
+            }
+            for &w in now {
+                let (outs, s) = self.request(&task, &[w], specs).await?;
+                stats += s;
+                let outs = outs.ok_or_else(|| {
+                    SourceError::Internal("a one-window request was given up".into())
+                })?;
+                send_parts(outs, specs, parts).await?;
+            }
         }
         Ok(stats)
     }
@@ -307,17 +452,15 @@ impl GrpcSource {
         windows: &[usize],
         specs: &[WindowSpec],
     ) -> Result<(Option<Vec<(usize, usize, Vec<Series>)>>, Stats), SourceError> {
-        let group = task.group;
-        let lead = group.entries[0];
-        // every entry of the group selects the same range in a window
+        let lead = task.groups[0].entries[0];
+        // every entry of the task's groups selects the same range in a window
         let ranges: Vec<(i64, i64)> = windows
             .iter()
             .map(|&w| self.plans[lead].select_range(&specs[w].steps[lead], self.lookback_ms))
             .collect();
         let mint = ranges.iter().map(|r| r.0).min().unwrap_or_default();
         let maxt = ranges.iter().map(|r| r.1).max().unwrap_or_default();
-        let mut matchers: Vec<_> = group.matchers.iter().map(to_proto).collect();
-        matchers.extend(task.scope.as_ref().map(to_proto));
+        let matchers: Vec<_> = task.matchers()?.iter().map(to_proto).collect();
         let req = SeriesRequest {
             min_time: mint,
             max_time: maxt,
@@ -333,10 +476,15 @@ impl GrpcSource {
         let lookback = self.lookback_ms;
         // (window of the task, entry, steps), by window
         let batched = windows.len() > 1;
+        let entries: Vec<usize> = task
+            .groups
+            .iter()
+            .flat_map(|g| g.entries.iter().copied())
+            .collect();
         let slots: Vec<(usize, usize, Steps)> = (0..windows.len())
             .flat_map(|k| {
                 let spec = &specs[windows[k]];
-                group.entries.iter().map(move |&i| (k, i, spec.steps[i]))
+                entries.iter().map(move |&i| (k, i, spec.steps[i]))
             })
             .collect();
         // Decoding and folding are CPU work: they run on the blocking pool, fed in batches,
@@ -396,6 +544,18 @@ impl GrpcSource {
         let (_, bytes) = stream.received();
         stats.bytes_in = bytes;
         stats.calls = 1;
+        if let Some(outs) = &outs {
+            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            for &e in &entries {
+                let series: usize = outs
+                    .iter()
+                    .filter(|(_, entry, _)| *entry == e)
+                    .map(|(_, _, series)| series.len())
+                    .sum();
+                let per_window = series.div_ceil(windows.len()) as u64;
+                sizes.0.insert((e, task.scope_key.clone()), per_window);
+            }
+        }
         Ok((outs, stats))
     }
 }
@@ -438,7 +598,8 @@ fn stream_groups(
             .map_or_else(|| format!("#{i}"), str::to_string);
         let preserves = cluster_label.is_some_and(|l| plan.preserves_label(l));
         // relative to the window, so that the key holds in every window
-        let key = (name, mint - steps[i].start, maxt - steps[i].start);
+        let range = (mint - steps[i].start, maxt - steps[i].start);
+        let key = (name, range.0, range.1);
         match by_key.get(&key) {
             Some(&g) => {
                 let group = &mut groups[g];
@@ -453,6 +614,7 @@ fn stream_groups(
                 groups.push(Group {
                     entries: vec![i],
                     matchers: plan.matchers.clone(),
+                    range,
                     counter: plan.counter_func,
                     per_cluster: preserves,
                 });
@@ -462,36 +624,114 @@ fn stream_groups(
     groups
 }
 
-/// The Series requests for `windows` windows: one per group and cluster (`scopes`, when the
-/// group keeps the cluster label), all windows in one request (`run_task` falls back to one
-/// request per window where replicas overlap). Except for groups under a counter function:
-/// Thanos adds the values before each reset to a running total from the first sample a
-/// request returns, so a longer request changes the last bits of a window's rates
-/// (`dedup::tests::a_counters_running_total_depends_on_where_the_request_starts`); those
-/// ask one window per request, as the HTTP path does.
-fn tasks<'g>(groups: &'g [Group], windows: usize, scopes: Option<&[Matcher]>) -> Vec<Task<'g>> {
-    let mut out = Vec::new();
+/// The Series requests for `windows` windows, packed by what earlier requests gave
+/// (`sizes`: output points per window of a group and cluster):
+/// - a group that keeps the cluster label is asked cluster by cluster (`scopes`), unless all
+///   its clusters together are known to fit the budget;
+/// - groups asked for all clusters, over the same range and with the same matchers but the
+///   metric name, share a request while the sum of their sizes fits;
+/// - the windows of a request: all of them (`run_task` falls back to one request per window
+///   where replicas overlap) as far as the budget allows, but one at a time for groups under
+///   a counter function: Thanos adds the values before each reset to a running total from
+///   the first sample a request returns, so a longer request changes the last bits of a
+///   window's rates (`dedup::tests::a_counters_running_total_depends_on_where_the_request_starts`).
+///
+/// The budget is the largest size known, at least `MIN_REQUEST_POINTS`: memory stays that of
+/// the largest file, and a small tenant's window takes a few requests, not one per metric and
+/// cluster. Unknown sizes (a run's first window) are asked alone, cluster by cluster.
+fn tasks<'g>(
+    groups: &'g [Group],
+    steps: &[Steps],
+    windows: usize,
+    scopes: Option<&Scopes>,
+    sizes: &Sizes,
+) -> Vec<Task<'g>> {
+    let budget = sizes.budget(groups, steps);
+    let size = |g: &Group, key: &str| sizes.points(g, key, steps);
+    // (groups, scope, scope key)
+    let mut units: Vec<(Vec<&Group>, Option<Matcher>, String)> = Vec::new();
+    // groups asked for all clusters, packed below
+    let mut whole: Vec<(&Group, u64)> = Vec::new();
     for group in groups {
-        let batches: Vec<Vec<usize>> = if group.counter {
-            (0..windows).map(|w| vec![w]).collect()
-        } else {
-            vec![(0..windows).collect()]
+        let each = match scopes {
+            Some(s) if group.per_cluster => Some(s),
+            _ => None,
         };
-        let scoped: Vec<Option<Matcher>> = match scopes {
-            Some(s) if group.per_cluster => s.iter().cloned().map(Some).collect(),
-            _ => vec![None],
-        };
-        for windows in &batches {
-            for scope in &scoped {
-                out.push(Task {
-                    group,
-                    windows: windows.clone(),
-                    scope: scope.clone(),
-                });
+        let Some(scopes) = each else {
+            match size(group, ALL_CLUSTERS) {
+                Some(n) => whole.push((group, n)),
+                None => units.push((vec![group], None, ALL_CLUSTERS.into())),
             }
+            continue;
+        };
+        if scopes.each.is_empty() {
+            continue; // no cluster of this shard has data
+        }
+        let total = size(group, ALL_CLUSTERS).or_else(|| {
+            scopes
+                .each
+                .iter()
+                .map(|m| size(group, &m.value))
+                .sum::<Option<u64>>()
+        });
+        match total {
+            Some(n) if n <= budget => whole.push((group, n)),
+            _ => units.extend(
+                scopes
+                    .each
+                    .iter()
+                    .map(|m| (vec![group], Some(m.clone()), m.value.clone())),
+            ),
         }
     }
-    out
+    // first fit, in catalog order
+    let mut bins: Vec<(Vec<&Group>, u64)> = Vec::new();
+    for (group, n) in whole {
+        let fits = |(b, total): &&mut (Vec<&Group>, u64)| {
+            let lead = b[0];
+            lead.range == group.range
+                && lead.counter == group.counter
+                && lead.per_cluster == group.per_cluster
+                && lead.metric_name().is_some()
+                && group.metric_name().is_some()
+                && lead
+                    .other_matchers()
+                    .map(Matcher::key)
+                    .eq(group.other_matchers().map(Matcher::key))
+                && total + n <= budget
+        };
+        match bins.iter_mut().find(fits) {
+            Some((b, total)) => {
+                b.push(group);
+                *total += n;
+            }
+            None => bins.push((vec![group], n)),
+        }
+    }
+    let all = scopes.and_then(|s| s.all.clone());
+    units.extend(bins.into_iter().map(|(b, _)| {
+        let scope = if b[0].per_cluster { all.clone() } else { None };
+        (b, scope, ALL_CLUSTERS.to_string())
+    }));
+    units
+        .into_iter()
+        .map(|(groups, scope, scope_key)| Task {
+            groups,
+            windows: (0..windows).collect(),
+            scope,
+            scope_key,
+        })
+        .collect()
+}
+
+/// Windows the next request of a task covers: as many as fit the budget at the task's size
+/// per window; one while the size is unknown (the first request measures it), and always one
+/// under a counter function (see `tasks`).
+fn windows_per_request(budget: u64, size: Option<u64>, counter: bool) -> usize {
+    match size {
+        Some(n) if !counter => (budget / n.max(1)).max(1) as usize,
+        _ => 1,
+    }
 }
 
 fn to_proto(m: &Matcher) -> proto::LabelMatcher {
@@ -786,13 +1026,90 @@ mod tests {
                 1_761_868_800_000 + 59 * 60_000
             )
         );
-        // one request per cluster, all windows at once, but a counter's window by window
-        let scopes = [Matcher::eq("cluster", "a"), Matcher::eq("cluster", "b")];
-        let all = tasks(&groups, 6, Some(&scopes));
-        let of = |g: &Group| all.iter().filter(|t| std::ptr::eq(t.group, g)).count();
-        assert_eq!(of(rate), 6 * 2);
-        assert_eq!(of(requests), 2);
-        assert!(all.iter().all(|t| t.scope.is_some() == t.group.per_cluster));
+        // sizes unknown (a run's first window): one request per group and cluster
+        let scopes = Scopes {
+            each: vec![Matcher::eq("cluster", "a"), Matcher::eq("cluster", "b")],
+            all: None,
+        };
+        let mut sizes = Sizes::default();
+        let all = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        let with = |all: &[Task], g: &Group| -> Vec<usize> {
+            all.iter()
+                .enumerate()
+                .filter(|(_, t)| t.groups.iter().any(|x| std::ptr::eq(*x, g)))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        assert_eq!(with(&all, rate).len(), 2);
+        assert!(groups.iter().all(|g| g.per_cluster));
+        assert_eq!(all.len(), 2 * groups.len());
+        assert!(
+            all.iter()
+                .all(|t| t.groups.len() == 1 && t.windows.len() == 6)
+        );
+        assert!(
+            all.iter()
+                .all(|t| t.scope.is_some() == t.groups[0].per_cluster)
+        );
+
+        // sizes known and small (a small tenant): groups over the same range and matchers
+        // but the name share a request for all clusters
+        for e in 0..plans.len() {
+            for key in ["a", "b", ALL_CLUSTERS] {
+                sizes.0.insert((e, key.to_string()), 20);
+            }
+        }
+        let small = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        assert!(small.len() <= 5, "{} requests", small.len());
+        assert!(small.iter().all(|t| t.scope.is_none()));
+        let together = &small[with(&small, requests)[0]];
+        assert!(together.groups.len() > 5);
+        let matchers = together.matchers().unwrap();
+        assert_eq!(matchers.len(), 1, "{matchers:?}");
+        assert!(
+            matchers[0]
+                .value
+                .contains("kube_pod_container_resource_requests|")
+        );
+        // a counter and a gauge never share one (a gauge's windows may share a request)
+        let cadvisor = &small[with(&small, rate)[0]];
+        assert!(
+            cadvisor.groups.iter().all(|g| g.counter),
+            "{:?}",
+            cadvisor.matchers()
+        );
+        // windows per request: as many as the budget holds, one for counters or unknowns
+        let budget = sizes.budget(&groups, &steps);
+        assert_eq!(budget, MIN_REQUEST_POINTS);
+        let size = together
+            .groups
+            .iter()
+            .map(|g| sizes.points(g, ALL_CLUSTERS, &steps))
+            .sum::<Option<u64>>()
+            .unwrap();
+        assert!(windows_per_request(budget, Some(size), false) >= 24);
+        assert_eq!(windows_per_request(budget, Some(size), true), 1);
+        assert_eq!(windows_per_request(budget, None, false), 1);
+
+        // one large group: the largest size is the budget, so the large group stays per
+        // cluster, the others share requests up to it
+        let large_series = 3 * MIN_REQUEST_POINTS / 60;
+        for key in ["a", "b"] {
+            sizes
+                .0
+                .insert((requests.entries[0], key.to_string()), large_series);
+        }
+        sizes
+            .0
+            .remove(&(requests.entries[0], ALL_CLUSTERS.to_string()));
+        let large = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        let req = with(&large, requests);
+        assert_eq!(req.len(), 2, "a request per cluster");
+        assert!(req.iter().all(|&i| large[i].groups.len() == 1));
+        let budget = sizes.budget(&groups, &steps);
+        assert!(budget > 3 * MIN_REQUEST_POINTS);
+        let size = sizes.points(requests, "a", &steps);
+        assert_eq!(windows_per_request(budget, size, false), 1);
     }
 
     #[test]
