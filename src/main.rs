@@ -46,10 +46,11 @@ fn main() -> ExitCode {
 
 /// glibc gives threads that allocate at the same time arenas of their own (up to 8 per core)
 /// and keeps what is freed in each: the decoding threads, the runtime's workers and the file
-/// writers then each hold on to a window's worth of freed memory, and the peak grows with the
-/// span. Measured on a 24 h export of ~22,000 series: 218 MB peak RSS with glibc's default,
-/// 148 MB with 4 arenas, at the same CPU time. A MALLOC_ARENA_MAX set by the user wins. Called
-/// by `main` before any thread starts.
+/// writers then each hold on to freed memory, and the peak grows with the span. Measured on
+/// the 110k-series bench (release build, `export` over the last 1 h and 24 h): 4 arenas held
+/// 215 MiB for 1 h and 319 to 355 MiB for 24 h; one arena holds 196 to 201 MiB for 1 h and
+/// 202 to 207 MiB for 24 h, for 4 to 7 % more wall time on 2 cores. A MALLOC_ARENA_MAX set by
+/// the user wins. Called by `main` before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -64,9 +65,9 @@ fn limit_malloc_arenas() {
                 fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
             }
             // SAFETY: mallopt only changes a tunable under malloc's own lock; arenas that
-            // already exist stay valid, later threads share the four
+            // already exist stay valid, later threads share the main one
             unsafe {
-                mallopt(M_ARENA_MAX, 4);
+                mallopt(M_ARENA_MAX, 1);
             }
         });
     }

@@ -330,10 +330,11 @@ pub struct ConnectionArgs {
     /// Windows one StoreAPI Series request may cover when several are due (a backfill, a
     /// catch-up): fewer, longer requests cost the stores less. The results of every window
     /// of a request are held until its stream ends, so a request covers only as many as fit
-    /// the request budget (the largest single result seen, at least ~8 MiB of points).
-    /// Requests under a counter function, and clusters with overlapping HA replicas, stay one
-    /// window long.
-    #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 1, global = true)]
+    /// the request budget (2^19 points, ~8 MiB); each window is still evaluated from the chunks
+    /// a request for it alone would get. Clusters served by a store that sends whole chunks
+    /// (a store gateway) are asked one window per request. Also the windows whose files are
+    /// written before the state is saved.
+    #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 24, global = true)]
     pub windows_per_request: usize,
 }
 

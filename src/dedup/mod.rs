@@ -93,12 +93,7 @@ pub fn replica_samples(
             continue;
         }
         let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
-        if raw.r#type != Encoding::Xor as i32 {
-            let name = Encoding::try_from(raw.r#type)
-                .map(|e| e.as_str_name().to_string())
-                .unwrap_or_else(|_| format!("#{}", raw.r#type));
-            return Err(SeriesDataError::Encoding(name));
-        }
+        check_xor(raw.r#type)?;
         scratch.clear();
         decode_into(&raw.data, &mut scratch)?;
         for &(t, v) in scratch.iter() {
@@ -158,6 +153,71 @@ pub fn series_samples(
         replicas.push(s);
     }
     Ok(merge(replicas, counter))
+}
+
+/// Whether a store trimmed these chunks to a request over `[mint, maxt]`: none of them holds
+/// a sample outside it. Prometheus' TSDB (behind sidecars, receivers, rulers and remote read)
+/// re-encodes a request's edge chunks with only the samples inside its range; a store gateway
+/// sends whole chunks, which reach past the range wherever a chunk spans one of its edges.
+pub fn trimmed_to(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
+    chunks
+        .iter()
+        .all(|c| c.min_time >= mint && c.max_time <= maxt)
+}
+
+/// The chunks a trimming store (see `trimmed_to`) sends for a request over `[mint, maxt]`,
+/// from the chunks it sent for a longer request: those inside the range as they are, the
+/// ones across an edge re-encoded with their samples inside it, in the order the Querier's
+/// proxy sorts them. A window's samples, deduplicated and counter-adjusted from these, are
+/// then bit for bit what a request for that window alone gives (Thanos splits overlapping
+/// replicas by chunk bounds, and a counter's running total starts at the first sample a
+/// request returns: both depend on the cut).
+pub fn cut_to(
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<AggrChunk>, SeriesDataError> {
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    for c in chunks {
+        if c.max_time < mint || c.min_time > maxt {
+            continue;
+        }
+        if c.min_time >= mint && c.max_time <= maxt {
+            out.push(c.clone());
+            continue;
+        }
+        let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
+        check_xor(raw.r#type)?;
+        scratch.clear();
+        decode_into(&raw.data, &mut scratch)?;
+        scratch.retain(|s| s.0 >= mint && s.0 <= maxt);
+        let (Some(first), Some(last)) = (scratch.first(), scratch.last()) else {
+            continue; // Prometheus sends no empty chunk
+        };
+        out.push(AggrChunk {
+            min_time: first.0,
+            max_time: last.0,
+            raw: Some(crate::store::proto::Chunk {
+                r#type: raw.r#type,
+                data: crate::chunk::encode(&scratch).into(),
+                hash: 0,
+            }),
+            ..Default::default()
+        });
+    }
+    out.sort_by_key(|c| (c.min_time, c.max_time));
+    Ok(out)
+}
+
+fn check_xor(kind: i32) -> Result<(), SeriesDataError> {
+    if kind == Encoding::Xor as i32 {
+        return Ok(());
+    }
+    let name = Encoding::try_from(kind)
+        .map(|e| e.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("#{kind}"));
+    Err(SeriesDataError::Encoding(name))
 }
 
 /// Merges replicas' samples with the penalty rule; `counter` enables the counter adjustment.
@@ -593,5 +653,77 @@ mod tests {
         let long = series_samples(&[chunk(&samples)], mint, maxt, false).unwrap();
         let short = series_samples(&[chunk(&trimmed)], mint, maxt, false).unwrap();
         assert_eq!(long, short);
+    }
+
+    /// What a trimming store sends for `[mint, maxt]` alone: each replica's chunks of 120
+    /// samples, those across an edge re-encoded with their samples inside.
+    fn sidecar_answer(replicas: &[&[Sample]], mint: i64, maxt: i64) -> Vec<AggrChunk> {
+        let mut out: Vec<AggrChunk> = replicas
+            .iter()
+            .flat_map(|r| r.chunks(120))
+            .filter_map(|c| {
+                let inside: Vec<Sample> = c
+                    .iter()
+                    .copied()
+                    .filter(|s| s.0 >= mint && s.0 <= maxt)
+                    .collect();
+                (!inside.is_empty()).then(|| chunk(&inside))
+            })
+            .collect();
+        out.sort_by_key(|c| (c.min_time, c.max_time));
+        out
+    }
+
+    fn bits(s: &[Sample]) -> Vec<(i64, u64)> {
+        s.iter().map(|x| (x.0, x.1.to_bits())).collect()
+    }
+
+    #[test]
+    fn a_window_cut_from_a_longer_request_is_the_windows_own_request() {
+        // an HA pair of counters (a reset in the middle) scraped 2.2 s apart, 2 h in chunks of
+        // 30 min, asked as one request over both hours; the second hour's window cut from it
+        // must give bit for bit the samples of a request for that window alone, counter-
+        // adjusted or not, even though Thanos' pseudo-replicas and running totals depend on
+        // where a request starts
+        let counter = |t: i64| {
+            let t = if t >= 5_400_000 { t - 5_400_000 } else { t };
+            (t as f64 / 15_000.0) * 0.173 + 0.01
+        };
+        let a = scrape(1_000, 15_000, 480, counter);
+        let b = scrape(3_200, 15_000, 480, |t| counter(t) + 0.003);
+        let (long_min, long_max) = (1, 7_200_000);
+        let long = sidecar_answer(&[&a, &b], long_min, long_max);
+        assert!(trimmed_to(&long, long_min, long_max));
+        assert_eq!(split_overlapping(&long).len(), 2, "the replicas overlap");
+        for (mint, maxt) in [
+            (3_600_000 - 300_000 + 1, 7_200_000 - 15_000),
+            (1_800_000 - 300_000 + 1, 3_600_000 - 15_000),
+            (3_000_001, 3_000_001 + 60_000),
+        ] {
+            let alone = sidecar_answer(&[&a, &b], mint, maxt);
+            let cut = cut_to(&long, mint, maxt).unwrap();
+            assert_eq!(
+                cut.iter()
+                    .map(|c| (c.min_time, c.max_time))
+                    .collect::<Vec<_>>(),
+                alone
+                    .iter()
+                    .map(|c| (c.min_time, c.max_time))
+                    .collect::<Vec<_>>()
+            );
+            for is_counter in [false, true] {
+                let want = series_samples(&alone, mint, maxt, is_counter).unwrap();
+                let got = series_samples(&cut, mint, maxt, is_counter).unwrap();
+                assert!(!want.is_empty());
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{mint}..{maxt} counter {is_counter}"
+                );
+            }
+        }
+        // a store gateway's whole chunks reach past a request's range: not a trimmed answer
+        let whole: Vec<AggrChunk> = a.chunks(120).map(chunk).collect();
+        assert!(!trimmed_to(&whole, 3_300_001, 7_200_000));
     }
 }
