@@ -56,9 +56,11 @@ async fn stream_cut_mid_series_fails_the_window_and_writes_nothing_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_cut_in_a_batch_of_windows_fails_it_and_leaves_only_whole_files() {
-    // both windows in one request: the cut fails the batch; files written before the failure
-    // are whole (the rerun overwrites them), none is temporary
-    let store = start(Script::CutFrom(W2 * 1000 - 300_000)).await;
+    // a batch of two windows: the first is asked alone (it measures the requests of the
+    // rest) and written, every request reaching the second is cut, the retries of the batch
+    // ask both windows at once: the batch fails, files written before the failure are whole
+    // (the rerun overwrites them), none is temporary
+    let store = start(Script::CutReaching(W2 * 1000)).await;
     let dir = scratch("bad-cut-batch");
     let two = vec![("WINDOWS_PER_REQUEST", "2".to_string())];
     let out = export_blocking(store, dir.clone(), 2, two).await;
@@ -69,7 +71,12 @@ async fn stream_cut_in_a_batch_of_windows_fails_it_and_leaves_only_whole_files()
         err.contains(&format!("window {W1}")),
         "names the batch: {err}"
     );
-    for k in files(&dir) {
+    let f = files(&dir);
+    assert!(
+        !f.is_empty(),
+        "the first window was written before the failure"
+    );
+    for k in f {
         assert!(!k.contains(".tmp"), "no temporary file left: {k}");
         let z = std::fs::read(dir.join(&k)).unwrap();
         let mut body = String::new();

@@ -18,6 +18,8 @@ pub enum Script {
     /// Requests whose range starts at or after this time (ms) get one series, then the
     /// stream fails.
     CutFrom(i64),
+    /// Requests whose range reaches this time (ms) get one series, then the stream fails.
+    CutReaching(i64),
     /// One series, then a warning frame (a store behind the proxy failed).
     Warning,
 }
@@ -99,7 +101,11 @@ impl Store for Fake {
                 Ok(ok),
                 Err(Status::unavailable("connection reset by peer (injected)")),
             ],
-            Script::CutFrom(_) => vec![Ok(ok)],
+            Script::CutReaching(t) if r.max_time >= t => vec![
+                Ok(ok),
+                Err(Status::unavailable("connection reset by peer (injected)")),
+            ],
+            Script::CutFrom(_) | Script::CutReaching(_) => vec![Ok(ok)],
             Script::Warning => vec![
                 Ok(ok),
                 Ok(SeriesResponse {
