@@ -179,9 +179,15 @@ async fn sigterm_and_sigkill_mid_backfill_then_resume_equals_an_uninterrupted_ru
     clear(reference).await;
     let t0 = s.data_from;
     let now = t0 + 24 * HOUR + SETTLE;
+    // the state moves past a batch of windows at once: batches of two, so that the run is
+    // interrupted between batches and in the middle of one
     let e = with(
         env(prefix, now, &s.s3_endpoint),
-        &[("BACKFILL_DAYS", "1"), ("WINDOW_CONCURRENCY", "1")],
+        &[
+            ("BACKFILL_DAYS", "1"),
+            ("WINDOW_CONCURRENCY", "1"),
+            ("WINDOWS_PER_REQUEST", "2"),
+        ],
     );
 
     // waits until the state moved past `after`, then signals the process
@@ -245,7 +251,15 @@ async fn sigterm_and_sigkill_mid_backfill_then_resume_equals_an_uninterrupted_ru
     assert!(out.status.success(), "resumed run: {}", describe(&out));
     let resumed = objects(prefix).await;
 
-    let out = run(&[], with(e, &[("S3_PREFIX", reference)])).await;
+    // the reference asks 24 windows per request: the same bytes as two at a time
+    let out = run(
+        &[],
+        with(
+            e,
+            &[("S3_PREFIX", reference), ("WINDOWS_PER_REQUEST", "24")],
+        ),
+    )
+    .await;
     assert!(out.status.success(), "reference run: {}", describe(&out));
     let whole = objects(reference).await;
 
