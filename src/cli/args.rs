@@ -336,6 +336,14 @@ pub struct ConnectionArgs {
     /// written before the state is saved.
     #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 24, global = true)]
     pub windows_per_request: usize,
+
+    /// Output points (series times steps, over all its windows) up to which metrics,
+    /// clusters and windows share one StoreAPI Series request; a result larger than this is
+    /// asked alone. Larger values ask the stores for fewer, longer requests in a backfill for
+    /// more exporter memory (24 h of 22k series: 2^19 points, the stack's CPU 2.0x below the
+    /// HTTP path's at 168 MB peak; 2^22: 3.9x at 872 MB; 2^23: 4.6x at 965 MB).
+    #[arg(long, env = "REQUEST_POINTS", default_value_t = 1 << 19, global = true)]
+    pub request_points: u64,
 }
 
 /// Log output.

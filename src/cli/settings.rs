@@ -26,7 +26,9 @@ pub enum ConfigError {
     Step { step: u64, time_frame: u64 },
     #[error("--from ({from}) must be before --to ({to})")]
     Range { from: i64, to: i64 },
-    #[error("CONCURRENCY, WINDOW_CONCURRENCY and WINDOWS_PER_REQUEST must be at least 1")]
+    #[error(
+        "CONCURRENCY, WINDOW_CONCURRENCY, WINDOWS_PER_REQUEST and REQUEST_POINTS must be at least 1"
+    )]
     Concurrency,
     #[error("CLUSTER_NAME {0:?} must be one path segment (no '/')")]
     ClusterName(String),
@@ -106,6 +108,7 @@ pub struct Settings {
     pub concurrency: usize,
     pub window_concurrency: usize,
     pub windows_per_request: usize,
+    pub request_points: u64,
 }
 
 impl Settings {
@@ -171,7 +174,11 @@ impl Settings {
                 });
             }
         }
-        if conn.concurrency == 0 || conn.window_concurrency == 0 || conn.windows_per_request == 0 {
+        if conn.concurrency == 0
+            || conn.window_concurrency == 0
+            || conn.windows_per_request == 0
+            || conn.request_points == 0
+        {
             return Err(ConfigError::Concurrency);
         }
         for (value, name) in [
@@ -274,6 +281,7 @@ impl Settings {
             concurrency: conn.concurrency,
             window_concurrency: conn.window_concurrency,
             windows_per_request: conn.windows_per_request,
+            request_points: conn.request_points,
         })
     }
 }

@@ -104,7 +104,8 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
                 s.step,
                 s.time_frame,
                 s.concurrency,
-            );
+            )
+            .with_request_points(s.request_points);
             Source::Grpc(Box::new(source.with_clusters(ClusterScope {
                 cluster_label: s.cluster_label.clone(),
                 default_cluster: s.cluster_name.clone(),

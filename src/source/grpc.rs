@@ -31,12 +31,12 @@ const BATCH_BYTES: usize = 1 << 20;
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
 /// The output points (series times steps, 16 bytes each while held) up to which (metric,
-/// cluster) pairs and windows are asked together. A tenant of ~22,000 series then asks a
+/// cluster) pairs and windows are asked together by default (REQUEST_POINTS). A tenant of ~22,000 series then asks a
 /// window in a few requests, and several windows per request in a backfill; a result larger
 /// than this is asked alone, one cluster and window at a time, so a large tenant's peak stays
 /// that of its largest files (measured: a budget of the largest result instead held 1.6x the
 /// memory of a 1 h export in a 24 h one at 110k series).
-const REQUEST_POINTS: u64 = 1 << 19;
+pub const REQUEST_POINTS: u64 = 1 << 19;
 
 /// Where the clusters are. Series requests are narrowed to one cluster at a time (and to
 /// the clusters of a shard) wherever that cannot change a result: a cluster's files then come
@@ -59,6 +59,8 @@ pub struct GrpcSource {
     untrimmed: Arc<Mutex<HashSet<(usize, String)>>>,
     /// What earlier requests returned: how later ones are packed (`tasks`).
     sizes: Arc<Mutex<Sizes>>,
+    /// The request budget, in output points (see `REQUEST_POINTS`).
+    request_points: u64,
     client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -186,6 +188,7 @@ impl GrpcSource {
             clusters: None,
             untrimmed: Default::default(),
             sizes: Default::default(),
+            request_points: REQUEST_POINTS,
             client: client.into(),
             catalog,
             plans,
@@ -195,6 +198,12 @@ impl GrpcSource {
             time_frame,
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// Packs requests up to `points` output points instead of `REQUEST_POINTS`.
+    pub fn with_request_points(mut self, points: u64) -> Self {
+        self.request_points = points.max(1);
+        self
     }
 
     /// Asks for the series of one cluster at a time (of the shard's clusters only, with one).
@@ -366,7 +375,15 @@ impl GrpcSource {
         };
         let tasks = {
             let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-            tasks(&groups, &first.steps, specs.len(), scopes.as_ref(), &sizes)
+            let budget = self.request_points;
+            tasks(
+                &groups,
+                &first.steps,
+                specs.len(),
+                scopes.as_ref(),
+                &sizes,
+                budget,
+            )
         };
         let mut runs = futures::stream::iter(
             tasks
@@ -403,7 +420,7 @@ impl GrpcSource {
                     .iter()
                     .map(|g| sizes.points(g, &task.scope_key, steps))
                     .sum();
-                windows_per_request(REQUEST_POINTS, size)
+                windows_per_request(self.request_points, size)
             };
             let (now, later) = rest.split_at(n.min(rest.len()));
             rest = later;
@@ -630,7 +647,7 @@ fn stream_groups(
 /// - the windows of a request: as many as the budget allows (`run_task`), each evaluated from
 ///   the chunks a request for it alone would get (`dedup::cut_to`).
 ///
-/// The budget is `REQUEST_POINTS`. Unknown sizes (a run's first window) are asked alone,
+/// `budget`: output points (see `REQUEST_POINTS`). Unknown sizes (a run's first window) are asked alone,
 /// cluster by cluster.
 fn tasks<'g>(
     groups: &'g [Group],
@@ -638,8 +655,8 @@ fn tasks<'g>(
     windows: usize,
     scopes: Option<&Scopes>,
     sizes: &Sizes,
+    budget: u64,
 ) -> Vec<Task<'g>> {
-    let budget = REQUEST_POINTS;
     let size = |g: &Group, key: &str| sizes.points(g, key, steps);
     // (groups, scope, scope key)
     let mut units: Vec<(Vec<&Group>, Option<Matcher>, String)> = Vec::new();
@@ -1043,7 +1060,7 @@ mod tests {
             all: None,
         };
         let mut sizes = Sizes::default();
-        let all = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        let all = tasks(&groups, &steps, 6, Some(&scopes), &sizes, REQUEST_POINTS);
         let with = |all: &[Task], g: &Group| -> Vec<usize> {
             all.iter()
                 .enumerate()
@@ -1070,7 +1087,7 @@ mod tests {
                 sizes.0.insert((e, key.to_string()), 20);
             }
         }
-        let small = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        let small = tasks(&groups, &steps, 6, Some(&scopes), &sizes, REQUEST_POINTS);
         assert!(small.len() <= 5, "{} requests", small.len());
         assert!(small.iter().all(|t| t.scope.is_none()));
         let together = &small[with(&small, requests)[0]];
@@ -1118,7 +1135,7 @@ mod tests {
         sizes
             .0
             .remove(&(requests.entries[0], ALL_CLUSTERS.to_string()));
-        let large = tasks(&groups, &steps, 6, Some(&scopes), &sizes);
+        let large = tasks(&groups, &steps, 6, Some(&scopes), &sizes, REQUEST_POINTS);
         let req = with(&large, requests);
         assert_eq!(req.len(), 2, "a request per cluster");
         assert!(req.iter().all(|&i| large[i].groups.len() == 1));
