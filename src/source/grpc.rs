@@ -31,11 +31,11 @@ const BATCH_BYTES: usize = 1 << 20;
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
 /// The output points (series times steps, 16 bytes each while held) up to which (metric,
-/// cluster) pairs and windows are asked together by default (REQUEST_POINTS). A tenant of ~22,000 series then asks a
-/// window in a few requests, and several windows per request in a backfill; a result larger
-/// than this is asked alone, one cluster and window at a time, so a large tenant's peak stays
-/// that of its largest files (measured: a budget of the largest result instead held 1.6x the
-/// memory of a 1 h export in a 24 h one at 110k series).
+/// cluster) pairs and windows are asked together by default (REQUEST_POINTS). A tenant of
+/// ~22,000 series then asks a window in a few requests, and several windows per request in a
+/// backfill; a result larger than this is asked alone, one cluster and window at a time, so a
+/// large tenant's peak stays that of its largest files (measured: a budget of the largest
+/// result instead held 1.6x the memory of a 1 h export in a 24 h one at 110k series).
 pub const REQUEST_POINTS: u64 = 1 << 19;
 
 /// Where the clusters are. Series requests are narrowed to one cluster at a time (and to
@@ -647,8 +647,8 @@ fn stream_groups(
 /// - the windows of a request: as many as the budget allows (`run_task`), each evaluated from
 ///   the chunks a request for it alone would get (`dedup::cut_to`).
 ///
-/// `budget`: output points (see `REQUEST_POINTS`). Unknown sizes (a run's first window) are asked alone,
-/// cluster by cluster.
+/// `budget`: output points (see `REQUEST_POINTS`). Unknown sizes (a run's first window) are
+/// asked alone, cluster by cluster.
 fn tasks<'g>(
     groups: &'g [Group],
     steps: &[Steps],
