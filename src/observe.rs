@@ -42,11 +42,17 @@ pub fn peak_rss_bytes() -> u64 {
 /// Peak resident memory of `/proc/<process>` (a pid, or `self`); 0 when the platform does
 /// not tell.
 pub fn vm_hwm(process: &str) -> u64 {
+    status_bytes(process, "VmHWM")
+}
+
+/// A memory field of `/proc/<process>/status` (`VmHWM`, `VmRSS`, in kB there), in bytes; 0
+/// when the process is gone or the platform does not tell.
+pub fn status_bytes(process: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
@@ -86,5 +92,20 @@ pub fn trim_heap() {
         unsafe {
             malloc_trim(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn status_fields_are_read_in_bytes() {
+        let rss = super::status_bytes("self", "VmRSS");
+        let hwm = super::status_bytes("self", "VmHWM");
+        assert!(rss > 1 << 20, "{rss}");
+        assert!(hwm >= rss, "{hwm} < {rss}");
+        // a field name is matched whole: `VmRSS` is not `VmRS`
+        assert_eq!(super::status_bytes("self", "VmRS"), 0);
+        assert_eq!(super::status_bytes("no-such-process", "VmRSS"), 0);
     }
 }

@@ -72,15 +72,7 @@ pub(super) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// Resident memory of a process (`VmRSS`), 0 when gone.
 pub fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::observe::status_bytes(&pid.to_string(), "VmRSS")
 }
 
 /// Every process' CPU ticks now.
