@@ -181,6 +181,21 @@ def section(a, reports):
     return "\n".join(out)
 
 
+def write_section(path, text, begin=BEGIN, end=END):
+    """Replaces the part of the file at `path` between `begin` and `end` (markers included)
+    with `text`, which carries them; appends it when the file has no such part."""
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + text + old[old.index(end) + len(end):]
+    else:
+        new = (old.rstrip() + "\n\n" if old else "# Benchmarks\n\n") + text + "\n"
+    with open(path, "w") as f:
+        f.write(new)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for flag in ("out", "bench-dir", "spans", "active", "stored", "data-seconds", "profile",
@@ -193,17 +208,7 @@ def main():
         if os.path.exists(p):
             with open(p) as f:
                 reports[s] = json.load(f)
-    text = section(a, reports)
-    old = ""
-    if os.path.exists(a.out):
-        with open(a.out) as f:
-            old = f.read()
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = (old.rstrip() + "\n\n" if old else "# Benchmarks\n\n") + text + "\n"
-    with open(a.out, "w") as f:
-        f.write(new)
+    write_section(a.out, section(a, reports))
 
 
 if __name__ == "__main__":

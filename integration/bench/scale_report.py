@@ -11,6 +11,8 @@ import json
 import math
 import os
 
+from report import write_section
+
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 MIB = 2**20
 
@@ -228,17 +230,7 @@ def main():
         ap.add_argument(f"--{flag}", default="")
     a = ap.parse_args()
     sets = load(a.bench_dir, a.sets.split())
-    text = section(a, sets)
-    old = ""
-    if os.path.exists(a.out):
-        with open(a.out) as f:
-            old = f.read()
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = (old.rstrip() + "\n\n" if old else "# Benchmarks\n\n") + text + "\n"
-    with open(a.out, "w") as f:
-        f.write(new)
+    write_section(a.out, section(a, sets), BEGIN, END)
     with open(a.svg, "w") as f:
         f.write(svg(sets))
 
