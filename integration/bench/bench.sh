@@ -51,27 +51,8 @@ source "$STACK_DIR/env"
 # seconds the data took to generate and backfill, when this run built it (it is cached)
 data_seconds=$(sed -n 's/.*data ready in \([0-9]*\)s.*/\1/p' "$STACK_DIR.up.log")
 
-stack_cpu_ticks() { # user+system ticks of the stack's processes
-  local total=0 f pid stat
-  for f in "$STACK_DIR"/pids/*.pid; do
-    read -r pid _ <"$f"
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    stat=${stat##*) }
-    total=$((total + $(echo "$stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
-}
-
 log "waiting for the stack to settle (Prometheus compacts the backfilled blocks)"
-deadline=$((SECONDS + 1800))
-while :; do
-  a=$(stack_cpu_ticks)
-  sleep 10
-  b=$(stack_cpu_ticks)
-  # under 3 % of one core over 10 s
-  [ $((b - a)) -lt 30 ] && break
-  [ $SECONDS -ge $deadline ] && die "the stack stayed busy for 30 minutes"
-done
+wait_until_idle "the stack"
 
 query() { # PromQL at a time -> the first value
   curl -fsS "$THANOS_HTTP/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2" \

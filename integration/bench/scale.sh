@@ -44,17 +44,6 @@ data_set() { # name: exports the DATA_* parameters of a set
   export DATA_BATCH=4
 }
 
-stack_cpu_ticks() { # user+system ticks of the stack's processes
-  local total=0 f pid stat
-  for f in "$STACK_DIR"/pids/*.pid; do
-    read -r pid _ <"$f"
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    stat=${stat##*) }
-    total=$((total + $(echo "$stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
-}
-
 instant() { # PromQL at a time, dedup on or off -> the first value
   curl -fsS "$THANOS_HTTP/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2" \
     --data-urlencode "dedup=$3" |
@@ -84,14 +73,7 @@ for set in $SETS; do
   # shellcheck disable=SC1091
   source "$STACK_DIR/env"
   log "$set: stack up in $((SECONDS - started))s; waiting for it to settle (Prometheus compacts the backfilled blocks)"
-  deadline=$((SECONDS + 1800))
-  while :; do
-    a=$(stack_cpu_ticks)
-    sleep 10
-    b=$(stack_cpu_ticks)
-    [ $((b - a)) -lt 30 ] && break
-    [ $SECONDS -ge $deadline ] && die "the $set stack stayed busy for 30 minutes"
-  done
+  wait_until_idle "the $set stack"
   mid=$((DATA_TO - 1800))
   # counted per cluster: one count over a million series exceeds the Querier's limits (503)
   active=0 stored=0

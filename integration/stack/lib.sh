@@ -40,3 +40,28 @@ proc_start_time() {
   stat=${stat##*) }
   echo "$stat" | awk '{print $20}'
 }
+
+# User + system CPU ticks of every process of the stack in $STACK_DIR (its pid files).
+stack_cpu_ticks() { # user+system ticks of the stack's processes
+  local total=0 f pid stat
+  for f in "$STACK_DIR"/pids/*.pid; do
+    read -r pid _ <"$f"
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }
+    total=$((total + $(echo "$stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
+# Waits until the stack in $STACK_DIR is idle: under 30 ticks (3 % of one core) over 10 s, as
+# after Prometheus compacted the backfilled blocks; dies after 30 minutes. $1 names it.
+wait_until_idle() {
+  local deadline=$((SECONDS + 1800)) a b
+  while :; do
+    a=$(stack_cpu_ticks)
+    sleep 10
+    b=$(stack_cpu_ticks)
+    [ $((b - a)) -lt 30 ] && return 0
+    [ $SECONDS -ge $deadline ] && die "$1 stayed busy for 30 minutes"
+  done
+}
