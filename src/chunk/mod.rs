@@ -486,6 +486,46 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     e.finish()
 }
 
+/// An XOR chunk cut to a request's range, as Prometheus' TSDB cuts a request's edge chunks.
+#[derive(Debug, PartialEq)]
+pub enum Cut {
+    /// Every sample is inside: the chunk as it is; its first and last sample times.
+    Whole { first: i64, last: i64 },
+    /// Some samples were outside: the others, re-encoded; their first and last times.
+    Part {
+        data: Vec<u8>,
+        first: i64,
+        last: i64,
+    },
+    /// No sample is inside.
+    Empty,
+}
+
+/// Cuts the XOR chunk `data` to `[mint, maxt]`; `scratch` holds the decoded samples.
+pub fn cut(
+    data: &[u8],
+    mint: i64,
+    maxt: i64,
+    scratch: &mut Vec<Sample>,
+) -> Result<Cut, ChunkError> {
+    scratch.clear();
+    decode_into(data, scratch)?;
+    let all = scratch.len();
+    scratch.retain(|&(t, _)| t >= mint && t <= maxt);
+    let (Some(&(first, _)), Some(&(last, _))) = (scratch.first(), scratch.last()) else {
+        return Ok(Cut::Empty);
+    };
+    Ok(if scratch.len() == all {
+        Cut::Whole { first, last }
+    } else {
+        Cut::Part {
+            data: encode(scratch),
+            first,
+            last,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,5 +674,29 @@ mod tests {
                 (a, b) => prop_assert!(false, "decoders disagree: {:?} vs {:?}", a, b),
             }
         }
+    }
+
+    #[test]
+    fn a_chunk_is_cut_to_a_range() {
+        let samples: Vec<Sample> = (0..10).map(|i| (i * 1000, i as f64 * 0.5)).collect();
+        let data = encode(&samples);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            cut(&data, 0, 9000, &mut scratch).unwrap(),
+            Cut::Whole {
+                first: 0,
+                last: 9000
+            }
+        );
+        assert_eq!(
+            cut(&data, 2001, 5000, &mut scratch).unwrap(),
+            Cut::Part {
+                data: encode(&samples[3..6]),
+                first: 3000,
+                last: 5000
+            }
+        );
+        assert_eq!(cut(&data, 9001, 20_000, &mut scratch).unwrap(), Cut::Empty);
+        assert!(cut(&data[..3], 0, 9000, &mut scratch).is_err());
     }
 }

@@ -22,7 +22,7 @@
 //! from its first sample as a monotonic running total. PromQL then sees no reset at all. The
 //! rates are the same in exact arithmetic, but not in the last bits, so we do the same.
 
-use crate::chunk::{ChunkError, decode_into};
+use crate::chunk::{ChunkError, Cut, decode_into};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
 
@@ -189,18 +189,19 @@ pub fn cut_to(
         }
         let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
         check_xor(raw.r#type)?;
-        scratch.clear();
-        decode_into(&raw.data, &mut scratch)?;
-        scratch.retain(|s| s.0 >= mint && s.0 <= maxt);
-        let (Some(first), Some(last)) = (scratch.first(), scratch.last()) else {
-            continue; // Prometheus sends no empty chunk
-        };
+        let (min_time, max_time, data) =
+            match crate::chunk::cut(&raw.data, mint, maxt, &mut scratch)? {
+                Cut::Empty => continue, // Prometheus sends no empty chunk
+                // its stated times reached past the range, its samples did not
+                Cut::Whole { first, last } => (first, last, raw.data.clone()),
+                Cut::Part { data, first, last } => (first, last, data.into()),
+            };
         out.push(AggrChunk {
-            min_time: first.0,
-            max_time: last.0,
+            min_time,
+            max_time,
             raw: Some(crate::store::proto::Chunk {
                 r#type: raw.r#type,
-                data: crate::chunk::encode(&scratch).into(),
+                data,
                 hash: 0,
             }),
             ..Default::default()

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::proto as rr;
-use crate::chunk::{XorEncoder, decode_into};
+use crate::chunk::{self, encode as encode_samples};
 use crate::model::{Labels, Matcher, Sample};
 use crate::store::StoreError;
 use crate::store::proto::{AggrChunk, Chunk, Label, Series, chunk::Encoding};
@@ -132,18 +132,16 @@ impl Shaping<'_> {
         let Some(raw) = c.raw.as_ref().filter(|r| r.r#type == Encoding::Xor as i32) else {
             return Cut::Unread;
         };
-        let mut samples = Vec::new();
-        if decode_into(&raw.data, &mut samples).is_err() {
-            return Cut::Unread;
-        }
-        let all = samples.len();
-        samples.retain(|&(t, _)| t >= self.mint && t <= self.maxt);
-        match (samples.first(), samples.last()) {
-            (Some(&(first, _)), Some(&(last, _))) if samples.len() == all => {
-                // the chunk as it came, its times from its samples
+        match chunk::cut(&raw.data, self.mint, self.maxt, &mut Vec::new()) {
+            // the chunk as it came, its times from its samples
+            Ok(chunk::Cut::Whole { first, last }) => {
                 Cut::Whole(aggr(first, last, Encoding::Xor, raw.data.clone()))
             }
-            _ => encode(&samples).map_or(Cut::Empty, Cut::Part),
+            Ok(chunk::Cut::Part { data, first, last }) => {
+                Cut::Part(aggr(first, last, Encoding::Xor, data.into()))
+            }
+            Ok(chunk::Cut::Empty) => Cut::Empty,
+            Err(_) => Cut::Unread,
         }
     }
 
@@ -175,11 +173,12 @@ impl Shaping<'_> {
 
 fn encode(samples: &[Sample]) -> Option<AggrChunk> {
     let (first, last) = (samples.first()?.0, samples.last()?.0);
-    let mut e = XorEncoder::new();
-    for &(t, v) in samples {
-        e.append(t, v);
-    }
-    Some(aggr(first, last, Encoding::Xor, e.finish().into()))
+    Some(aggr(
+        first,
+        last,
+        Encoding::Xor,
+        encode_samples(samples).into(),
+    ))
 }
 
 fn aggr(min_time: i64, max_time: i64, encoding: Encoding, data: Bytes) -> AggrChunk {
@@ -231,7 +230,7 @@ mod tests {
 
     fn samples_of(c: &AggrChunk) -> Vec<Sample> {
         let mut out = Vec::new();
-        decode_into(&c.raw.as_ref().unwrap().data, &mut out).unwrap();
+        chunk::decode_into(&c.raw.as_ref().unwrap().data, &mut out).unwrap();
         out
     }
 
