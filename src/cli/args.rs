@@ -328,20 +328,27 @@ pub struct ConnectionArgs {
     pub window_concurrency: usize,
 
     /// Windows one StoreAPI Series request may cover when several are due (a backfill, a
-    /// catch-up): fewer, longer requests cost the stores less. The results of every window
-    /// of a request are held until its stream ends, so a request covers only as many as fit
-    /// the request budget (2^19 points, ~8 MiB); each window is still evaluated from the chunks
-    /// a request for it alone would get. Clusters served by a store that sends whole chunks
-    /// (a store gateway) are asked one window per request. Also the windows whose files are
+    /// catch-up): fewer, longer requests cost the stores less. A request's answer is set
+    /// aside window by window in SPILL_DIR and evaluated one window at a time, so memory is
+    /// one window's; a request covers as many windows as ~64 MiB of chunks hold, by what
+    /// the run's first window measured. Each window is still evaluated from the chunks a
+    /// request for it alone would get; clusters served by a store that sends whole chunks (a
+    /// store gateway) are asked one window per request. Also the windows whose files are
     /// written before the state is saved.
     #[arg(long, env = "WINDOWS_PER_REQUEST", default_value_t = 24, global = true)]
     pub windows_per_request: usize,
 
-    /// Output points (series times steps, over all its windows) up to which metrics,
-    /// clusters and windows share one StoreAPI Series request; a result larger than this is
-    /// asked alone. Larger values ask the stores for fewer, longer requests in a backfill for
-    /// more exporter memory (24 h of 22k series: 2^19 points, the stack's CPU 2.0x below the
-    /// HTTP path's at 168 MB peak; 2^22: 3.9x at 872 MB; 2^23: 4.6x at 965 MB).
+    /// Where requests over several windows set their answers aside (unlinked files of
+    /// chunks, up to ~64 MiB per request in flight: CONCURRENCY x 64 MiB); the temporary
+    /// directory (TMPDIR, else /tmp) when unset.
+    #[arg(long, env = "SPILL_DIR", global = true)]
+    pub spill_dir: Option<PathBuf>,
+
+    /// Output points per window (series times steps) up to which metrics and clusters share
+    /// one StoreAPI Series request; a result larger than this is asked alone, one cluster at
+    /// a time. The results of a request's window are held until its files are written, so
+    /// this bounds the exporter's memory per request in flight (2^19 points, ~8 MiB of
+    /// values).
     #[arg(long, env = "REQUEST_POINTS", default_value_t = 1 << 19, global = true)]
     pub request_points: u64,
 }

@@ -40,6 +40,10 @@ pub enum ConfigError {
     TelemetryPrefix { telemetry: String, prefix: String },
     #[error("{0} must be at least 1s")]
     ZeroTimeout(&'static str),
+    #[error(
+        "SPILL_DIR {0:?} is not a directory: give a writable directory (an emptyDir volume on Kubernetes) or leave it unset for the temporary directory"
+    )]
+    SpillDir(String),
 }
 
 /// Where the catalog is evaluated, with what that needs.
@@ -109,6 +113,8 @@ pub struct Settings {
     pub window_concurrency: usize,
     pub windows_per_request: usize,
     pub request_points: u64,
+    /// Where multi-window requests set their answers aside.
+    pub spill_dir: PathBuf,
 }
 
 impl Settings {
@@ -173,6 +179,11 @@ impl Settings {
                     prefix: prefix.clone(),
                 });
             }
+        }
+        if let Some(dir) = &conn.spill_dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError::SpillDir(dir.display().to_string()));
         }
         if conn.concurrency == 0
             || conn.window_concurrency == 0
@@ -282,6 +293,7 @@ impl Settings {
             window_concurrency: conn.window_concurrency,
             windows_per_request: conn.windows_per_request,
             request_points: conn.request_points,
+            spill_dir: conn.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         })
     }
 }

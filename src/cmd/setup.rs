@@ -105,7 +105,8 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
                 s.time_frame,
                 s.concurrency,
             )
-            .with_request_points(s.request_points);
+            .with_request_points(s.request_points)
+            .with_spill_dir(s.spill_dir.clone());
             Source::Grpc(Box::new(source.with_clusters(ClusterScope {
                 cluster_label: s.cluster_label.clone(),
                 default_cluster: s.cluster_name.clone(),

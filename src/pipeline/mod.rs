@@ -104,7 +104,7 @@ impl ExportError {
             ExportError::Window { source, .. } => match source {
                 SourceError::Internal(_) | SourceError::WriterGone => exit::INTERNAL,
                 e if e.is_retryable() => exit::UNAVAILABLE,
-                SourceError::Store(_) => exit::CONFIG,
+                SourceError::Store(_) | SourceError::Spill { .. } => exit::CONFIG,
                 SourceError::Http { .. } => exit::CONFIG,
                 _ => exit::DATA_REFUSED,
             },

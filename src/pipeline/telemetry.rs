@@ -57,7 +57,9 @@ impl TelemetryError {
             TelemetryError::Day { source, .. } => match source {
                 SourceError::Internal(_) => exit::INTERNAL,
                 e if e.is_retryable() => exit::UNAVAILABLE,
-                SourceError::Store(_) | SourceError::Http { .. } => exit::CONFIG,
+                SourceError::Store(_) | SourceError::Http { .. } | SourceError::Spill { .. } => {
+                    exit::CONFIG
+                }
                 _ => exit::DATA_REFUSED,
             },
             TelemetryError::Sink { source, .. } | TelemetryError::State { source, .. } => {

@@ -1,11 +1,13 @@
 //! The catalog evaluated in-process over `thanos.Store/Series`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use tracing::debug;
 
+use super::spill::{SPILL_BYTES, Spill};
 use super::{
     Evaluated, Part, Parts, SourceError, Stats, catalog_steps, instant_steps, name_results, send,
 };
@@ -30,12 +32,12 @@ const BATCH_BYTES: usize = 1 << 20;
 /// HTTP path's fan-out.
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
-/// The output points (series times steps, 16 bytes each while held) up to which (metric,
-/// cluster) pairs and windows are asked together by default (REQUEST_POINTS). A tenant of
-/// ~22,000 series then asks a window in a few requests, and several windows per request in a
-/// backfill; a result larger than this is asked alone, one cluster and window at a time, so a
-/// large tenant's peak stays that of its largest files (measured: a budget of the largest
-/// result instead held 1.6x the memory of a 1 h export in a 24 h one at 110k series).
+/// The output points per window (series times steps, 16 bytes each while held) up to which
+/// (metric, cluster) pairs are asked together by default (REQUEST_POINTS). A tenant of ~22,000
+/// series then asks a window in a few requests; a result larger than this is asked alone,
+/// one cluster at a time, so a large tenant's peak stays that of its largest files. The
+/// windows of a request are evaluated one at a time (`Spill`), so this bounds memory whatever
+/// the number of windows a request covers.
 pub const REQUEST_POINTS: u64 = 1 << 19;
 
 /// Where the clusters are. Series requests are narrowed to one cluster at a time (and to
@@ -61,6 +63,8 @@ pub struct GrpcSource {
     sizes: Arc<Mutex<Sizes>>,
     /// The request budget, in output points (see `REQUEST_POINTS`).
     request_points: u64,
+    /// Where multi-window requests set their answers aside (`Spill`).
+    spill_dir: Arc<PathBuf>,
     client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -95,10 +99,14 @@ struct Scopes {
     all: Option<Matcher>,
 }
 
-/// Output series per window of each (entry, cluster or `ALL_CLUSTERS`) asked so far. Kept as
-/// series, not points, so that instant queries (telemetry) and windows measure alike.
+/// What each (entry, cluster or `ALL_CLUSTERS`) asked so far gave per window: output series
+/// (kept as series, not points, so that instant queries and windows measure alike), and the
+/// chunk bytes a request sets aside for it (its request's, shared by output points).
 #[derive(Default)]
-struct Sizes(HashMap<(usize, String), u64>);
+struct Sizes {
+    series: HashMap<(usize, String), u64>,
+    bytes: HashMap<(usize, String), u64>,
+}
 
 impl Sizes {
     /// Output points per window of a group in a scope, if every entry's size is known.
@@ -107,9 +115,26 @@ impl Sizes {
             .entries
             .iter()
             .map(|&e| {
-                self.0
+                self.series
                     .get(&(e, key.to_string()))
                     .map(|n| n * steps[e].n as u64)
+            })
+            .sum()
+    }
+
+    /// Chunk bytes per window of a group in a scope, if known; for all clusters, the sum of
+    /// the clusters asked alone before.
+    fn bytes(&self, group: &Group, key: &str) -> Option<u64> {
+        group
+            .entries
+            .iter()
+            .map(|&e| {
+                self.bytes.get(&(e, key.to_string())).copied().or_else(|| {
+                    let clusters = self.bytes.iter().filter(|((i, k), _)| *i == e && k != key);
+                    (key == ALL_CLUSTERS)
+                        .then(|| clusters.map(|(_, b)| b).sum::<u64>())
+                        .filter(|&b| b > 0)
+                })
             })
             .sum()
     }
@@ -189,6 +214,7 @@ impl GrpcSource {
             untrimmed: Default::default(),
             sizes: Default::default(),
             request_points: REQUEST_POINTS,
+            spill_dir: Arc::new(std::env::temp_dir()),
             client: client.into(),
             catalog,
             plans,
@@ -203,6 +229,12 @@ impl GrpcSource {
     /// Packs requests up to `points` output points instead of `REQUEST_POINTS`.
     pub fn with_request_points(mut self, points: u64) -> Self {
         self.request_points = points.max(1);
+        self
+    }
+
+    /// Sets multi-window requests' answers aside in `dir` instead of the temporary directory.
+    pub fn with_spill_dir(mut self, dir: PathBuf) -> Self {
+        self.spill_dir = Arc::new(dir);
         self
     }
 
@@ -330,7 +362,7 @@ impl GrpcSource {
             .sizes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .0
+            .series
             .is_empty();
         if unknown && specs.len() > 1 {
             let mut stats = self.stream_windows(&specs[..1], parts).await?;
@@ -397,9 +429,9 @@ impl GrpcSource {
         Ok(stats)
     }
 
-    /// Runs a task, its windows in as few requests as the budget allows where that gives the
-    /// files of one request per window (`windows_per_request`), else one request per window;
-    /// the results are sent to `parts` as each request is done.
+    /// Runs a task, its windows in as few requests as the scratch budget allows
+    /// (`windows_per_request`), else one request per window where a store sends whole chunks;
+    /// the results are sent to `parts` window by window.
     async fn run_task(
         &self,
         task: Task<'_>,
@@ -414,20 +446,18 @@ impl GrpcSource {
                 1
             } else {
                 let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-                let steps = &specs[0].steps;
-                let size = task
+                let bytes = task
                     .groups
                     .iter()
-                    .map(|g| sizes.points(g, &task.scope_key, steps))
+                    .map(|g| sizes.bytes(g, &task.scope_key))
                     .sum();
-                windows_per_request(self.request_points, size)
+                windows_per_request(SPILL_BYTES, bytes)
             };
             let (now, later) = rest.split_at(n.min(rest.len()));
             rest = later;
-            let (outs, s) = self.request(&task, now, specs).await?;
+            let (done, s) = self.request(&task, now, specs, parts).await?;
             stats += s;
-            if let Some(outs) = outs {
-                send_parts(outs, specs, parts).await?;
+            if done {
                 continue;
             }
             for key in task.keys() {
@@ -435,31 +465,37 @@ impl GrpcSource {
                 untrimmed().insert(key);
             }
             for &w in now {
-                let (outs, s) = self.request(&task, &[w], specs).await?;
+                let (done, s) = self.request(&task, &[w], specs, parts).await?;
                 stats += s;
-                let outs = outs.ok_or_else(|| {
-                    SourceError::Internal("a one-window request was given up".into())
-                })?;
-                send_parts(outs, specs, parts).await?;
+                if !done {
+                    return Err(SourceError::Internal(
+                        "a one-window request was given up".into(),
+                    ));
+                }
             }
         }
         Ok(stats)
     }
 
-    /// One Series request over `windows`, evaluated for each of them and the task's entries:
-    /// `(window, entry, series)` per pair. Over several windows, each window is evaluated from
-    /// the chunks a request for it alone gets (`dedup::cut_to`): Thanos splits overlapping
-    /// replicas into pseudo-replicas by chunk bounds, and a counter's running total starts at
-    /// a request's first sample, so both depend on where the stores cut a request's edge
-    /// chunks. Prometheus' TSDB trims them to the request; a store gateway sends them whole,
-    /// which shows as a chunk reaching past the longer request's range: then `None`, and the
-    /// caller asks one window per request.
+    /// One Series request over `windows`, evaluated for each of them and the task's entries,
+    /// each window's results sent to `parts` as that window is done; `false` when nothing was
+    /// sent because the request cannot give each window's files (below).
+    ///
+    /// Over several windows, the answer is set aside window by window on disk (`Spill`) and
+    /// evaluated one window at a time, so memory is one window's, and each window is
+    /// evaluated from the chunks a request for it alone gets (`dedup::cut_to`): Thanos splits
+    /// overlapping replicas into pseudo-replicas by chunk bounds, and a counter's running
+    /// total starts at a request's first sample, so both depend on where the stores cut a
+    /// request's edge chunks. Prometheus' TSDB trims them to the request; a store gateway
+    /// sends them whole, which shows as a chunk reaching past the longer request's range:
+    /// then `false`, and the caller asks one window per request.
     async fn request(
         &self,
         task: &Task<'_>,
         windows: &[usize],
         specs: &[WindowSpec],
-    ) -> Result<(Option<Vec<(usize, usize, Vec<Series>)>>, Stats), SourceError> {
+        parts: &Parts,
+    ) -> Result<(bool, Stats), SourceError> {
         let lead = task.groups[0].entries[0];
         // every entry of the task's groups selects the same range in a window
         let ranges: Vec<(i64, i64)> = windows
@@ -478,55 +514,98 @@ impl GrpcSource {
             ..Default::default()
         };
         let mut stream = self.client.series(req).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<proto::Series>>(2);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<proto::Series>>(2);
+        // one window's results at a time, from the evaluation thread
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<WindowOut>(1);
         let plans = self.plans.clone();
         let replica_labels = self.replica_labels.clone();
         let lookback = self.lookback_ms;
-        // (window of the task, entry, steps), by window
-        let batch = (windows.len() > 1).then_some((mint, maxt));
         let entries: Vec<usize> = task
             .groups
             .iter()
             .flat_map(|g| g.entries.iter().copied())
             .collect();
-        let slots: Vec<(usize, usize, Steps)> = (0..windows.len())
-            .flat_map(|k| {
-                let spec = &specs[windows[k]];
-                entries.iter().map(move |&i| (k, i, spec.steps[i]))
-            })
+        let steps: Vec<Vec<Steps>> = windows
+            .iter()
+            .map(|&w| entries.iter().map(|&i| specs[w].steps[i]).collect())
             .collect();
-        // Decoding and folding are CPU work: they run on the blocking pool, fed in batches,
-        // while this task keeps reading the stream.
+        let spill = (windows.len() > 1).then(|| self.spill_dir.clone());
         let windows_of = windows.to_vec();
+        let worker_entries = entries.clone();
+        // Decoding and folding are CPU work (and the scratch files blocking I/O): they run on
+        // the blocking pool, fed in batches, while this task keeps reading the stream.
         let worker = tokio::task::spawn_blocking(move || {
-            let mut evals: Vec<(usize, usize, Evaluator<'_>)> = slots
-                .iter()
-                .map(|&(k, i, steps)| (k, i, plans[i].evaluator(steps, lookback)))
-                .collect();
-            let mut merger = SeriesMerger::new(&replica_labels);
-            let mut stats = Stats::default();
-            let mut feed = |labels: &Labels, chunks: &[AggrChunk], stats: &mut Stats| {
-                feed(&plans, &mut evals, &ranges, labels, chunks, batch, stats)
+            let window = Window {
+                plans: &plans,
+                entries: &worker_entries,
+                lookback,
             };
-            while let Some(batch) = rx.blocking_recv() {
-                for s in batch {
-                    if let Some((labels, chunks)) = merger.push(s)?
-                        && !feed(&labels, &chunks, &mut stats)?
-                    {
-                        return Ok((None, stats));
+            let mut merged = Merged {
+                rx,
+                merger: SeriesMerger::new(&replica_labels),
+                ready: VecDeque::new(),
+                done: false,
+            };
+            let mut stats = Stats::default();
+            let Some(dir) = spill else {
+                // one window: folded as the series arrive
+                let mut evals = window.evaluators(&steps[0]);
+                while let Some((labels, chunks)) = merged.next()? {
+                    feed(&plans, &mut evals, ranges[0], &labels, &chunks, &mut stats)?;
+                }
+                let outs = window.finish(evals, windows_of[0])?;
+                let _ = out_tx.blocking_send(outs);
+                return Ok((true, stats));
+            };
+            let scratch = |source| SourceError::Spill {
+                dir: dir.display().to_string(),
+                source,
+            };
+            let mut spill = Spill::create(&dir, ranges.len()).map_err(scratch)?;
+            while let Some((labels, chunks)) = merged.next()? {
+                match set_aside(
+                    &plans,
+                    &worker_entries,
+                    &ranges,
+                    (mint, maxt),
+                    &labels,
+                    &chunks,
+                )
+                .and_then(|cuts| {
+                    for (k, chunks) in cuts.iter().flatten() {
+                        spill.push(*k, &labels, chunks).map_err(scratch)?;
                     }
+                    Ok(cuts)
+                }) {
+                    Ok(Some(cuts)) => stats.series += u64::from(!cuts.is_empty()),
+                    Ok(None) => return Ok((false, stats)),
+                    Err(e) => return Err(e),
                 }
             }
-            if let Some((labels, chunks)) = merger.finish()
-                && !feed(&labels, &chunks, &mut stats)?
-            {
-                return Ok((None, stats));
-            }
-            let outs = evals
+            debug!(
+                bytes = spill.bytes(),
+                windows = ranges.len(),
+                "request set aside"
+            );
+            for (k, mut series) in spill
+                .into_windows()
+                .map_err(scratch)?
                 .into_iter()
-                .map(|(k, i, e)| e.finish().map(|r| (windows_of[k], i, r)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, SourceError>((Some(outs), stats))
+                .enumerate()
+            {
+                let mut evals = window.evaluators(&steps[k]);
+                // series were counted once above, samples per window
+                let mut replay = Stats::default();
+                while let Some((labels, chunks)) = series.next_series().map_err(scratch)? {
+                    feed(&plans, &mut evals, ranges[k], &labels, &chunks, &mut replay)?;
+                }
+                stats.samples += replay.samples;
+                let outs = window.finish(evals, windows_of[k])?;
+                if out_tx.blocking_send(outs).is_err() {
+                    break; // the request's task stopped: its error is the one to report
+                }
+            }
+            Ok::<_, SourceError>((true, stats))
         });
         let received = async {
             let mut batch = Vec::with_capacity(BATCH_SERIES);
@@ -552,27 +631,49 @@ impl GrpcSource {
         }
         .await;
         drop(tx);
+        // output series per entry, over the windows
+        let mut series: HashMap<usize, usize> = HashMap::new();
+        let mut sent = Ok(());
+        if received.is_ok() {
+            while let Some(outs) = out_rx.recv().await {
+                for (_, e, s) in &outs {
+                    *series.entry(*e).or_default() += s.len();
+                }
+                sent = send_parts(outs, specs, parts).await;
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(out_rx);
         let worked = worker
             .await
             .map_err(|e| SourceError::Internal(format!("evaluation thread failed: {e}")))?;
         received?;
-        let (outs, mut stats) = worked?;
+        let (done, mut stats) = worked?;
+        sent?;
         let (_, bytes) = stream.received();
         stats.bytes_in = bytes;
         stats.calls = 1;
-        if let Some(outs) = &outs {
+        if done {
             let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            let points = |e: usize| {
+                series.get(&e).copied().unwrap_or(0) as u64 * specs[windows[0]].steps[e].n as u64
+            };
+            let total: u64 = entries.iter().map(|&e| points(e)).sum();
+            let w = windows.len() as u64;
             for &e in &entries {
-                let series: usize = outs
-                    .iter()
-                    .filter(|(_, entry, _)| *entry == e)
-                    .map(|(_, _, series)| series.len())
-                    .sum();
-                let per_window = series.div_ceil(windows.len()) as u64;
-                sizes.0.insert((e, task.scope_key.clone()), per_window);
+                let key = (e, task.scope_key.clone());
+                let n = series.get(&e).copied().unwrap_or(0) as u64;
+                sizes.series.insert(key.clone(), n.div_ceil(w));
+                // the request's bytes, shared by output points (evenly when there are none)
+                let share = (u128::from(bytes) * u128::from(points(e)))
+                    .checked_div(u128::from(total))
+                    .map_or(bytes / entries.len() as u64, |b| b as u64);
+                sizes.bytes.insert(key, share.div_ceil(w));
             }
         }
-        Ok((outs, stats))
+        Ok((done, stats))
     }
 }
 
@@ -733,8 +834,8 @@ fn tasks<'g>(
         .collect()
 }
 
-/// Windows the next request of a task covers: as many as fit the budget at the task's size
-/// per window; one while the size is unknown (the first request measures it).
+/// Windows the next request of a task covers: as many as the scratch budget holds at the
+/// task's chunk bytes per window; one while they are unknown (the first request measures them).
 fn windows_per_request(budget: u64, size: Option<u64>) -> usize {
     size.map_or(1, |n| (budget / n.max(1)).max(1) as usize)
 }
@@ -749,67 +850,99 @@ fn to_proto(m: &Matcher) -> proto::LabelMatcher {
     crate::store::matcher(kind, &m.name, &m.value)
 }
 
-/// Folds one series into the evaluators of every window; `false` (nothing folded) when, over
-/// several windows (`batch`: the request's range), a store sent the series whole chunks (see
-/// `GrpcSource::request`).
+/// The results of one window of a request: `(window, entry, series)` per entry.
+type WindowOut = Vec<(usize, usize, Vec<Series>)>;
+
+/// What evaluating one window of a request takes: its entries and the evaluators' settings.
+struct Window<'a> {
+    plans: &'a [Plan],
+    entries: &'a [usize],
+    lookback: i64,
+}
+
+impl<'a> Window<'a> {
+    /// The entries' evaluators over their steps in the window (`steps`, in entry order).
+    fn evaluators(&self, steps: &[Steps]) -> Vec<(usize, Evaluator<'a>)> {
+        debug_assert_eq!(steps.len(), self.entries.len());
+        self.entries
+            .iter()
+            .zip(steps)
+            .map(|(&i, &s)| (i, self.plans[i].evaluator(s, self.lookback)))
+            .collect()
+    }
+
+    fn finish(
+        &self,
+        evals: Vec<(usize, Evaluator<'a>)>,
+        window: usize,
+    ) -> Result<WindowOut, SourceError> {
+        evals
+            .into_iter()
+            .map(|(i, e)| Ok((window, i, e.finish()?)))
+            .collect()
+    }
+}
+
+/// The merged series of a request, from the batches the reading task hands over.
+struct Merged<'a> {
+    rx: tokio::sync::mpsc::Receiver<Vec<proto::Series>>,
+    merger: SeriesMerger<'a>,
+    ready: VecDeque<(Labels, Vec<AggrChunk>)>,
+    done: bool,
+}
+
+impl Merged<'_> {
+    /// The next series, blocking for the next batch (call it on the blocking pool).
+    fn next(&mut self) -> Result<Option<(Labels, Vec<AggrChunk>)>, SourceError> {
+        loop {
+            if let Some(s) = self.ready.pop_front() {
+                return Ok(Some(s));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.rx.blocking_recv() {
+                Some(batch) => {
+                    for s in batch {
+                        if let Some(m) = self.merger.push(s)? {
+                            self.ready.push_back(m);
+                        }
+                    }
+                }
+                None => {
+                    self.done = true;
+                    self.ready.extend(self.merger.finish());
+                }
+            }
+        }
+    }
+}
+
+/// Folds one series into a window's evaluators; `range`: what the window selects.
 fn feed(
     plans: &[Plan],
-    evals: &mut [(usize, usize, Evaluator<'_>)],
-    ranges: &[(i64, i64)],
+    evals: &mut [(usize, Evaluator<'_>)],
+    (mint, maxt): (i64, i64),
     labels: &Labels,
     chunks: &[AggrChunk],
-    batch: Option<(i64, i64)>,
     stats: &mut Stats,
-) -> Result<bool, SourceError> {
-    // A single replica's samples inside a window do not depend on the cut, only a counter's
-    // running total and the pseudo-replicas of overlapping chunks do.
-    let overlapping = batch.is_some() && split_overlapping(chunks).len() > 1;
-    // the first window's evaluators hold every entry once
-    let counter = batch.is_some()
-        && evals
-            .iter()
-            .take_while(|(k, _, _)| *k == 0)
-            .any(|(_, i, _)| plans[*i].counter_func && plans[*i].matches(labels));
-    if let Some((mint, maxt)) = batch
-        && (overlapping || counter)
-        && !trimmed_to(chunks, mint, maxt)
-    {
-        return Ok(false);
-    }
+) -> Result<(), SourceError> {
     let data = |source| SourceError::Data {
         series: labels.to_string(),
         source,
     };
-    // per window, one decode per deduplication variant (counter adjustment or not), shared by
-    // the window's entries; `evals` are in window order
+    // one decode per deduplication variant (counter adjustment or not), shared by entries
     let mut decoded: [Option<Vec<crate::model::Sample>>; 2] = [None, None];
-    let mut cut: Option<Vec<AggrChunk>> = None;
-    let mut window = usize::MAX;
     let mut any = false;
-    for (k, i, eval) in evals.iter_mut() {
+    for (i, eval) in evals.iter_mut() {
         let plan = &plans[*i];
         if !plan.matches(labels) {
             continue;
         }
         any = true;
-        if *k != window {
-            debug_assert!(window == usize::MAX || *k > window, "evaluators by window");
-            window = *k;
-            decoded = [None, None];
-            cut = None;
-        }
         let slot = &mut decoded[plan.counter_func as usize];
         if slot.is_none() {
-            let (mint, maxt) = ranges[*k];
-            let s = if batch.is_some() && (overlapping || plan.counter_func) {
-                if cut.is_none() {
-                    cut = Some(cut_to(chunks, mint, maxt).map_err(data)?);
-                }
-                let cut = cut.as_deref().unwrap_or_default();
-                series_samples(cut, mint, maxt, plan.counter_func).map_err(data)?
-            } else {
-                series_samples(chunks, mint, maxt, plan.counter_func).map_err(data)?
-            };
+            let s = series_samples(chunks, mint, maxt, plan.counter_func).map_err(data)?;
             stats.samples += s.len() as u64;
             *slot = Some(s);
         }
@@ -818,7 +951,54 @@ fn feed(
     if any {
         stats.series += 1;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// `(window, chunks)`: a series' chunks as each window reads them.
+type WindowChunks = Vec<(usize, Vec<AggrChunk>)>;
+
+/// A series of a multi-window request (over `request`), as each window (`ranges`) reads it:
+/// `(window, chunks)` for the windows it has chunks in (none when no entry reads it), cut as
+/// a request for that window alone gets them wherever the cut matters (see
+/// `GrpcSource::request`); `None` when the cut mattered and a store sent whole chunks.
+fn set_aside(
+    plans: &[Plan],
+    entries: &[usize],
+    ranges: &[(i64, i64)],
+    request: (i64, i64),
+    labels: &Labels,
+    chunks: &[AggrChunk],
+) -> Result<Option<WindowChunks>, SourceError> {
+    let read = |i: &usize| plans[*i].matches(labels);
+    if !entries.iter().any(read) {
+        return Ok(Some(Vec::new()));
+    }
+    // A single replica's samples inside a window do not depend on the cut, only a counter's
+    // running total and the pseudo-replicas of overlapping chunks do.
+    let cut = split_overlapping(chunks).len() > 1
+        || entries.iter().any(|i| plans[*i].counter_func && read(i));
+    if cut && !trimmed_to(chunks, request.0, request.1) {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(ranges.len());
+    for (k, &(mint, maxt)) in ranges.iter().enumerate() {
+        let own: Vec<AggrChunk> = if cut {
+            cut_to(chunks, mint, maxt).map_err(|source| SourceError::Data {
+                series: labels.to_string(),
+                source,
+            })?
+        } else {
+            chunks
+                .iter()
+                .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+                .cloned()
+                .collect()
+        };
+        if !own.is_empty() {
+            out.push((k, own));
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Joins consecutive series that are equal once replica labels are removed (a store that
@@ -1084,7 +1264,7 @@ mod tests {
         // but the name share a request for all clusters
         for e in 0..plans.len() {
             for key in ["a", "b", ALL_CLUSTERS] {
-                sizes.0.insert((e, key.to_string()), 20);
+                sizes.series.insert((e, key.to_string()), 20);
             }
         }
         let small = tasks(&groups, &steps, 6, Some(&scopes), &sizes, REQUEST_POINTS);
@@ -1113,34 +1293,45 @@ mod tests {
                 "container_memory_working_set_bytes"
             ]
         );
-        // windows per request: as many as the budget holds, one while the size is unknown
-        let budget = REQUEST_POINTS;
-        let size = together
-            .groups
-            .iter()
-            .map(|g| sizes.points(g, ALL_CLUSTERS, &steps))
-            .sum::<Option<u64>>()
-            .unwrap();
-        assert!(windows_per_request(budget, Some(size)) >= 24);
-        assert_eq!(windows_per_request(budget, None), 1);
+        // windows per request: as many as the scratch budget holds (in chunk bytes, whatever
+        // the output points), one while the size is unknown
+        assert_eq!(windows_per_request(SPILL_BYTES, None), 1);
+        assert!(
+            together
+                .groups
+                .iter()
+                .all(|g| sizes.bytes(g, ALL_CLUSTERS).is_none())
+        );
+        for &e in &requests.entries {
+            for (key, bytes) in [("a", 3 << 20), ("b", 1 << 20)] {
+                sizes.bytes.insert((e, key.to_string()), bytes);
+            }
+        }
+        // all clusters, asked alone before: their sum
+        assert_eq!(
+            sizes.bytes(requests, ALL_CLUSTERS),
+            Some(requests.entries.len() as u64 * (4 << 20))
+        );
+        assert_eq!(
+            windows_per_request(SPILL_BYTES, sizes.bytes(requests, "a")),
+            (SPILL_BYTES / (requests.entries.len() as u64 * (3 << 20))) as usize
+        );
 
-        // one group larger than the budget: asked per cluster and window, the others still
-        // share requests
+        // one group larger than the budget: asked per cluster, the others still share
+        // requests
         let large_series = 3 * REQUEST_POINTS / 60;
         for key in ["a", "b"] {
             sizes
-                .0
+                .series
                 .insert((requests.entries[0], key.to_string()), large_series);
         }
         sizes
-            .0
+            .series
             .remove(&(requests.entries[0], ALL_CLUSTERS.to_string()));
         let large = tasks(&groups, &steps, 6, Some(&scopes), &sizes, REQUEST_POINTS);
         let req = with(&large, requests);
         assert_eq!(req.len(), 2, "a request per cluster");
         assert!(req.iter().all(|&i| large[i].groups.len() == 1));
-        let size = sizes.points(requests, "a", &steps);
-        assert_eq!(windows_per_request(budget, size), 1);
         assert!(large.iter().any(|t| t.groups.len() > 5));
     }
 

@@ -3,6 +3,7 @@
 
 pub mod grpc;
 pub mod http;
+mod spill;
 
 use thiserror::Error;
 
@@ -123,6 +124,10 @@ pub enum SourceError {
         message: String,
         retryable: bool,
     },
+    #[error(
+        "cannot set a multi-window request's answer aside in {dir}: {source} (set SPILL_DIR to a writable directory with room for CONCURRENCY x 64 MiB, or WINDOWS_PER_REQUEST=1 to ask one window per request)"
+    )]
+    Spill { dir: String, source: std::io::Error },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the writer stopped taking results")]

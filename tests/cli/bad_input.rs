@@ -96,3 +96,48 @@ async fn warning_frame_is_never_exported_as_partial_data() {
     assert!(err.contains("partial"), "{err}");
     assert!(files(&dir).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_dir_that_is_not_a_directory_is_refused_before_any_request() {
+    let store = start(Script::CutFrom(i64::MAX)).await;
+    let dir = scratch("bad-spill-dir");
+    let not_a_dir = dir.join("spill-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let spill = vec![("SPILL_DIR", not_a_dir.display().to_string())];
+    let out = export_blocking(store, dir.join("out"), 2, spill).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SPILL_DIR") && err.contains("not a directory"),
+        "{err}"
+    );
+    assert!(files(&dir.join("out")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_windows_leaves_nothing_in_the_spill_dir() {
+    // three windows: the first asked alone, the other two in one request set aside in the
+    // spill directory, which is empty again afterwards (the files are unlinked at once)
+    let store = start(Script::CutFrom(i64::MAX)).await;
+    let dir = scratch("spill-dir-clean");
+    let spill_dir = dir.join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    let spill = vec![
+        ("SPILL_DIR", spill_dir.display().to_string()),
+        ("LOG_LEVEL", "debug".to_string()),
+    ];
+    let out = export_blocking(store, dir.join("out"), 3, spill).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("request set aside"), "{log}");
+    let f = files(&dir.join("out"));
+    for w in [W1, W2, W2 + 3600] {
+        assert!(
+            f.iter().any(|k| k.contains(&format!("/{w}_"))),
+            "{w}: {f:?}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&spill_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

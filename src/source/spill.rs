@@ -1,0 +1,239 @@
+//! A multi-window request's answer, set aside window by window on disk: the stores are asked
+//! once for a day (their cost is per request and per edge chunk, not per sample), while the
+//! exporter evaluates one window at a time, so its memory stays that of one window's files
+//! whatever the number of windows a request covers.
+//!
+//! Each window's series go to a file of their own, in the order they came (label order, as
+//! the evaluator needs them), with only the chunks that window reads. The files are unlinked
+//! as soon as they are created: nothing is left behind by a crash or a kill.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::model::Labels;
+use crate::store::proto::{AggrChunk, Chunk};
+
+/// Bytes of chunks a multi-window request sets aside at most (by the sizes earlier requests
+/// measured): with CONCURRENCY requests at once, the scratch directory needs CONCURRENCY
+/// times this. A day of the largest metric of one cluster of ~22,000 series fits.
+pub const SPILL_BYTES: u64 = 64 << 20;
+
+// per window of a request in flight: small, a request may cover a day of windows
+const BUFFER: usize = 32 << 10;
+
+/// Marks a chunk without raw data (a downsampled aggregate), refused when it is read.
+const NO_RAW: i32 = -1;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// The series of a request, written window by window.
+pub struct Spill {
+    windows: Vec<BufWriter<File>>,
+    bytes: u64,
+}
+
+impl Spill {
+    /// One unlinked scratch file per window in `dir`.
+    pub fn create(dir: &Path, windows: usize) -> io::Result<Spill> {
+        let windows = (0..windows)
+            .map(|_| scratch_file(dir).map(|f| BufWriter::with_capacity(BUFFER, f)))
+            .collect::<io::Result<_>>()?;
+        Ok(Spill { windows, bytes: 0 })
+    }
+
+    /// Sets a series aside for `window`, with the chunks it reads there.
+    pub fn push(&mut self, window: usize, labels: &Labels, chunks: &[AggrChunk]) -> io::Result<()> {
+        let w = &mut self.windows[window];
+        let mut bytes = 8;
+        w.write_all(&(labels.len() as u32).to_le_bytes())?;
+        for (name, value) in labels.iter() {
+            bytes += write_bytes(w, name.as_bytes())? + write_bytes(w, value.as_bytes())?;
+        }
+        w.write_all(&(chunks.len() as u32).to_le_bytes())?;
+        for c in chunks {
+            w.write_all(&c.min_time.to_le_bytes())?;
+            w.write_all(&c.max_time.to_le_bytes())?;
+            let (kind, data) = c
+                .raw
+                .as_ref()
+                .map_or((NO_RAW, &[][..]), |r| (r.r#type, &r.data[..]));
+            w.write_all(&kind.to_le_bytes())?;
+            bytes += 20 + write_bytes(w, data)?;
+        }
+        self.bytes += bytes as u64;
+        Ok(())
+    }
+
+    /// Bytes set aside so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The windows' series, to be read back in the order they were written.
+    pub fn into_windows(self) -> io::Result<Vec<WindowSeries>> {
+        self.windows
+            .into_iter()
+            .map(|w| {
+                let mut file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+                file.seek(SeekFrom::Start(0))?;
+                Ok(WindowSeries {
+                    file: BufReader::with_capacity(BUFFER, file),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One window's series, read back.
+pub struct WindowSeries {
+    file: BufReader<File>,
+}
+
+impl WindowSeries {
+    /// The next series and its chunks; `None` at the end.
+    pub fn next_series(&mut self) -> io::Result<Option<(Labels, Vec<AggrChunk>)>> {
+        let mut n = [0u8; 4];
+        match self.file.read_exact(&mut n) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let pairs = (0..u32::from_le_bytes(n))
+            .map(|_| Ok((read_string(&mut self.file)?, read_string(&mut self.file)?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        let chunks = (0..read_u32(&mut self.file)?)
+            .map(|_| {
+                let mut head = [0u8; 20];
+                self.file.read_exact(&mut head)?;
+                let int = |r: std::ops::Range<usize>| -> [u8; 8] {
+                    head[r].try_into().unwrap_or_default()
+                };
+                let kind = i32::from_le_bytes(head[16..20].try_into().unwrap_or_default());
+                let data = read_vec(&mut self.file)?;
+                Ok(AggrChunk {
+                    min_time: i64::from_le_bytes(int(0..8)),
+                    max_time: i64::from_le_bytes(int(8..16)),
+                    raw: (kind != NO_RAW).then(|| Chunk {
+                        r#type: kind,
+                        data: data.into(),
+                        hash: 0,
+                    }),
+                    ..Default::default()
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Some((Labels::from_pairs(pairs), chunks)))
+    }
+}
+
+fn scratch_file(dir: &Path) -> io::Result<File> {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path: PathBuf = dir.join(format!(
+        ".storeapi-exporter-{}-{n}.spill",
+        std::process::id()
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+fn write_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<usize> {
+    w.write_all(&(b.len() as u32).to_le_bytes())?;
+    w.write_all(b)?;
+    Ok(4 + b.len())
+}
+
+fn read_u32(r: &mut impl Read) -> io::Result<u32> {
+    let mut n = [0u8; 4];
+    r.read_exact(&mut n)?;
+    Ok(u32::from_le_bytes(n))
+}
+
+fn read_vec(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut v = vec![0u8; read_u32(r)? as usize];
+    r.read_exact(&mut v)?;
+    Ok(v)
+}
+
+fn read_string(r: &mut impl Read) -> io::Result<String> {
+    String::from_utf8(read_vec(r)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(min: i64, max: i64, data: &[u8]) -> AggrChunk {
+        AggrChunk {
+            min_time: min,
+            max_time: max,
+            raw: Some(Chunk {
+                r#type: 1,
+                data: data.to_vec().into(),
+                hash: 7,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn windows_read_back_what_was_set_aside_in_order() {
+        let dir = std::env::temp_dir();
+        let mut spill = Spill::create(&dir, 3).unwrap();
+        let a = Labels::from_pairs([("__name__", "up"), ("pod", "a")]);
+        let b = Labels::from_pairs([("__name__", "up"), ("pod", "b")]);
+        let no_raw = AggrChunk {
+            min_time: 5,
+            max_time: 6,
+            ..Default::default()
+        };
+        spill
+            .push(0, &a, &[chunk(1, 2, b"xy"), chunk(3, 4, b"")])
+            .unwrap();
+        spill.push(0, &b, std::slice::from_ref(&no_raw)).unwrap();
+        spill.push(2, &b, &[]).unwrap();
+        assert!(spill.bytes() > 0);
+        let mut windows = spill.into_windows().unwrap();
+        let mut got = |w: usize| {
+            let mut out = Vec::new();
+            while let Some(s) = windows[w].next_series().unwrap() {
+                out.push(s);
+            }
+            out
+        };
+        let mut want = chunk(1, 2, b"xy");
+        want.raw.as_mut().unwrap().hash = 0;
+        let mut empty = chunk(3, 4, b"");
+        empty.raw.as_mut().unwrap().hash = 0;
+        assert_eq!(
+            got(0),
+            vec![(a, vec![want, empty]), (b.clone(), vec![no_raw])]
+        );
+        assert_eq!(got(1), vec![]);
+        assert_eq!(got(2), vec![(b, vec![])]);
+        // unlinked at once: nothing of ours is left in the directory
+        let pid = format!(".storeapi-exporter-{}-", std::process::id());
+        let left = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&pid))
+            })
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_not_a_panic() {
+        let err = Spill::create(Path::new("/nonexistent/storeapi-exporter"), 1)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}
