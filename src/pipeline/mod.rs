@@ -330,11 +330,15 @@ impl Exporter {
                         entry,
                         steps,
                         series,
+                        written,
                     } = part;
                     // rendering and gzip are the exporter's heaviest CPU work: off the async
                     // runtime, so the streams keep flowing meanwhile
                     let (files, seen) = tokio::task::spawn_blocking(move || {
-                        layout.metric_files(window, &names[entry], &steps, &series)
+                        let files = layout.metric_files(window, &names[entry], &steps, &series);
+                        // the series are rendered: out of memory once dropped here
+                        drop((series, written));
+                        files
                     })
                     .await
                     .map_err(|e| {

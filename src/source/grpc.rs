@@ -65,6 +65,9 @@ pub struct GrpcSource {
     request_points: u64,
     /// Where multi-window requests set their answers aside (`Spill`).
     spill_dir: Arc<PathBuf>,
+    /// Windows evaluated at once from set-aside answers: CPU work, so no more than the
+    /// cores; each holds a window's results until they are rendered.
+    replays: Arc<tokio::sync::Semaphore>,
     client: SeriesClient,
     catalog: Arc<Catalog>,
     plans: Arc<Vec<Plan>>,
@@ -215,6 +218,11 @@ impl GrpcSource {
             sizes: Default::default(),
             request_points: REQUEST_POINTS,
             spill_dir: Arc::new(std::env::temp_dir()),
+            replays: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(concurrency.max(1)),
+            )),
             client: client.into(),
             catalog,
             plans,
@@ -515,8 +523,19 @@ impl GrpcSource {
         };
         let mut stream = self.client.series(req).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<proto::Series>>(2);
-        // one window's results at a time, from the evaluation thread
-        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<WindowOut>(1);
+        // one window's results at a time, from the evaluation thread: it evaluates the next
+        // window once these are handed on (`done`), so a request holds one window's results
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(
+            WindowOut,
+            Option<tokio::sync::OwnedSemaphorePermit>,
+            tokio::sync::oneshot::Sender<()>,
+        )>(1);
+        let hand_on = move |outs: WindowOut, permit| {
+            let (done, handed) = tokio::sync::oneshot::channel();
+            // false: the request's task stopped, and its error is the one to report
+            out_tx.blocking_send((outs, permit, done)).is_ok() && handed.blocking_recv().is_ok()
+        };
+        let (replays, runtime) = (self.replays.clone(), tokio::runtime::Handle::current());
         let plans = self.plans.clone();
         let replica_labels = self.replica_labels.clone();
         let lookback = self.lookback_ms;
@@ -553,8 +572,7 @@ impl GrpcSource {
                 while let Some((labels, chunks)) = merged.next()? {
                     feed(&plans, &mut evals, ranges[0], &labels, &chunks, &mut stats)?;
                 }
-                let outs = window.finish(evals, windows_of[0])?;
-                let _ = out_tx.blocking_send(outs);
+                hand_on(window.finish(evals, windows_of[0])?, None);
                 return Ok((true, stats));
             };
             let scratch = |source| SourceError::Spill {
@@ -593,6 +611,9 @@ impl GrpcSource {
                 .into_iter()
                 .enumerate()
             {
+                let permit = runtime
+                    .block_on(replays.clone().acquire_owned())
+                    .map_err(|e| SourceError::Internal(format!("replay slots: {e}")))?;
                 let mut evals = window.evaluators(&steps[k]);
                 // series were counted once above, samples per window
                 let mut replay = Stats::default();
@@ -600,9 +621,8 @@ impl GrpcSource {
                     feed(&plans, &mut evals, ranges[k], &labels, &chunks, &mut replay)?;
                 }
                 stats.samples += replay.samples;
-                let outs = window.finish(evals, windows_of[k])?;
-                if out_tx.blocking_send(outs).is_err() {
-                    break; // the request's task stopped: its error is the one to report
+                if !hand_on(window.finish(evals, windows_of[k])?, Some(permit)) {
+                    break;
                 }
             }
             Ok::<_, SourceError>((true, stats))
@@ -635,7 +655,7 @@ impl GrpcSource {
         let mut series: HashMap<usize, usize> = HashMap::new();
         let mut sent = Ok(());
         if received.is_ok() {
-            while let Some(outs) = out_rx.recv().await {
+            while let Some((outs, permit, done)) = out_rx.recv().await {
                 for (_, e, s) in &outs {
                     *series.entry(*e).or_default() += s.len();
                 }
@@ -643,6 +663,8 @@ impl GrpcSource {
                 if sent.is_err() {
                     break;
                 }
+                drop(permit); // rendered: another window may be evaluated
+                let _ = done.send(());
             }
         }
         drop(out_rx);
@@ -677,12 +699,14 @@ impl GrpcSource {
     }
 }
 
-/// Sends each `(window, entry, series)` result as a part.
+/// Sends each `(window, entry, series)` result as a part, and waits until every one of them is
+/// rendered (out of memory), so that a request builds its next window's results only then.
 async fn send_parts(
-    outs: Vec<(usize, usize, Vec<Series>)>,
+    outs: WindowOut,
     specs: &[WindowSpec],
     parts: &Parts,
 ) -> Result<(), SourceError> {
+    let (written, mut all_written) = tokio::sync::mpsc::channel::<()>(1);
     for (w, entry, series) in outs {
         let spec = &specs[w];
         let part = Part {
@@ -690,9 +714,13 @@ async fn send_parts(
             entry,
             steps: spec.steps[entry],
             series,
+            written: Some(written.clone()),
         };
         send(parts, part).await?;
     }
+    drop(written);
+    // every clone dropped: rendered, or given up with the batch (whose error is reported)
+    let _ = all_written.recv().await;
     Ok(())
 }
 

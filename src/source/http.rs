@@ -148,6 +148,7 @@ impl HttpSource {
                 entry,
                 steps,
                 series,
+                written: None,
             };
             send(parts, part).await?;
             Ok::<_, SourceError>(stats)

@@ -33,6 +33,9 @@ pub struct Part {
     pub steps: Steps,
     /// Sorted by labels.
     pub series: Vec<Series>,
+    /// Held until the part's files are written (or given up): a source that waits for every
+    /// clone to be dropped builds its next results only once these are out of memory.
+    pub written: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// Where a source sends its parts; bounded, so a slow writer holds the source back.
