@@ -773,10 +773,10 @@ fn stream_groups(
 ///   its clusters together are known to fit the budget;
 /// - groups asked for all clusters, over the same range and with the same matchers but the
 ///   metric name, share a request while the sum of their sizes fits;
-/// - the windows of a request: as many as the budget allows (`run_task`), each evaluated from
-///   the chunks a request for it alone would get (`dedup::cut_to`).
+/// - the windows of a request: as many as the scratch budget allows (`run_task`, `Spill`),
+///   each evaluated from the chunks a request for it alone would get (`dedup::cut_to`).
 ///
-/// `budget`: output points (see `REQUEST_POINTS`). Unknown sizes (a run's first window) are
+/// `budget`: output points per window (see `REQUEST_POINTS`). Unknown sizes (a run's first window) are
 /// asked alone, cluster by cluster.
 fn tasks<'g>(
     groups: &'g [Group],
@@ -1361,6 +1361,88 @@ mod tests {
         assert_eq!(req.len(), 2, "a request per cluster");
         assert!(req.iter().all(|&i| large[i].groups.len() == 1));
         assert!(large.iter().any(|t| t.groups.len() > 5));
+    }
+
+    #[test]
+    fn a_series_is_set_aside_with_what_each_window_reads() {
+        // one replica of a gauge and of a counter, 2 h in 30 min chunks, asked as one request
+        // over two 1 h windows: the gauge keeps its chunks as sent (the window's samples do not
+        // depend on the cut), the counter gets each window's own cut (its running total does),
+        // and both give the samples of a request for that window alone
+        let catalog = Catalog::default_for("cluster");
+        let plans: Vec<Plan> = catalog
+            .entries
+            .iter()
+            .map(|e| Plan::compile(&e.expr).unwrap())
+            .collect();
+        let entry = |name: &str| catalog.entries.iter().position(|e| e.name == name).unwrap();
+        let (gauge, counter) = (entry("memory_usage"), entry("cpu_usage"));
+        let labels = |name: &str| {
+            Labels::from_pairs([
+                ("__name__", name),
+                ("cluster", "a"),
+                ("container", "app"),
+                ("namespace", "ns"),
+                ("pod", "p"),
+            ])
+        };
+        let samples: Vec<crate::model::Sample> = (0..480)
+            .map(|i| (1_000 + i * 15_000, 10.0 + (i % 100) as f64))
+            .collect();
+        let chunks: Vec<AggrChunk> = samples
+            .chunks(120)
+            .map(|s| AggrChunk {
+                min_time: s[0].0,
+                max_time: s[s.len() - 1].0,
+                raw: Some(Chunk {
+                    r#type: Encoding::Xor as i32,
+                    data: crate::chunk::encode(s).into(),
+                    hash: 0,
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let ranges = [(1, 3_600_000), (3_300_001, 7_200_000)];
+        let request = (1, 7_200_000);
+        for (name, i, is_counter) in [
+            ("container_memory_working_set_bytes", gauge, false),
+            ("container_cpu_usage_seconds_total", counter, true),
+        ] {
+            let l = labels(name);
+            assert!(plans[i].matches(&l) && plans[i].counter_func == is_counter);
+            let set = set_aside(&plans, &[gauge, counter], &ranges, request, &l, &chunks)
+                .unwrap()
+                .unwrap();
+            assert_eq!(set.len(), 2, "{name}: both windows");
+            for (k, own) in set {
+                let (mint, maxt) = ranges[k];
+                let alone = cut_to(&chunks, mint, maxt).unwrap();
+                if is_counter {
+                    assert_eq!(own, alone, "{name} window {k}: the window's own cut");
+                } else {
+                    assert!(own.iter().all(|c| chunks.contains(c)), "{name}: as sent");
+                }
+                let want = series_samples(&alone, mint, maxt, is_counter).unwrap();
+                let got = series_samples(&own, mint, maxt, is_counter).unwrap();
+                assert!(!want.is_empty());
+                let bits = |s: &[crate::model::Sample]| -> Vec<(i64, u64)> {
+                    s.iter().map(|x| (x.0, x.1.to_bits())).collect()
+                };
+                assert_eq!(bits(&got), bits(&want), "{name} window {k}");
+            }
+        }
+        // a series no entry reads is not set aside; a counter's whole chunks (a store
+        // gateway's) reaching past the request give the request up
+        let other = labels("kube_pod_info");
+        let none = set_aside(&plans, &[gauge, counter], &ranges, request, &other, &chunks);
+        assert_eq!(none.unwrap(), Some(vec![]));
+        let cpu = labels("container_cpu_usage_seconds_total");
+        let narrow = (1_000_000, 7_200_000);
+        assert!(
+            set_aside(&plans, &[counter], &ranges, narrow, &cpu, &chunks)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
