@@ -33,8 +33,9 @@ pub struct Part {
     pub steps: Steps,
     /// Sorted by labels.
     pub series: Vec<Series>,
-    /// Held until the part's files are written (or given up): a source that waits for every
-    /// clone to be dropped builds its next results only once these are out of memory.
+    /// Dropped by the consumer once the series are rendered (or given up), never kept: a
+    /// source waits for every clone to be dropped before it builds its next results, so that
+    /// these are out of memory first.
     pub written: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
