@@ -13,12 +13,12 @@ use std::hint::black_box;
 use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use storeapi_exporter::chunk::{XorIter, decode_into, encode};
+use storeapi_exporter::chunk::{XorIter, decode_into, encode, xor_chunk};
 use storeapi_exporter::dedup::series_samples;
 use storeapi_exporter::engine::Plan;
 use storeapi_exporter::model::Labels;
 use storeapi_exporter::model::{Sample, Steps};
-use storeapi_exporter::store::proto::{AggrChunk, Chunk, chunk::Encoding};
+use storeapi_exporter::store::proto::AggrChunk;
 
 const START: i64 = 1_761_868_800_000;
 
@@ -75,19 +75,7 @@ fn realistic(i: usize) -> Kind {
 }
 
 fn chunks_of(samples: &[Sample]) -> Vec<AggrChunk> {
-    samples
-        .chunks(120)
-        .map(|c| AggrChunk {
-            min_time: c[0].0,
-            max_time: c[c.len() - 1].0,
-            raw: Some(Chunk {
-                r#type: Encoding::Xor as i32,
-                data: encode(c).into(),
-                hash: 0,
-            }),
-            ..Default::default()
-        })
-        .collect()
+    samples.chunks(120).filter_map(xor_chunk).collect()
 }
 
 fn decoder(c: &mut Criterion) {

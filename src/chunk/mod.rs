@@ -18,6 +18,7 @@ pub enum ChunkError {
 }
 
 use crate::model::Sample;
+use crate::store::proto::{AggrChunk, chunk::Encoding};
 
 /// Reads bits most significant first from a byte slice. Every read is one unaligned
 /// big-endian load at the current bit position: no buffer to refill.
@@ -484,6 +485,17 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
         e.append(t, v);
     }
     e.finish()
+}
+
+/// `samples` (in time order) as one XOR chunk of a `Series`; `None` when there are none.
+pub fn xor_chunk(samples: &[Sample]) -> Option<AggrChunk> {
+    let (first, last) = (samples.first()?.0, samples.last()?.0);
+    Some(crate::store::raw_chunk(
+        first,
+        last,
+        Encoding::Xor as i32,
+        encode(samples).into(),
+    ))
 }
 
 /// An XOR chunk cut to a request's range, as Prometheus' TSDB cuts a request's edge chunks.

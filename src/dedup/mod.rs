@@ -196,16 +196,9 @@ pub fn cut_to(
                 Cut::Whole { first, last } => (first, last, raw.data.clone()),
                 Cut::Part { data, first, last } => (first, last, data.into()),
             };
-        out.push(AggrChunk {
-            min_time,
-            max_time,
-            raw: Some(crate::store::proto::Chunk {
-                r#type: raw.r#type,
-                data,
-                hash: 0,
-            }),
-            ..Default::default()
-        });
+        out.push(crate::store::raw_chunk(
+            min_time, max_time, raw.r#type, data,
+        ));
     }
     out.sort_by_key(|c| (c.min_time, c.max_time));
     Ok(out)
@@ -478,8 +471,6 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::encode;
-    use crate::store::proto::Chunk;
 
     fn scrape(start: i64, every: i64, n: usize, f: impl Fn(i64) -> f64) -> Vec<Sample> {
         (0..n as i64)
@@ -491,16 +482,7 @@ mod tests {
     }
 
     fn chunk(s: &[Sample]) -> AggrChunk {
-        AggrChunk {
-            min_time: s[0].0,
-            max_time: s[s.len() - 1].0,
-            raw: Some(Chunk {
-                r#type: Encoding::Xor as i32,
-                data: encode(s).into(),
-                hash: 0,
-            }),
-            ..Default::default()
-        }
+        crate::chunk::xor_chunk(s).unwrap()
     }
 
     #[test]

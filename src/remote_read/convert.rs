@@ -1,13 +1,11 @@
 //! Remote read series made into the StoreAPI's `Series`, as a Thanos sidecar makes them:
 //! replica labels dropped, chunks cut to the requested range, encodings renumbered.
 
-use bytes::Bytes;
-
 use super::proto as rr;
-use crate::chunk::{self, encode as encode_samples};
+use crate::chunk;
 use crate::model::{Labels, Matcher, Sample};
-use crate::store::StoreError;
-use crate::store::proto::{AggrChunk, Chunk, Label, Series, chunk::Encoding};
+use crate::store::proto::{AggrChunk, Label, Series, chunk::Encoding};
+use crate::store::{StoreError, raw_chunk};
 
 /// Samples per chunk when samples are made into chunks: Prometheus' own target.
 const SAMPLES_PER_CHUNK: usize = 120;
@@ -80,7 +78,12 @@ impl Shaping<'_> {
                     });
                 }
             };
-            chunks.push(aggr(c.min_time_ms, c.max_time_ms, encoding, c.data));
+            chunks.push(raw_chunk(
+                c.min_time_ms,
+                c.max_time_ms,
+                encoding as i32,
+                c.data,
+            ));
         }
         // Mimir sends whole chunks whose stated times may lie inside the range while their
         // samples reach outside it (measured): the chunks at both ends are read and cut to
@@ -134,11 +137,14 @@ impl Shaping<'_> {
         };
         match chunk::cut(&raw.data, self.mint, self.maxt, &mut Vec::new()) {
             // the chunk as it came, its times from its samples
-            Ok(chunk::Cut::Whole { first, last }) => {
-                Cut::Whole(aggr(first, last, Encoding::Xor, raw.data.clone()))
-            }
+            Ok(chunk::Cut::Whole { first, last }) => Cut::Whole(raw_chunk(
+                first,
+                last,
+                Encoding::Xor as i32,
+                raw.data.clone(),
+            )),
             Ok(chunk::Cut::Part { data, first, last }) => {
-                Cut::Part(aggr(first, last, Encoding::Xor, data.into()))
+                Cut::Part(raw_chunk(first, last, Encoding::Xor as i32, data.into()))
             }
             Ok(chunk::Cut::Empty) => Cut::Empty,
             Err(_) => Cut::Unread,
@@ -165,32 +171,9 @@ impl Shaping<'_> {
         debug_assert!(samples.windows(2).all(|w| w[0].0 < w[1].0));
         let chunks: Vec<AggrChunk> = samples
             .chunks(SAMPLES_PER_CHUNK)
-            .filter_map(encode)
+            .filter_map(chunk::xor_chunk)
             .collect();
         Ok((!chunks.is_empty()).then_some(Series { labels, chunks }))
-    }
-}
-
-fn encode(samples: &[Sample]) -> Option<AggrChunk> {
-    let (first, last) = (samples.first()?.0, samples.last()?.0);
-    Some(aggr(
-        first,
-        last,
-        Encoding::Xor,
-        encode_samples(samples).into(),
-    ))
-}
-
-fn aggr(min_time: i64, max_time: i64, encoding: Encoding, data: Bytes) -> AggrChunk {
-    AggrChunk {
-        min_time,
-        max_time,
-        raw: Some(Chunk {
-            r#type: encoding as i32,
-            data,
-            hash: 0,
-        }),
-        ..Default::default()
     }
 }
 

@@ -1391,16 +1391,7 @@ mod tests {
             .collect();
         let chunks: Vec<AggrChunk> = samples
             .chunks(120)
-            .map(|s| AggrChunk {
-                min_time: s[0].0,
-                max_time: s[s.len() - 1].0,
-                raw: Some(Chunk {
-                    r#type: Encoding::Xor as i32,
-                    data: crate::chunk::encode(s).into(),
-                    hash: 0,
-                }),
-                ..Default::default()
-            })
+            .filter_map(crate::chunk::xor_chunk)
             .collect();
         let ranges = [(1, 3_600_000), (3_300_001, 7_200_000)];
         let request = (1, 7_200_000);

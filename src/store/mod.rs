@@ -507,6 +507,25 @@ impl SeriesStream {
     }
 }
 
+/// A chunk of raw data (`r#type`: its encoding), between its first and last sample times.
+pub fn raw_chunk(
+    min_time: i64,
+    max_time: i64,
+    r#type: i32,
+    data: bytes::Bytes,
+) -> proto::AggrChunk {
+    proto::AggrChunk {
+        min_time,
+        max_time,
+        raw: Some(proto::Chunk {
+            r#type,
+            data,
+            hash: 0,
+        }),
+        ..Default::default()
+    }
+}
+
 /// A label matcher for a `SeriesRequest`.
 pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> proto::LabelMatcher {
     proto::LabelMatcher {
