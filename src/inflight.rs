@@ -56,11 +56,6 @@ impl Call {
         let ms = self.entry.started.elapsed().as_millis() as u64;
         self.entry.progressed_ms.fetch_max(ms, Ordering::Relaxed);
     }
-
-    /// How long since the call started or last progressed.
-    pub fn idle(&self) -> Duration {
-        idle(&self.entry)
-    }
 }
 
 impl Drop for Call {
@@ -114,7 +109,7 @@ mod tests {
         assert_eq!((w.peer, w.endpoint.as_str()), ("s3", "http://127.0.0.1:1"));
         assert!(w.idle >= Duration::from_millis(30), "{w:?}");
         call.progress();
-        assert!(call.idle() < Duration::from_millis(30));
+        assert!(idle(&call.entry) < Duration::from_millis(30));
         drop(call);
         assert!(mine(snapshot()).is_none(), "removed on drop");
     }

@@ -4,8 +4,9 @@
 //! The modules below are listed in data-flow order; each imports only from those above it.
 //!
 //! ```text
-//!  store ─► chunk ─► remote_read ─► dedup ─► engine ─┐    (source = grpc)
-//!  HTTP query_range ─────────────────────────────────┴─► source ─► finout ─► sink
+//!  store ───────┐ (StoreAPI gRPC)
+//!  remote_read ─┴─► source::grpc (chunk ─► dedup ─► engine) ─┐
+//!  HTTP query_range ─► source::http ──────────────────────────┴─► finout ─► sink
 //!  pipeline: batches of windows, each result (window, metric, cluster) streamed source →
 //!            finout → sink as it is ready; then state, retention
 //!  cli ─► cmd: run / export / bench
@@ -14,13 +15,13 @@
 //! - vocabulary: `exit` codes, `inflight` (the remote calls in flight, for the heartbeat),
 //!   `time`, `observe` (logs, process stats), `model` (samples, labels, steps, series), `shard`,
 //!   `catalog`;
-//! - ① `store`: the StoreAPI client; ② `chunk`: XOR chunks; `remote_read`: Prometheus' and
-//!   Mimir's remote read, answering the StoreAPI's request with its series (a second transport
-//!   below the gRPC source); ③ `dedup`: HA replicas as Thanos Query merges them; ④ `engine`:
+//! - the two inputs of the in-process engine: ① `store`, the StoreAPI client; `remote_read`,
+//!   Prometheus' and Mimir's remote read, answering the StoreAPI's request with its series;
+//!   ② `chunk`: XOR chunks; ③ `dedup`: HA replicas as Thanos Query merges them; ④ `engine`:
 //!   the PromQL subset;
 //! - `query_range`: the Prometheus answer body, read by the HTTP source, written by finout;
-//! - `source`: windows evaluated over gRPC (①-④) or by HTTP `query_range`, a result (window,
-//!   metric, cluster) at a time;
+//! - `source`: windows evaluated in-process (`grpc`: its `input` is either transport) or by HTTP
+//!   `query_range`, a result (window, metric, cluster) at a time;
 //! - ⑤ `finout`: Finout's keys, the `query_range` body, gzip, the telemetry CSV; ⑥ `sink`: a
 //!   directory or S3;
 //! - ⑦ `pipeline`: the window loop (results written as they arrive) with retries, state and
@@ -29,14 +30,14 @@
 //!   `bench`: the developer's benchmark, on top of everything, used by nothing but `cmd`.
 
 pub mod exit;
-pub mod inflight;
+pub(crate) mod inflight;
 pub mod observe;
-pub mod time;
+pub(crate) mod time;
 
 pub mod model;
-pub mod shard;
+pub(crate) mod shard;
 
-pub mod catalog;
+pub(crate) mod catalog;
 
 pub mod store;
 
@@ -50,16 +51,16 @@ pub mod engine;
 
 pub mod query_range;
 
-pub mod source;
+pub(crate) mod source;
 
-pub mod finout;
+pub(crate) mod finout;
 
-pub mod sink;
+pub(crate) mod sink;
 
-pub mod pipeline;
+pub(crate) mod pipeline;
 
 pub mod cli;
 
-pub mod bench;
+pub(crate) mod bench;
 
 pub mod cmd;

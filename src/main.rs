@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         LogFormat::Auto => None,
     };
     observe::init_logging(json, &cli.opts.log.log_level);
-    tracing::info!(config = %cli.opts.redacted(), version = env!("CARGO_PKG_VERSION"), "starting");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,17 +5,60 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Sets up `tracing` on stderr: JSON when asked, or when stderr is no terminal (in a pod).
+/// Sets up `tracing` on stderr: JSON when asked, or when stderr is no terminal (in a pod). A
+/// filter that does not parse logs at `info`, and says so.
 pub fn init_logging(json: Option<bool>, filter: &str) {
     let json = json.unwrap_or_else(|| !std::io::stderr().is_terminal());
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (env_filter, bad) = match EnvFilter::try_new(filter) {
+        Ok(f) => (f, None),
+        Err(e) => (EnvFilter::new("info"), Some(e)),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter)
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
+    }
+    if let Some(e) = bad {
+        tracing::warn!(log_level = filter, error = %e, "LOG_LEVEL does not parse: logging at info (use e.g. info, debug or storeapi_exporter=debug)");
+    }
+}
+
+/// A value that must never reach a log or an error message: its `Debug` and `Display` print
+/// `<redacted>`, so a settings struct holding it can be logged whole.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -97,6 +140,16 @@ pub fn trim_heap() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_secret_never_prints_its_value() {
+        let s: super::Secret = "s3cr3t".parse().unwrap();
+        assert_eq!(
+            format!("{s} {s:?} {:?}", Some(&s)),
+            "<redacted> <redacted> Some(<redacted>)"
+        );
+        assert_eq!(s.expose(), "s3cr3t");
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn status_fields_are_read_in_bytes() {

@@ -119,7 +119,11 @@ pub fn json_string(s: &str, out: &mut String) {
 }
 
 /// The body Prometheus' `query_range` returns for `series` (already sorted by labels).
-pub fn render<'a>(series: impl ExactSizeIterator<Item = &'a Series>, steps: &Steps) -> String {
+#[cfg(test)]
+pub(crate) fn render<'a>(
+    series: impl ExactSizeIterator<Item = &'a Series>,
+    steps: &Steps,
+) -> String {
     let mut out = Vec::with_capacity(64 + series.len() * (200 + steps.n * 24));
     render_to(series, steps, &mut out).expect("writing to memory cannot fail");
     String::from_utf8(out).expect("the body is built from strings")

@@ -97,7 +97,7 @@ for set in $SETS; do
     log "$set, $s: ${cmd[*]}"
     echo "${cmd[*]}" >"$OUT/$set/$s.cmd"
     nice "$BIN" "${cmd[@]:1}" --log-format text 2>"$OUT/$set/$s.log" | tee "$OUT/$set/$s.txt"
-    # the exported files stay only for the gzip level study (integration/bench/gzip_levels.sh)
+    # the 22k 24 h export stays for a look at the files; the others are large
     [ "$set/$s" = 22k/24h ] || rm -rf "$OUT/$set/$s/export"
   done
   bash integration/stack/down.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs an S3 server of the kind up.sh runs (MinIO, else s3s-fs) on 127.0.0.1:PORT over DIR,
 # with the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the fault tests
-# (tests/integration/faults.rs) start, freeze and kill servers of their own with it.
+# (tests/integration/faults/) start, freeze and kill servers of their own with it.
 #   s3.sh PORT DIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 port=${1:?usage: s3.sh PORT DIR} dir=${2:?usage: s3.sh PORT DIR}

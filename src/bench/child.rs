@@ -4,8 +4,9 @@
 use clap::CommandFactory;
 
 use crate::cli::Cli;
+use crate::pipeline::EXPORT_FINISHED;
 
-/// The summary an export logs when it ends (`app::log_summary`).
+/// The summary an export logs when it ends (`EXPORT_FINISHED`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 pub struct ExportSummary {
     pub bytes_in: u64,
@@ -16,11 +17,11 @@ pub struct ExportSummary {
     pub peak_rss_bytes: u64,
 }
 
-/// The `export finished` event among an export's JSON log lines.
+/// The `EXPORT_FINISHED` event among an export's JSON log lines.
 pub fn find_summary(log: &str) -> Option<ExportSummary> {
     log.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        if v.get("message")?.as_str()? != "export finished" {
+        if v.get("message")?.as_str()? != EXPORT_FINISHED {
             return None;
         }
         // fields sit at the top level, or under "fields" without flattening

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{info, warn};
 
-pub use agreement::{compare_bodies, compare_dirs};
+use agreement::compare_dirs;
 use child::{ChildRun, find_summary, forwarded_args, last_error};
 use querier::querier_sample;
+pub use render::render_table;
 use render::write_report;
-pub use render::{render_markdown, render_svg, render_table};
 pub use report::{Agreement, Report, Run, SourceReport};
 
 use crate::cli::{BenchArgs, Options, Variant};

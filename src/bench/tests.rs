@@ -1,9 +1,11 @@
 //! The benchmark's parsing, agreement and rendering, without a stack.
 
 use super::*;
+use crate::bench::agreement::compare_bodies;
 use crate::bench::child::ExportSummary;
 use crate::bench::querier::metric_value;
 use crate::bench::render::count;
+use crate::bench::render::{render_markdown, render_svg};
 use crate::bench::report::median;
 use crate::bench::stack::{ProcessFigures, figures, kind, parse_cpu_ticks, read_pid_dir};
 

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::parse::{parse_days, parse_duration, parse_time};
+use crate::observe::Secret;
 use crate::shard::Shard;
 
 /// Where the catalog is evaluated.
@@ -178,7 +179,7 @@ pub struct DestinationArgs {
 
     /// External ID required by the role's trust policy.
     #[arg(long, env = "ROLE_EXTERNAL_ID", hide_env_values = true, global = true)]
-    pub role_external_id: Option<String>,
+    pub role_external_id: Option<Secret>,
 
     /// Folder for series without a cluster label, and for the exporter's state.
     #[arg(long, env = "CLUSTER_NAME", global = true)]
@@ -266,7 +267,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         global = true
     )]
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
 
     /// Bearer token, sent as `Authorization: Bearer`.
     #[arg(
@@ -275,7 +276,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         global = true
     )]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
 
     /// Basic auth user.
     #[arg(long, env = "PROMETHEUS_USERNAME", global = true)]
@@ -288,7 +289,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         global = true
     )]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
 
     /// Tenant, sent as X-Scope-OrgID and THANOS-TENANT.
     #[arg(long, env = "PROMETHEUS_X_SCOPE_ORGID", global = true)]
@@ -349,7 +350,7 @@ pub struct ConnectionArgs {
     /// a time. The results of a request's window are held until its files are written, so
     /// this bounds the exporter's memory per request in flight (2^19 points, ~8 MiB of
     /// values).
-    #[arg(long, env = "REQUEST_POINTS", default_value_t = 1 << 19, global = true)]
+    #[arg(long, env = "REQUEST_POINTS", default_value_t = crate::source::grpc::REQUEST_POINTS, global = true)]
     pub request_points: u64,
 }
 

@@ -3,6 +3,7 @@
 //! by what it configures), then resolved high (`settings`: checked and typed, once).
 
 pub mod args;
+pub mod budget;
 pub mod parse;
 pub mod settings;
 
@@ -43,25 +44,6 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-impl Options {
-    /// The effective configuration, secrets redacted, for the start-up log.
-    pub fn redacted(&self) -> String {
-        let mut o = self.clone();
-        let c = &mut o.connection;
-        for s in [
-            &mut c.auth_token,
-            &mut c.bearer_token,
-            &mut c.password,
-            &mut o.destination.role_external_id,
-        ] {
-            if s.is_some() {
-                *s = Some("<redacted>".into());
-            }
-        }
-        format!("{o:?}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +67,7 @@ mod tests {
             "--role-external-id",
             "s3cr3t-id",
         ]);
-        let r = cli.opts.redacted();
+        let r = format!("{:?}", cli.opts);
         assert!(!r.contains("s3cr3t"), "{r}");
         assert!(r.contains("<redacted>"), "{r}");
     }

@@ -25,6 +25,18 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("{s:?} is not a duration (e.g. 300s, 5m, 1h, 3d)"))
 }
 
+/// A duration as `parse_duration` reads it back: the largest unit that divides it (`30s`,
+/// `5m`, `1h`, `3d`; `0s`).
+pub fn format_duration(secs: u64) -> String {
+    match [(86_400, 'd'), (3600, 'h'), (60, 'm')]
+        .into_iter()
+        .find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit))
+    {
+        Some((unit, suffix)) => format!("{}{suffix}", secs / unit),
+        None => format!("{secs}s"),
+    }
+}
+
 /// Parses BACKFILL_DAYS: a plain number is days (Finout's form), else a duration.
 pub fn parse_days(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
@@ -36,6 +48,22 @@ pub fn parse_days(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        for (secs, text) in [
+            (0, "0s"),
+            (30, "30s"),
+            (90, "90s"),
+            (300, "5m"),
+            (3600, "1h"),
+            (5400, "90m"),
+            (259_200, "3d"),
+        ] {
+            assert_eq!(format_duration(secs), text);
+            assert_eq!(parse_duration(text), Ok(secs));
+        }
+    }
 
     #[test]
     fn times_and_durations() {

@@ -8,10 +8,13 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::args::{ConnectionArgs, Options, SourceArgs, SourceKind};
+use crate::observe::Secret;
 use crate::remote_read::RemoteReadConfig;
 use crate::shard::Shard;
 use crate::sink::S3Config;
-use crate::store::StoreConfig;
+use crate::source::grpc::{ClusterScope, GrpcSettings};
+use crate::source::http::HttpSettings;
+use crate::store::{Limits, StoreConfig, TlsFiles};
 
 /// A configuration that cannot work.
 #[derive(Debug, Error)]
@@ -64,19 +67,17 @@ pub enum Destination {
     S3(S3Config),
 }
 
-/// Everything `run` and `export` need, resolved and checked.
+/// Everything `run` and `export` need, resolved and checked: the settings of each component
+/// (the transport in `source`, the in-process engine in `grpc`, the HTTP API in `http`, the
+/// destination), and those of the window loop.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: SourceSettings,
-    /// The HTTP API base URL (`--source http`, and the readiness probe).
-    pub http_base: String,
-    /// Whether an HTTP API address was given, so its readiness is probed before work.
-    pub probe_http: bool,
-    /// Path of the HTTP API's readiness endpoint.
-    pub readiness_path: String,
+    /// How the in-process engine (`--source grpc` and `remote-read`) asks and evaluates.
+    pub grpc: GrpcSettings,
+    /// The HTTP API: `--source http`, and the readiness probe of any source.
+    pub http: HttpSettings,
     pub catalog_file: Option<PathBuf>,
-    pub replica_labels: Vec<String>,
-    pub lookback: Duration,
     pub destination: Destination,
     pub prefix: String,
     /// Where the telemetry CSV files go (slashes around it trimmed), when set.
@@ -94,15 +95,8 @@ pub struct Settings {
     pub retention: Option<Duration>,
     /// This pod's shard, when there is more than one.
     pub shard: Option<Shard>,
-    /// Auth and tenant headers, for gRPC metadata and HTTP alike.
-    pub auth_headers: Vec<(String, String)>,
-    pub tls_ca_file: Option<PathBuf>,
-    /// Deadline of one StoreAPI call or HTTP query.
-    pub timeout: Duration,
-    /// How long a StoreAPI call may receive nothing.
-    pub idle_timeout: Duration,
-    /// Deadline of a connection, to every endpoint.
-    pub connect_timeout: Duration,
+    /// Deadlines of every call to the StoreAPI, remote read and the HTTP API.
+    pub limits: Limits,
     /// After SIGTERM, how long the window in flight may take before it is abandoned.
     pub shutdown_timeout: Duration,
     /// How often progress, and calls without progress, are logged.
@@ -112,9 +106,6 @@ pub struct Settings {
     pub concurrency: usize,
     pub window_concurrency: usize,
     pub windows_per_request: usize,
-    pub request_points: u64,
-    /// Where multi-window requests set their answers aside.
-    pub spill_dir: PathBuf,
 }
 
 impl Settings {
@@ -209,20 +200,25 @@ impl Settings {
         }
         let env_host = env_hostname();
         let auth_headers = auth_headers(conn);
+        let limits = Limits {
+            timeout: Duration::from_secs(conn.timeout),
+            idle_timeout: Duration::from_secs(conn.idle_timeout),
+            connect_timeout: Duration::from_secs(conn.connect_timeout),
+            max_message_bytes: conn.max_message_bytes,
+        };
+        let tls = TlsFiles {
+            ca_file: conn.tls_ca_file.clone(),
+            client_cert: conn.tls_cert_file.clone().zip(conn.tls_key_file.clone()),
+        };
         let source = match src.source {
-            SourceKind::Grpc => {
-                let mut cfg = StoreConfig::new(store_endpoint_with(src, env_host.as_deref())?);
-                cfg.ca_file = conn.tls_ca_file.clone();
-                cfg.client_cert = conn.tls_cert_file.clone().zip(conn.tls_key_file.clone());
-                cfg.tls_server_name = conn.tls_server_name.clone();
-                cfg.timeout = Duration::from_secs(conn.timeout);
-                cfg.idle_timeout = Duration::from_secs(conn.idle_timeout);
-                cfg.connect_timeout = Duration::from_secs(conn.connect_timeout);
-                cfg.max_message_bytes = conn.max_message_bytes;
-                cfg.gzip = conn.grpc_gzip;
-                cfg.metadata = auth_headers.clone();
-                SourceSettings::Grpc(Box::new(cfg))
-            }
+            SourceKind::Grpc => SourceSettings::Grpc(Box::new(StoreConfig {
+                endpoint: store_endpoint_with(src, env_host.as_deref())?,
+                tls,
+                tls_server_name: conn.tls_server_name.clone(),
+                limits,
+                gzip: conn.grpc_gzip,
+                metadata: auth_headers.clone(),
+            })),
             SourceKind::Http => SourceSettings::Http,
             SourceKind::RemoteRead => {
                 let urls: Vec<String> = src
@@ -237,15 +233,12 @@ impl Settings {
                         "REMOTE_READ_URL (or --remote-read-url), e.g. http://prometheus:9090/api/v1/read",
                     ));
                 }
-                let mut cfg = RemoteReadConfig::new(urls);
-                cfg.ca_file = conn.tls_ca_file.clone();
-                cfg.client_cert = conn.tls_cert_file.clone().zip(conn.tls_key_file.clone());
-                cfg.timeout = Duration::from_secs(conn.timeout);
-                cfg.idle_timeout = Duration::from_secs(conn.idle_timeout);
-                cfg.connect_timeout = Duration::from_secs(conn.connect_timeout);
-                cfg.max_message_bytes = conn.max_message_bytes;
-                cfg.headers = auth_headers.clone();
-                SourceSettings::RemoteRead(Box::new(cfg))
+                SourceSettings::RemoteRead(Box::new(RemoteReadConfig {
+                    urls,
+                    tls,
+                    limits,
+                    headers: auth_headers.clone(),
+                }))
             }
         };
         let shard = match win.shard {
@@ -258,17 +251,37 @@ impl Settings {
             .map_err(ConfigError::Shard)?,
         }
         .filter(|s| s.count > 1);
-        Ok(Settings {
-            source,
-            http_base: http_base_with(src, env_host.as_deref()),
-            probe_http: src.source == SourceKind::Http
-                || src.prometheus_url.is_some()
-                || src.hostname.is_some()
-                || env_host.is_some(),
-            readiness_path: src.readiness_path.clone(),
-            catalog_file: src.catalog.clone(),
+        let probe_http = src.source == SourceKind::Http
+            || src.prometheus_url.is_some()
+            || src.hostname.is_some()
+            || env_host.is_some();
+        let http = HttpSettings {
+            base: http_base_with(src, env_host.as_deref()),
+            headers: auth_headers,
+            ca_file: conn.tls_ca_file.clone(),
+            timeout: limits.timeout,
+            connect_timeout: limits.connect_timeout,
+            readiness_path: probe_http.then(|| src.readiness_path.clone()),
+        };
+        let grpc = GrpcSettings {
             replica_labels: src.replica_labels.clone(),
             lookback: Duration::from_secs(src.lookback_delta),
+            step: win.step as i64,
+            time_frame: win.time_frame as i64,
+            concurrency: conn.concurrency,
+            request_points: conn.request_points,
+            spill_dir: conn.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            clusters: Some(ClusterScope {
+                cluster_label: dst.cluster_label.clone(),
+                default_cluster: cluster_name.clone(),
+                shard,
+            }),
+        };
+        Ok(Settings {
+            source,
+            grpc,
+            http,
+            catalog_file: src.catalog.clone(),
             destination,
             prefix,
             telemetry_prefix,
@@ -281,98 +294,14 @@ impl Settings {
             settle_delay: Duration::from_secs(win.settle_delay),
             retention: (win.retention > 0).then(|| Duration::from_secs(win.retention)),
             shard,
-            auth_headers,
-            tls_ca_file: conn.tls_ca_file.clone(),
-            timeout: Duration::from_secs(conn.timeout),
-            idle_timeout: Duration::from_secs(conn.idle_timeout),
-            connect_timeout: Duration::from_secs(conn.connect_timeout),
+            limits,
             shutdown_timeout: Duration::from_secs(win.shutdown_timeout),
             progress_interval: Duration::from_secs(opts.log.progress_interval),
             attempts: conn.retries,
             concurrency: conn.concurrency,
             window_concurrency: conn.window_concurrency,
             windows_per_request: conn.windows_per_request,
-            request_points: conn.request_points,
-            spill_dir: conn.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         })
-    }
-}
-
-/// How long after a shutdown was abandoned the process may take to log and exit; the last
-/// resort against a phase that ignores the stop (preflight, state, retention).
-pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
-
-/// Attempts and timeout of the HTTP readiness probe, two seconds apart (`wait_ready`).
-pub const READINESS_ATTEMPTS: u32 = 3;
-pub const READINESS_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The SDK's longest pause between two attempts of one S3 request (`S3Sink::new`).
-pub const S3_MAX_BACKOFF: Duration = Duration::from_secs(20);
-
-/// The longest a run takes, from the moment a peer stops answering, to exit with its code:
-/// every retry waits out its timeout. The README's fault table and the CronJob's deadlines are
-/// derived from these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FaultBudget {
-    /// The StoreAPI frozen or unreachable: each window attempt waits the idle timeout (or the
-    /// connect timeout), then the pauses between attempts.
-    pub storeapi: Duration,
-    /// The HTTP API frozen (`--source http`): each attempt waits the whole QUERY_TIMEOUT.
-    pub http: Duration,
-    /// The readiness probe unanswered.
-    pub readiness: Duration,
-    /// S3 frozen: each of a window's upload attempts waits one operation (its attempts, each
-    /// up to the attempt timeout, capped by the operation timeout).
-    pub s3: Duration,
-    /// SIGTERM or SIGINT: the window in flight's time to finish, then the exit.
-    pub shutdown: Duration,
-}
-
-impl FaultBudget {
-    /// The longest of them.
-    pub fn worst(&self) -> Duration {
-        [
-            self.storeapi,
-            self.http,
-            self.readiness,
-            self.s3,
-            self.shutdown,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or_default()
-    }
-}
-
-/// The pauses between `attempts` window attempts at most (`pipeline::retry::Backoff`: 1 s
-/// doubling to 30 s, jittered below that).
-fn backoff_total(attempts: u32) -> Duration {
-    (0..attempts.saturating_sub(1))
-        .map(|k| Duration::from_secs(1u64.checked_shl(k).unwrap_or(u64::MAX).min(30)))
-        .sum()
-}
-
-impl Settings {
-    /// The worst-case time to exit after a fault, for these settings.
-    pub fn fault_budget(&self, s3: Option<&S3Config>) -> FaultBudget {
-        let r = self.attempts.max(1);
-        let pauses = backoff_total(r);
-        let storeapi = self.idle_timeout.max(self.connect_timeout) * r + pauses;
-        let http = self.timeout * r + pauses;
-        let readiness = READINESS_TIMEOUT.min(self.timeout) * READINESS_ATTEMPTS
-            + Duration::from_secs(2) * (READINESS_ATTEMPTS - 1);
-        let s3 = s3.map_or(Duration::ZERO, |c| {
-            let m = c.max_attempts.max(1);
-            let op = (c.attempt_timeout * m + S3_MAX_BACKOFF * (m - 1)).min(c.operation_timeout);
-            op * r + pauses
-        });
-        FaultBudget {
-            storeapi,
-            http,
-            readiness,
-            s3,
-            shutdown: self.shutdown_timeout + EXIT_MARGIN,
-        }
     }
 }
 
@@ -430,25 +359,27 @@ fn http_base_with(src: &SourceArgs, env_host: Option<&str>) -> String {
 }
 
 /// Auth and tenant headers, the same for gRPC metadata (lowercase) and HTTP.
-fn auth_headers(conn: &ConnectionArgs) -> Vec<(String, String)> {
+fn auth_headers(conn: &ConnectionArgs) -> Vec<(String, Secret)> {
     let mut h = Vec::new();
     if let Some(t) = &conn.bearer_token {
-        h.push(("authorization".to_string(), format!("Bearer {t}")));
-    } else if let (Some(u), Some(p)) = (&conn.username, &conn.password) {
         h.push((
             "authorization".to_string(),
-            format!(
-                "Basic {}",
-                base64_lite::encode(format!("{u}:{p}").as_bytes())
-            ),
+            Secret::new(format!("Bearer {}", t.expose())),
+        ));
+    } else if let (Some(u), Some(p)) = (&conn.username, &conn.password) {
+        let pair = format!("{u}:{}", p.expose());
+        h.push((
+            "authorization".to_string(),
+            Secret::new(format!("Basic {}", base64_lite::encode(pair.as_bytes()))),
         ));
     }
     if let Some(t) = &conn.auth_token {
         h.push(("token".to_string(), t.clone()));
     }
+    // the tenant is no secret, but it travels with the credentials
     if let Some(t) = &conn.tenant {
-        h.push(("x-scope-orgid".to_string(), t.clone()));
-        h.push(("thanos-tenant".to_string(), t.clone()));
+        h.push(("x-scope-orgid".to_string(), Secret::new(t.clone())));
+        h.push(("thanos-tenant".to_string(), Secret::new(t.clone())));
     }
     h
 }
@@ -534,59 +465,6 @@ mod tests {
         );
     }
 
-    /// A number after `key:` in a manifest.
-    fn manifest_number(yaml: &str, key: &str) -> u64 {
-        yaml.lines()
-            .find_map(|l| l.trim().strip_prefix(key)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{key} in deploy/base/cronjob.yaml"))
-    }
-
-    #[test]
-    fn the_default_fault_budget_fits_the_cronjob_deadlines() {
-        let s = Settings::resolve(&opts(&[
-            "--store",
-            "http://q:10901",
-            "--s3-prefix",
-            "p",
-            "--cluster-name",
-            "c",
-            "--s3-bucket",
-            "b",
-        ]))
-        .unwrap();
-        let Destination::S3(s3) = &s.destination else {
-            return; // OUTPUT_DIR set in the environment
-        };
-        let b = s.fault_budget(Some(s3));
-        // the README's fault table quotes these
-        let secs = |d: Duration| d.as_secs();
-        assert_eq!(secs(b.storeapi), 5 * 60 + 15);
-        assert_eq!(secs(b.http), 5 * 120 + 15);
-        assert_eq!(secs(b.s3), 5 * 120 + 15);
-        assert_eq!(secs(b.readiness), 34);
-        assert_eq!(secs(b.shutdown), 25);
-        let cronjob = include_str!("../../deploy/base/cronjob.yaml");
-        let deadline = manifest_number(cronjob, "activeDeadlineSeconds:");
-        let grace = manifest_number(cronjob, "terminationGracePeriodSeconds:");
-        assert!(
-            cronjob.contains("schedule: \"*/30 * * * *\""),
-            "the schedule the deadline is derived from"
-        );
-        assert!(
-            secs(b.worst()) < deadline,
-            "a fault in the first {}s of a run ends it with its own exit code before the deadline",
-            deadline - secs(b.worst())
-        );
-        assert!(
-            secs(b.shutdown) <= grace,
-            "SIGTERM exits within the grace period"
-        );
-        assert!(
-            deadline + grace < 30 * 60,
-            "a run ends before the next slot"
-        );
-    }
-
     #[test]
     fn zero_timeouts_are_refused() {
         let mut argv = MINIMAL.to_vec();
@@ -596,13 +474,14 @@ mod tests {
     }
 
     #[test]
-    fn backoff_total_follows_the_doubling() {
-        assert_eq!(backoff_total(1), Duration::ZERO);
-        assert_eq!(backoff_total(5), Duration::from_secs(1 + 2 + 4 + 8));
-        assert_eq!(
-            backoff_total(8),
-            Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30)
-        );
+    fn the_flags_defaults_are_the_transports_defaults() {
+        let s = Settings::resolve(&opts(&MINIMAL)).unwrap();
+        assert_eq!(s.limits, Limits::default());
+        let SourceSettings::Grpc(store) = &s.source else {
+            panic!("grpc is the default source")
+        };
+        assert_eq!(store.limits, StoreConfig::new("x").limits);
+        assert_eq!(s.grpc.request_points, crate::source::grpc::REQUEST_POINTS);
     }
 
     #[test]
@@ -610,7 +489,7 @@ mod tests {
         let base = MINIMAL;
         let s = Settings::resolve(&opts(&base)).unwrap();
         assert_eq!((s.time_frame, s.step), (3600, 60));
-        assert_eq!(s.lookback, Duration::from_secs(300));
+        assert_eq!(s.grpc.lookback, Duration::from_secs(300));
         assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
         assert!(matches!(s.source, SourceSettings::Grpc(ref c) if c.endpoint == "http://q:10901"));
         assert!(matches!(s.destination, Destination::Local(_)));
@@ -657,13 +536,24 @@ mod tests {
         }
         assert!(with(&["--telemetry-prefix", "pt"]).is_ok());
         let s = with(&["--bearer-token", "t", "--tenant", "x"]).unwrap();
+        let headers: Vec<(&str, &str)> = s
+            .http
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
         assert_eq!(
-            s.auth_headers,
+            headers,
             vec![
-                ("authorization".to_string(), "Bearer t".to_string()),
-                ("x-scope-orgid".to_string(), "x".to_string()),
-                ("thanos-tenant".to_string(), "x".to_string()),
+                ("authorization", "Bearer t"),
+                ("x-scope-orgid", "x"),
+                ("thanos-tenant", "x"),
             ]
+        );
+        let logged = format!("{s:?}");
+        assert!(
+            !logged.contains("Bearer t"),
+            "secrets redacted by type: {logged}"
         );
         if std::env::var_os("S3_BUCKET").is_none() && std::env::var_os("OUTPUT_DIR").is_none() {
             let no_dest = Settings::resolve(&opts(&base[..6])).unwrap_err();

@@ -10,21 +10,22 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::catalog::CatalogError;
-use crate::cli::settings::EXIT_MARGIN;
-use crate::cli::{Cli, Command, ConfigError, Destination, LogFormat, Settings};
+use crate::cli::budget::EXIT_MARGIN;
+use crate::cli::parse::format_duration;
+use crate::cli::{Cli, Command, ConfigError, Destination, LogFormat, Settings, SourceSettings};
 use crate::engine::{EntryError, TelemetryEntryError};
 use crate::exit;
 use crate::observe::peak_rss_bytes;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::state::StateError;
 use crate::pipeline::telemetry::{DAY, DaySummary, TelemetryError};
-use crate::pipeline::{ExportError, Stop, Summary};
+use crate::pipeline::{EXPORT_FINISHED, ExportError, Stop, Summary};
 use crate::sink::SinkError;
-use crate::source::http::HttpConfigError;
-use crate::store::StoreError;
+use crate::source::SourceError;
+use crate::source::http::{HttpConfigError, ReadinessError};
 use crate::time::window_starts;
 
-pub use setup::build_exporter;
+use setup::build_exporter;
 
 /// Why a command failed, with its exit code.
 #[derive(Debug, Error)]
@@ -40,11 +41,9 @@ pub enum AppError {
     #[error(transparent)]
     Http(#[from] HttpConfigError),
     #[error("preflight: {0}")]
-    Preflight(StoreError),
-    #[error(
-        "preflight: the HTTP API is not ready: {0} (check PROMETHEUS_URL or SCHEME/HOSTNAME/PORT/PATH_PREFIX, and METRICS_READINESS_PATH)"
-    )]
-    NotReady(String),
+    Preflight(SourceError),
+    #[error("preflight: {0}")]
+    Readiness(#[from] ReadinessError),
     #[error("preflight: the destination: {0}")]
     Destination(SinkError),
     #[error("state: {0}")]
@@ -74,7 +73,8 @@ impl AppError {
             | AppError::Http(_) => exit::CONFIG,
             AppError::Preflight(e) if e.is_retryable() => exit::UNAVAILABLE,
             AppError::Preflight(_) => exit::CONFIG,
-            AppError::NotReady(_) => exit::UNAVAILABLE,
+            AppError::Readiness(ReadinessError::Config(_)) => exit::CONFIG,
+            AppError::Readiness(ReadinessError::NotReady(_)) => exit::UNAVAILABLE,
             AppError::Destination(e) | AppError::Retention(e) => e.exit_code(),
             AppError::State(StateError::Sink(e)) => e.exit_code(),
             AppError::State(_) => exit::CONFIG,
@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         return Ok(());
     }
     let s = Settings::resolve(&opts)?;
+    log_settings(&s);
     log_fault_budget(&s);
     let stop = Stop::default();
     watch_signals(stop.clone());
@@ -134,6 +135,74 @@ fn log_fault_budget(s: &Settings) {
     );
 }
 
+/// The resolved settings, once at start, as fields (durations as they are written, secrets
+/// never: the credentials show as the headers they set).
+fn log_settings(s: &Settings) {
+    let d = |d: std::time::Duration| format_duration(d.as_secs());
+    let (source, endpoint) = match &s.source {
+        SourceSettings::Grpc(c) => ("grpc", c.endpoint.clone()),
+        SourceSettings::Http => ("http", s.http.base.clone()),
+        SourceSettings::RemoteRead(c) => ("remote-read", c.urls.join(",")),
+    };
+    let tls = match &s.source {
+        SourceSettings::Grpc(c) => c.tls.clone(),
+        SourceSettings::RemoteRead(c) => c.tls.clone(),
+        SourceSettings::Http => Default::default(),
+    };
+    let destination = match &s.destination {
+        Destination::Local(dir) => dir.display().to_string(),
+        Destination::S3(c) => {
+            let mut d = format!("s3://{}", c.bucket);
+            if let Some(e) = &c.endpoint {
+                d.push_str(&format!(" at {e}"));
+            }
+            if let Some(r) = &c.role_arn {
+                d.push_str(&format!(" as {r}"));
+            }
+            d
+        }
+    };
+    let auth: Vec<String> = s
+        .http
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    info!(
+        source,
+        endpoint,
+        http_api = %s.http.base,
+        readiness_path = s.http.readiness_path.as_deref().unwrap_or(""),
+        catalog = %s.catalog_file.as_ref().map_or_else(|| "default".into(), |p| p.display().to_string()),
+        destination,
+        prefix = %s.prefix,
+        telemetry_prefix = s.telemetry_prefix.as_deref().unwrap_or(""),
+        cluster_name = %s.cluster_name,
+        cluster_label = %s.cluster_label,
+        time_frame = format_duration(s.time_frame as u64),
+        step = format_duration(s.step as u64),
+        backfill = d(s.backfill),
+        settle_delay = d(s.settle_delay),
+        retention = s.retention.map_or_else(|| "forever".into(), d),
+        lookback_delta = d(s.grpc.lookback),
+        shard = s.shard.map(|x| x.to_string()).unwrap_or_default(),
+        replica_labels = s.grpc.replica_labels.join(","),
+        query_timeout = d(s.limits.timeout),
+        idle_timeout = d(s.limits.idle_timeout),
+        connect_timeout = d(s.limits.connect_timeout),
+        tls_ca_file = tls.ca_file.map(|p| p.display().to_string()).unwrap_or_default(),
+        tls_client_cert = tls.client_cert.is_some(),
+        attempts = s.attempts,
+        concurrency = s.concurrency,
+        window_concurrency = s.window_concurrency,
+        windows_per_request = s.windows_per_request,
+        request_points = s.grpc.request_points,
+        spill_dir = %s.grpc.spill_dir.display(),
+        auth = auth.join(","),
+        "configuration"
+    );
+}
+
 /// `export`: the windows starting in `[from, to)`, then the telemetry days starting in it,
 /// without state.
 async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Result<(), AppError> {
@@ -147,54 +216,87 @@ async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Res
     progress.planned(starts.len());
     let result = exporter.export(&starts, stop, None, &mut progress).await;
     progress.finish();
-    let (summary, err) = match result {
-        Ok(s) => (s, None),
-        Err((s, e)) => (s, Some(e)),
-    };
-    let mut days = DaySummary::default();
-    let mut telemetry_err = None;
+    let mut finished = Finished::windows(result);
     if let Some(t) = &telemetry
-        && err.is_none()
+        && finished.export.is_none()
     {
         let planned = window_starts(from, to, DAY);
-        match t.export(&planned, &Default::default(), stop, None).await {
-            Ok(d) => days = d,
-            Err((d, e)) => (days, telemetry_err) = (d, Some(e)),
-        }
+        finished
+            .days(t.export(&planned, &Default::default(), stop, None))
+            .await;
     }
-    log_summary("export finished", &summary, &days, 0, began, starts.len());
-    match (err, telemetry_err) {
-        (Some(e), _) => Err(AppError::Export(e)),
-        (None, Some(e)) => Err(AppError::Telemetry(e)),
-        (None, None) => Ok(()),
-    }
+    finished.log(EXPORT_FINISHED, 0, began, starts.len());
+    finished.into_result()
 }
 
-fn log_summary(
-    message: &str,
-    s: &Summary,
-    days: &DaySummary,
-    deleted: u64,
-    began: Instant,
-    planned: usize,
-) {
-    info!(
-        windows = s.windows,
-        windows_planned = planned,
-        series = s.stats.series + days.stats.series,
-        samples = s.stats.samples + days.stats.samples,
-        calls = s.stats.calls + days.stats.calls,
-        bytes_in = s.stats.bytes_in + days.stats.bytes_in,
-        bytes_out = s.bytes_out + days.bytes_out,
-        files_written = s.files,
-        files_deleted = deleted,
-        telemetry_days = days.days,
-        telemetry_files = days.files,
-        telemetry_rows = days.rows,
-        duration_s = began.elapsed().as_secs_f64(),
-        peak_rss_bytes = peak_rss_bytes(),
-        "{message}"
-    );
+/// How the window loop and the telemetry days of a command ended: what `run` and `export`
+/// log and return alike.
+struct Finished {
+    summary: Summary,
+    export: Option<ExportError>,
+    days: DaySummary,
+    telemetry: Option<TelemetryError>,
+}
+
+impl Finished {
+    fn windows(result: Result<Summary, (Summary, ExportError)>) -> Self {
+        let (summary, export) = match result {
+            Ok(s) => (s, None),
+            Err((s, e)) => (s, Some(e)),
+        };
+        Finished {
+            summary,
+            export,
+            days: DaySummary::default(),
+            telemetry: None,
+        }
+    }
+
+    /// Records the telemetry days' outcome.
+    async fn days(
+        &mut self,
+        days: impl Future<Output = Result<DaySummary, (DaySummary, TelemetryError)>>,
+    ) {
+        match days.await {
+            Ok(d) => self.days = d,
+            Err((d, e)) => (self.days, self.telemetry) = (d, Some(e)),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.export.is_some() || self.telemetry.is_some()
+    }
+
+    /// The one summary event at the end of a command.
+    fn log(&self, message: &str, deleted: u64, began: Instant, planned: usize) {
+        let (s, days) = (&self.summary, &self.days);
+        info!(
+            windows = s.windows,
+            windows_planned = planned,
+            series = s.stats.series + days.stats.series,
+            samples = s.stats.samples + days.stats.samples,
+            calls = s.stats.calls + days.stats.calls,
+            bytes_in = s.stats.bytes_in + days.stats.bytes_in,
+            bytes_out = s.bytes_out + days.bytes_out,
+            files_written = s.files,
+            files_deleted = deleted,
+            telemetry_days = days.days,
+            telemetry_files = days.files,
+            telemetry_rows = days.rows,
+            duration_s = began.elapsed().as_secs_f64(),
+            peak_rss_bytes = peak_rss_bytes(),
+            "{message}"
+        );
+    }
+
+    /// The first failure: the windows', else the telemetry days'.
+    fn into_result(self) -> Result<(), AppError> {
+        match (self.export, self.telemetry) {
+            (Some(e), _) => Err(AppError::Export(e)),
+            (None, Some(e)) => Err(AppError::Telemetry(e)),
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 fn watch_signals(stop: Stop) {

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{AppError, build_exporter, log_summary};
+use super::{AppError, Finished, build_exporter};
 use crate::cli::Settings;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::retention;
 use crate::pipeline::state::{State, StateError, StateStore, state_key};
-use crate::pipeline::telemetry::{DaySummary, apply_retention, plan_days};
+use crate::pipeline::telemetry::{apply_retention, plan_days};
 use crate::pipeline::{Checkpoint, ExportError, Stop};
 use crate::time::{rfc3339, window_starts};
 
@@ -30,9 +30,14 @@ pub(super) struct RunPlan {
     pub retention_cutoff: Option<i64>,
 }
 
+/// Where a first run starts: the window holding now - BACKFILL_DAYS.
+fn backfill_start(now: i64, s: &Settings) -> i64 {
+    (now - s.backfill.as_secs() as i64).div_euclid(s.time_frame) * s.time_frame
+}
+
 pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan {
     let tf = s.time_frame;
-    let backfill_start = (now - s.backfill.as_secs() as i64).div_euclid(tf) * tf;
+    let backfill_start = backfill_start(now, s);
     let retention = s.retention.map(|r| r.as_secs() as i64);
     // the first window that retention keeps whole
     let retention_start = retention.map(|r| (now - r + tf - 1).div_euclid(tf) * tf);
@@ -75,7 +80,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             info!(key = %store.key, exported_until = %rfc3339(st.exported_until), "state loaded")
         }
         None => {
-            let start = (now - s.backfill.as_secs() as i64).div_euclid(tf) * tf;
+            let start = backfill_start(now, s);
             info!(key = %store.key, start = %rfc3339(start), "no state: first run, backfilling");
         }
     }
@@ -116,14 +121,9 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             &mut progress,
         )
         .await;
-    let (summary, err) = match result {
-        Ok(s) => (s, None),
-        Err((s, e)) => (s, Some(e)),
-    };
-    let mut days = DaySummary::default();
-    let mut telemetry_err = None;
+    let mut finished = Finished::windows(result);
     if let Some(t) = &telemetry
-        && err.is_none()
+        && !finished.failed()
         && !stop.is_requested()
     {
         progress.phase("telemetry");
@@ -145,19 +145,14 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             store: &store,
             state: &mut state,
         };
-        match t
-            .export(&plan.days, &plan.first, stop, Some(checkpoint))
-            .await
-        {
-            Ok(d) => days = d,
-            Err((d, e)) => (days, telemetry_err) = (d, Some(e)),
-        }
+        finished
+            .days(t.export(&plan.days, &plan.first, stop, Some(checkpoint)))
+            .await;
     }
     let mut deleted = 0;
     let mut retention_error = None;
     if let Some(cutoff) = retention_cutoff
-        && err.is_none()
-        && telemetry_err.is_none()
+        && !finished.failed()
         && !stop.is_requested()
     {
         progress.phase("retention");
@@ -175,20 +170,8 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
         }
     }
     progress.finish();
-    log_summary(
-        "run finished",
-        &summary,
-        &days,
-        deleted,
-        began,
-        starts.len(),
-    );
-    if let Some(e) = err {
-        return Err(AppError::Export(e));
-    }
-    if let Some(e) = telemetry_err {
-        return Err(AppError::Telemetry(e));
-    }
+    finished.log("run finished", deleted, began, starts.len());
+    finished.into_result()?;
     if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(
             state.exported_until,

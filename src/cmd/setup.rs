@@ -1,6 +1,6 @@
 //! What `run` and `export` share: the exporter built from the settings, each part checked
 //! before any work (the preflight): the catalog compiles (telemetry entries included), the
-//! StoreAPI answers, the HTTP API is ready, the destination lists.
+//! source answers, the HTTP API is ready, the destination lists.
 
 use std::sync::Arc;
 
@@ -8,18 +8,17 @@ use tracing::{error, info};
 
 use super::AppError;
 use crate::catalog::Catalog;
-use crate::cli::settings::{READINESS_ATTEMPTS, READINESS_TIMEOUT};
 use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
 use crate::engine;
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
 use crate::pipeline::telemetry::DayExporter;
-use crate::remote_read::{RemoteReadClient, SeriesClient};
+use crate::remote_read::RemoteReadClient;
 use crate::sink::{LocalDir, S3Sink, Sink};
 use crate::source::Source;
-use crate::source::grpc::{ClusterScope, GrpcSource};
-use crate::source::http::{HttpSource, http_client, wait_ready};
-use crate::store::{StoreClient, StoreError};
+use crate::source::grpc::{GrpcSettings, GrpcSource, SeriesClient};
+use crate::source::http::HttpSource;
+use crate::store::StoreClient;
 
 /// Builds the exporter from the settings: catalog, source (with its preflight), sink; and the
 /// telemetry day exporter when the catalog has telemetry entries (shard 0 writes them: the
@@ -49,112 +48,10 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         }
         (Some(p), false) => Some(p.clone()),
     };
-    let telemetry_catalog = Arc::new(Catalog {
-        entries: catalog.telemetry.clone(),
-        telemetry: Vec::new(),
-    });
     let catalog = Arc::new(catalog);
-    let mut telemetry_source = None;
-    // the sources evaluated in-process: the plans first (a catalog the engine refuses is
-    // reported before any peer is asked), then the raw series' transport
-    let in_process = !matches!(s.source, SourceSettings::Http);
-    let plans = in_process
-        .then(|| {
-            Ok::<_, AppError>((
-                engine::compile(&catalog)?,
-                engine::compile_telemetry(&catalog)?,
-            ))
-        })
-        .transpose()?;
-    let client: Option<SeriesClient> = match &s.source {
-        SourceSettings::Grpc(cfg) => {
-            let client = StoreClient::connect((**cfg).clone())
-                .await
-                .map_err(AppError::Preflight)?;
-            preflight(&client, &cfg.endpoint).await?;
-            Some(client.into())
-        }
-        SourceSettings::RemoteRead(cfg) => {
-            let client = RemoteReadClient::new((**cfg).clone()).map_err(AppError::Preflight)?;
-            remote_read_preflight(&client).await?;
-            Some(client.into())
-        }
-        SourceSettings::Http => None,
-    };
-    let source = match client.zip(plans) {
-        Some((client, (plans, telemetry_plans))) => {
-            if telemetry_prefix.is_some() {
-                telemetry_source = Some(Source::Grpc(Box::new(GrpcSource::new(
-                    client.clone(),
-                    telemetry_catalog.clone(),
-                    Arc::new(telemetry_plans),
-                    s.replica_labels.clone(),
-                    s.lookback.as_millis() as i64,
-                    s.step,
-                    s.time_frame,
-                    s.concurrency,
-                ))));
-            }
-            let source = GrpcSource::new(
-                client,
-                catalog.clone(),
-                Arc::new(plans),
-                s.replica_labels.clone(),
-                s.lookback.as_millis() as i64,
-                s.step,
-                s.time_frame,
-                s.concurrency,
-            )
-            .with_request_points(s.request_points)
-            .with_spill_dir(s.spill_dir.clone());
-            Source::Grpc(Box::new(source.with_clusters(ClusterScope {
-                cluster_label: s.cluster_label.clone(),
-                default_cluster: s.cluster_name.clone(),
-                shard: s.shard,
-            })))
-        }
-        None => {
-            let http = |catalog: Arc<Catalog>| {
-                HttpSource::new(
-                    &s.http_base,
-                    &s.auth_headers,
-                    s.tls_ca_file.as_deref(),
-                    s.timeout,
-                    s.connect_timeout,
-                    catalog,
-                    s.step,
-                    s.time_frame,
-                    s.concurrency,
-                )
-            };
-            if telemetry_prefix.is_some() {
-                telemetry_source = Some(Source::Http(Box::new(http(telemetry_catalog.clone())?)));
-            }
-            Source::Http(Box::new(http(catalog.clone())?))
-        }
-    };
-    if s.probe_http {
-        let url = format!("{}{}", s.http_base, s.readiness_path);
-        let client = http_client(
-            &s.auth_headers,
-            s.tls_ca_file.as_deref(),
-            READINESS_TIMEOUT.min(s.timeout),
-            s.connect_timeout,
-        )?;
-        wait_ready(&client, &url, READINESS_ATTEMPTS)
-            .await
-            .map_err(AppError::NotReady)?;
-        info!(url, "http api ready");
-    }
-    let sink = match &s.destination {
-        Destination::Local(dir) => Sink::Local(LocalDir::new(dir.clone())),
-        Destination::S3(cfg) => Sink::S3(Box::new(S3Sink::new(cfg.clone()).await)),
-    };
-    // listing the exporter's own folder proves the bucket exists, the credentials work and
-    // the policy allows listing (retention needs it)
-    sink.list(&cluster_folder(&s.prefix, &s.cluster_name))
-        .await
-        .map_err(AppError::Destination)?;
+    let (source, telemetry_source) = sources(s, &catalog, telemetry_prefix.is_some()).await?;
+    s.http.wait_ready().await?;
+    let sink = destination(s).await?;
     if let Some(p) = &telemetry_prefix {
         // retention lists the telemetry folders too
         sink.list(&format!("{p}/"))
@@ -196,42 +93,94 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
     Ok((exporter, telemetry))
 }
 
-/// Every remote read URL answers a query that selects nothing.
-async fn remote_read_preflight(client: &RemoteReadClient) -> Result<(), AppError> {
-    match client.preflight().await {
-        Ok(()) => {
-            info!(urls = ?client.urls(), "remote read answers");
-            Ok(())
+/// The catalog's source, and the telemetry entries' when `telemetry`. In-process sources
+/// compile the plans first (a catalog the engine refuses is reported before any peer is
+/// asked), then connect to the transport and check it answers.
+async fn sources(
+    s: &Settings,
+    catalog: &Arc<Catalog>,
+    telemetry: bool,
+) -> Result<(Source, Option<Source>), AppError> {
+    let telemetry_catalog = Arc::new(Catalog {
+        entries: catalog.telemetry.clone(),
+        telemetry: Vec::new(),
+    });
+    match &s.source {
+        SourceSettings::Http => {
+            let http = |c: Arc<Catalog>| {
+                HttpSource::new(&s.http, c, s.step, s.time_frame, s.concurrency)
+                    .map(|h| Source::Http(Box::new(h)))
+            };
+            let telemetry_source = telemetry.then(|| http(telemetry_catalog)).transpose()?;
+            Ok((http(catalog.clone())?, telemetry_source))
         }
-        Err(e) => {
-            error!(error = %e, "remote read preflight failed");
-            Err(AppError::Preflight(e))
+        SourceSettings::Grpc(_) | SourceSettings::RemoteRead(_) => {
+            let plans = Arc::new(engine::compile(catalog)?);
+            let telemetry_plans = Arc::new(engine::compile_telemetry(catalog)?);
+            let client = connect(&s.source).await?;
+            let source = GrpcSource::new(client.clone(), catalog.clone(), plans, &s.grpc);
+            // the telemetry files belong to no cluster: every series at once
+            let everywhere = GrpcSettings {
+                clusters: None,
+                ..s.grpc.clone()
+            };
+            let telemetry_source = telemetry.then(|| {
+                let t = GrpcSource::new(client, telemetry_catalog, telemetry_plans, &everywhere);
+                Source::Grpc(Box::new(t))
+            });
+            Ok((Source::Grpc(Box::new(source)), telemetry_source))
         }
     }
 }
 
-/// The StoreAPI answers: Info when the endpoint serves it (Querier, sidecar, store,
-/// receiver all do).
-async fn preflight(client: &StoreClient, endpoint: &str) -> Result<(), AppError> {
-    match client.info().await {
-        Ok(info) => {
-            let range = info.store.map(|s| (s.min_time, s.max_time));
-            info!(endpoint, component = %info.component_type, time_range = ?range, "storeapi answers");
-            Ok(())
+/// The raw series' transport, connected and answering (the preflight).
+async fn connect(source: &SourceSettings) -> Result<SeriesClient, AppError> {
+    match source {
+        SourceSettings::Grpc(cfg) => {
+            let client = StoreClient::connect((**cfg).clone())
+                .await
+                .map_err(|e| AppError::Preflight(e.into()))?;
+            // Info: every StoreAPI component serves it (Querier, sidecar, store, receiver)
+            match client.info().await {
+                Ok(info) => {
+                    let range = info.store.map(|s| (s.min_time, s.max_time));
+                    info!(endpoint = %cfg.endpoint, component = %info.component_type, time_range = ?range, "storeapi answers");
+                }
+                Err(e) if e.is_unimplemented() => info!(
+                    endpoint = %cfg.endpoint,
+                    "storeapi has no info service; skipping its preflight"
+                ),
+                Err(e) => {
+                    error!(endpoint = %cfg.endpoint, error = %e, "storeapi preflight failed");
+                    return Err(AppError::Preflight(e.into()));
+                }
+            }
+            Ok(client.into())
         }
-        Err(StoreError::Status {
-            code: tonic::Code::Unimplemented,
-            ..
-        }) => {
-            info!(
-                endpoint,
-                "storeapi has no info service; skipping its preflight"
-            );
-            Ok(())
+        SourceSettings::RemoteRead(cfg) => {
+            let client = RemoteReadClient::new((**cfg).clone())
+                .map_err(|e| AppError::Preflight(e.into()))?;
+            // every URL answers a query that selects nothing
+            if let Err(e) = client.preflight().await {
+                error!(error = %e, "remote read preflight failed");
+                return Err(AppError::Preflight(e.into()));
+            }
+            info!(urls = ?client.urls(), "remote read answers");
+            Ok(client.into())
         }
-        Err(e) => {
-            error!(endpoint, error = %e, "storeapi preflight failed");
-            Err(AppError::Preflight(e))
-        }
+        SourceSettings::Http => unreachable!("the HTTP source reads no raw series"),
     }
+}
+
+/// The destination, listing: the exporter's own folder lists when the bucket exists, the
+/// credentials work and the policy allows listing (retention needs it).
+async fn destination(s: &Settings) -> Result<Sink, AppError> {
+    let sink = match &s.destination {
+        Destination::Local(dir) => Sink::Local(LocalDir::new(dir.clone())),
+        Destination::S3(cfg) => Sink::S3(Box::new(S3Sink::new(cfg.clone()).await)),
+    };
+    sink.list(&cluster_folder(&s.prefix, &s.cluster_name))
+        .await
+        .map_err(AppError::Destination)?;
+    Ok(sink)
 }

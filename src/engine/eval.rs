@@ -41,7 +41,6 @@ impl Plan {
             leaf_names: self.metric_name().is_none().then(HashSet::new),
             values: vec![None; steps.n],
             window: Vec::new(),
-            samples_in: 0,
         }
     }
 }
@@ -61,7 +60,6 @@ pub struct Evaluator<'p> {
     leaf_names: Option<HashSet<Labels>>,
     values: Vec<Option<f64>>,
     window: Vec<Sample>,
-    samples_in: u64,
 }
 
 impl Evaluator<'_> {
@@ -69,7 +67,6 @@ impl Evaluator<'_> {
     /// order) into the result. Series must come in label order, as the StoreAPI sends them.
     pub fn push(&mut self, labels: &Labels, samples: &[Sample]) -> Result<(), EvalError> {
         debug_assert!(samples.windows(2).all(|w| w[0].0 < w[1].0));
-        self.samples_in += samples.len() as u64;
         let mut values = std::mem::take(&mut self.values);
         let any = self.leaf(samples, &mut values);
         if !any {
@@ -84,6 +81,7 @@ impl Evaluator<'_> {
                 labels.clone()
             };
             if !seen.insert(leaf_labels.clone()) {
+                self.values = values;
                 return Err(EvalError::DuplicateLabels(leaf_labels));
             }
         }
@@ -104,17 +102,16 @@ impl Evaluator<'_> {
         for stage in &self.plan.stages[..end] {
             apply_map(stage, &mut labels, &mut values);
         }
-        match &mut self.agg {
-            Some(agg) => agg.push(&labels, &values),
-            None => add_plain(&mut self.plain, &mut self.plain_index, labels, &values)?,
-        }
+        let pushed = match &mut self.agg {
+            Some(agg) => {
+                agg.push(&labels, &values);
+                Ok(())
+            }
+            None => add_plain(&mut self.plain, &mut self.plain_index, labels, &values),
+        };
+        // the step buffer is kept for the next series, whatever the outcome
         self.values = values;
-        Ok(())
-    }
-
-    /// Samples pushed so far.
-    pub fn samples_in(&self) -> u64 {
-        self.samples_in
+        pushed
     }
 
     /// The result: series with at least one value, sorted by labels.

@@ -9,7 +9,6 @@ pub mod telemetry;
 pub use layout::{cluster_folder, object_key};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 
 #[cfg(test)]
 use crate::model::WindowResult;
@@ -42,13 +41,6 @@ fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
         Vec::with_capacity(capacity),
         flate2::Compression::new(GZIP_LEVEL),
     )
-}
-
-/// Gzip with a fixed header (no name, mtime 0), so equal bodies give equal bytes.
-pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut enc = gzip_encoder(body.len() / 4);
-    enc.write_all(body).expect("writing to memory cannot fail");
-    enc.finish().expect("writing to memory cannot fail")
 }
 
 /// The gzip-compressed `query_range` body of `series`, rendered and compressed as a stream:
@@ -250,16 +242,6 @@ mod tests {
         );
         let empty = Layout::empty_file(&layout(None), 60, "m", "home");
         assert_eq!(gunzip(&empty.body), render([].iter(), &steps));
-    }
-
-    #[test]
-    fn gzip_is_deterministic() {
-        assert_eq!(gzip(b"hello"), gzip(b"hello"));
-        let z = gzip(b"hello");
-        let mut d = flate2::read::GzDecoder::new(&z[..]);
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut d, &mut s).unwrap();
-        assert_eq!(s, "hello");
     }
 
     #[test]

@@ -26,8 +26,12 @@ use crate::sink::{Sink, SinkError};
 use crate::source::{Part, Source, SourceError, Stats};
 use crate::time::rfc3339;
 use progress::Progress;
-use retry::Backoff;
+use retry::with_retries;
 use state::{State, StateStore};
+
+/// The message of the summary event that ends an `export`: the benchmark reads each child
+/// export's figures from it.
+pub const EXPORT_FINISHED: &str = "export finished";
 
 /// Totals of an export.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +105,7 @@ impl ExportError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ExportError::Window { source, .. } => match source {
-                SourceError::Internal(_) | SourceError::WriterGone => exit::INTERNAL,
-                e if e.is_retryable() => exit::UNAVAILABLE,
-                SourceError::Store(_) | SourceError::Spill { .. } => exit::CONFIG,
-                SourceError::Http { .. } => exit::CONFIG,
-                _ => exit::DATA_REFUSED,
-            },
+            ExportError::Window { source, .. } => source.exit_code(),
             ExportError::Sink { source, .. } | ExportError::State { source, .. } => {
                 source.exit_code()
             }
@@ -250,32 +248,36 @@ impl Exporter {
         debug_assert!(!batch.is_empty());
         let layout = Arc::new(self.layout());
         let names = Arc::new(self.source.entry_names());
-        let attempts = self.attempts.max(1);
-        let mut backoff = Backoff::default();
-        let mut attempt = 0;
-        let (mut tallies, stats) = loop {
-            attempt += 1;
+        let attempt = async || {
             let mut tallies: Vec<(WindowTally, u64, u64)> =
                 batch.iter().map(|_| Default::default()).collect();
             let (tx, rx) = tokio::sync::mpsc::channel::<Part>(1);
             let produce = self.source.evaluate_windows(batch, tx);
             let consume = self.write_parts(rx, batch, &layout, &names, &mut tallies);
             let (produced, consumed) = tokio::join!(produce, consume);
-            consumed?;
-            match produced {
-                Ok(stats) => break (tallies, stats),
-                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
-                    let pause = backoff.next_pause();
-                    warn!(window = %rfc3339(batch[0]), windows = batch.len(), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(source) => {
-                    return Err(ExportError::Window {
-                        window: batch[0],
-                        attempts: attempt,
-                        source,
-                    });
-                }
+            // a write that failed has had its own retries: the batch fails with it
+            match consumed {
+                Ok(()) => produced.map(|stats| Ok((tallies, stats))),
+                Err(e) => Ok(Err(e)),
+            }
+        };
+        let retried = with_retries(
+            self.attempts,
+            |e: &SourceError| e.is_retryable() && !stop.is_requested(),
+            |attempt, e, pause| {
+                warn!(window = %rfc3339(batch[0]), windows = batch.len(), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "window failed, retrying");
+            },
+            attempt,
+        )
+        .await;
+        let (mut tallies, stats) = match retried {
+            Ok(written) => written?,
+            Err((source, attempts)) => {
+                return Err(ExportError::Window {
+                    window: batch[0],
+                    attempts,
+                    source,
+                });
             }
         };
         let mut done = Vec::with_capacity(batch.len());
@@ -330,14 +332,15 @@ impl Exporter {
                         entry,
                         steps,
                         series,
-                        written,
+                        rendered,
                     } = part;
                     // rendering and gzip are the exporter's heaviest CPU work: off the async
                     // runtime, so the streams keep flowing meanwhile
                     let (files, seen) = tokio::task::spawn_blocking(move || {
                         let files = layout.metric_files(window, &names[entry], &steps, &series);
-                        // the series are rendered: out of memory once dropped here
-                        drop((series, written));
+                        // out of memory before the source builds its next results
+                        drop(series);
+                        rendered.done();
                         files
                     })
                     .await

@@ -10,7 +10,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use super::retention::Retained;
-use super::retry::{Backoff, put_all};
+use super::retry::{put_all, with_retries};
 use super::{Checkpoint, Stop};
 use crate::exit;
 use crate::finout::telemetry::{CONTENT_TYPE, day_files, day_of_key, telemetry_folder};
@@ -54,14 +54,7 @@ impl TelemetryError {
     /// The process exit code for this failure (as for a window's).
     pub fn exit_code(&self) -> u8 {
         match self {
-            TelemetryError::Day { source, .. } => match source {
-                SourceError::Internal(_) => exit::INTERNAL,
-                e if e.is_retryable() => exit::UNAVAILABLE,
-                SourceError::Store(_) | SourceError::Http { .. } | SourceError::Spill { .. } => {
-                    exit::CONFIG
-                }
-                _ => exit::DATA_REFUSED,
-            },
+            TelemetryError::Day { source, .. } => source.exit_code(),
             TelemetryError::Sink { source, .. } | TelemetryError::State { source, .. } => {
                 source.exit_code()
             }
@@ -212,26 +205,20 @@ impl DayExporter {
         day: i64,
         stop: &Stop,
     ) -> Result<Evaluated, TelemetryError> {
-        let attempts = self.attempts.max(1);
-        let mut backoff = Backoff::default();
-        for attempt in 1..=attempts {
-            match self.source.evaluate_instant(day + DAY).await {
-                Ok(e) => return Ok(e),
-                Err(e) if e.is_retryable() && attempt < attempts && !stop.is_requested() => {
-                    let pause = backoff.next_pause();
-                    warn!(day = %utc_date(day), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "telemetry day failed, retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(source) => {
-                    return Err(TelemetryError::Day {
-                        day,
-                        attempts: attempt,
-                        source,
-                    });
-                }
-            }
-        }
-        unreachable!("the last attempt returns")
+        with_retries(
+            self.attempts,
+            |e: &SourceError| e.is_retryable() && !stop.is_requested(),
+            |attempt, e, pause| {
+                warn!(day = %utc_date(day), attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "telemetry day failed, retrying");
+            },
+            async || self.source.evaluate_instant(day + DAY).await,
+        )
+        .await
+        .map_err(|(source, attempts)| TelemetryError::Day {
+            day,
+            attempts,
+            source,
+        })
     }
 }
 

@@ -1,17 +1,18 @@
 //! Remote read series made into the StoreAPI's `Series`, as a Thanos sidecar makes them:
 //! replica labels dropped, chunks cut to the requested range, encodings renumbered.
 
+use super::RemoteReadError;
 use super::proto as rr;
 use crate::chunk;
 use crate::model::{Labels, Matcher, Sample};
 use crate::store::proto::{AggrChunk, Label, Series, chunk::Encoding};
-use crate::store::{StoreError, raw_chunk};
+use crate::store::raw_chunk;
 
 /// Samples per chunk when samples are made into chunks: Prometheus' own target.
 const SAMPLES_PER_CHUNK: usize = 120;
 
 /// An edge chunk read against the range.
-enum Cut {
+enum Edge {
     /// Every sample inside.
     Whole(AggrChunk),
     /// Some samples were outside: the others, re-encoded.
@@ -53,7 +54,7 @@ impl Shaping<'_> {
     }
 
     /// A streamed series; `None` when it has nothing in the range or a matcher refuses it.
-    pub fn chunked(&self, s: rr::ChunkedSeries) -> Result<Option<Series>, StoreError> {
+    pub fn chunked(&self, s: rr::ChunkedSeries) -> Result<Option<Series>, RemoteReadError> {
         let Some(labels) = self.labels(s.labels) else {
             return Ok(None);
         };
@@ -69,7 +70,7 @@ impl Shaping<'_> {
                 Ok(rr::chunk::Encoding::Histogram) => Encoding::Histogram,
                 Ok(rr::chunk::Encoding::FloatHistogram) => Encoding::FloatHistogram,
                 other => {
-                    return Err(StoreError::Encoding {
+                    return Err(RemoteReadError::Encoding {
                         series: display(&labels),
                         encoding: other.map_or_else(
                             |_| format!("#{}", c.r#type),
@@ -92,18 +93,18 @@ impl Shaping<'_> {
         let mut front = 0;
         while front < chunks.len() {
             match self.cut(&chunks[front]) {
-                Cut::Whole(c) => {
+                Edge::Whole(c) => {
                     chunks[front] = c;
                     break;
                 }
-                Cut::Part(c) => {
+                Edge::Part(c) => {
                     chunks[front] = c;
                     front += 1;
                 }
-                Cut::Empty => {
+                Edge::Empty => {
                     chunks.remove(front);
                 }
-                Cut::Unread => break,
+                Edge::Unread => break,
             }
         }
         // the chunk the front stopped at was read already
@@ -111,19 +112,19 @@ impl Shaping<'_> {
         let mut back = chunks.len();
         while back > floor {
             match self.cut(&chunks[back - 1]) {
-                Cut::Whole(c) => {
+                Edge::Whole(c) => {
                     chunks[back - 1] = c;
                     break;
                 }
-                Cut::Part(c) => {
+                Edge::Part(c) => {
                     chunks[back - 1] = c;
                     back -= 1;
                 }
-                Cut::Empty => {
+                Edge::Empty => {
                     chunks.remove(back - 1);
                     back -= 1;
                 }
-                Cut::Unread => break,
+                Edge::Unread => break,
             }
         }
         Ok((!chunks.is_empty()).then_some(Series { labels, chunks }))
@@ -131,33 +132,33 @@ impl Shaping<'_> {
 
     /// An XOR chunk's samples within the range. Other encodings, and chunks that do not
     /// decode, stay as they came (the decoder reports them with the series).
-    fn cut(&self, c: &AggrChunk) -> Cut {
+    fn cut(&self, c: &AggrChunk) -> Edge {
         let Some(raw) = c.raw.as_ref().filter(|r| r.r#type == Encoding::Xor as i32) else {
-            return Cut::Unread;
+            return Edge::Unread;
         };
         match chunk::cut(&raw.data, self.mint, self.maxt, &mut Vec::new()) {
             // the chunk as it came, its times from its samples
-            Ok(chunk::Cut::Whole { first, last }) => Cut::Whole(raw_chunk(
+            Ok(chunk::Cut::Whole { first, last }) => Edge::Whole(raw_chunk(
                 first,
                 last,
                 Encoding::Xor as i32,
                 raw.data.clone(),
             )),
             Ok(chunk::Cut::Part { data, first, last }) => {
-                Cut::Part(raw_chunk(first, last, Encoding::Xor as i32, data.into()))
+                Edge::Part(raw_chunk(first, last, Encoding::Xor as i32, data.into()))
             }
-            Ok(chunk::Cut::Empty) => Cut::Empty,
-            Err(_) => Cut::Unread,
+            Ok(chunk::Cut::Empty) => Edge::Empty,
+            Err(_) => Edge::Unread,
         }
     }
 
     /// A series of a SAMPLES answer, its samples in the range made into XOR chunks.
-    pub fn sampled(&self, s: rr::TimeSeries) -> Result<Option<Series>, StoreError> {
+    pub fn sampled(&self, s: rr::TimeSeries) -> Result<Option<Series>, RemoteReadError> {
         let Some(labels) = self.labels(s.labels) else {
             return Ok(None);
         };
         if !s.histograms.is_empty() {
-            return Err(StoreError::Encoding {
+            return Err(RemoteReadError::Encoding {
                 series: display(&labels),
                 encoding: "HISTOGRAM".to_string(),
             });
@@ -292,7 +293,7 @@ mod tests {
         };
         let e = s.chunked(series).unwrap_err();
         assert!(
-            matches!(&e, StoreError::Encoding { series, encoding }
+            matches!(&e, RemoteReadError::Encoding { series, encoding }
                 if series.contains("pod=\"p\"") && encoding == "XOR2"),
             "{e}"
         );
@@ -344,7 +345,7 @@ mod tests {
         };
         assert!(matches!(
             s.sampled(hist),
-            Err(StoreError::Encoding { encoding, .. }) if encoding == "HISTOGRAM"
+            Err(RemoteReadError::Encoding { encoding, .. }) if encoding == "HISTOGRAM"
         ));
     }
 }

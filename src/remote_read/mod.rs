@@ -1,7 +1,8 @@
 //! The Prometheus remote read client (`POST /api/v1/read`): Prometheus since 2.13 and Grafana
 //! Mimir (`/prometheus/api/v1/read`) serve the stored XOR chunks over it, framed
 //! (`STREAMED_XOR_CHUNKS`). It answers the StoreAPI's `Series` request with the StoreAPI's
-//! `Series`, so the gRPC source evaluates it like any store; [`SeriesClient`] is either.
+//! `Series`, so the gRPC source evaluates it like any store: a second transport beside the
+//! StoreAPI client, the gRPC source's other input.
 //!
 //! Like Thanos Query over sidecars: each URL (one per Prometheus of an HA pair) is asked the
 //! same query, the replica labels are dropped from the answers, and the series of all of them
@@ -15,21 +16,20 @@ mod convert;
 pub mod frames;
 pub mod proto;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
+use thiserror::Error;
 use tokio::time::Instant;
 use tracing::info;
 
 use crate::inflight;
 use crate::model::Matcher;
-use crate::observe::error_chain;
+use crate::observe::{Secret, error_chain};
 use crate::store::proto::{LabelMatcher, Series, SeriesRequest, label_matcher::Type};
-use crate::store::{SeriesStream, StoreClient, StoreError, tls_hint};
+use crate::store::{Limits, TlsFileError, TlsFiles, tls_hint, wait_until};
 use convert::Shaping;
 use frames::Frames;
 use proto as rr;
@@ -40,19 +40,12 @@ pub struct RemoteReadConfig {
     /// Full URLs of the read endpoints, e.g. `http://prometheus:9090/api/v1/read`; several for
     /// the Prometheus of an HA pair.
     pub urls: Vec<String>,
-    /// CA bundle to verify the servers with, instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mTLS.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Deadline of one request, its whole answer included.
-    pub timeout: Duration,
-    /// How long a request may receive nothing before it fails.
-    pub idle_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Largest frame (or SAMPLES answer, decompressed) accepted.
-    pub max_message_bytes: usize,
+    pub tls: TlsFiles,
+    /// Deadlines (`timeout`: one request, its whole answer included) and the largest frame
+    /// (or SAMPLES answer, decompressed) accepted: the StoreAPI client's.
+    pub limits: Limits,
     /// Sent with every request: auth and tenant headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Secret)>,
 }
 
 impl RemoteReadConfig {
@@ -60,13 +53,51 @@ impl RemoteReadConfig {
     pub fn new(urls: Vec<String>) -> Self {
         RemoteReadConfig {
             urls,
-            ca_file: None,
-            client_cert: None,
-            timeout: Duration::from_secs(120),
-            idle_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(10),
-            max_message_bytes: 64 << 20,
+            tls: TlsFiles::default(),
+            limits: Limits::default(),
             headers: Vec::new(),
+        }
+    }
+}
+
+/// A failed remote read, classified for retries and exit codes.
+#[derive(Debug, Error)]
+pub enum RemoteReadError {
+    #[error("invalid remote read URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("invalid HTTP header {0:?}: names must be ASCII tokens and values printable ASCII")]
+    BadHeader(String),
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
+    #[error("cannot connect to the remote read server at {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+    #[error("TLS with the remote read server at {endpoint} failed: {detail} ({hint})")]
+    Tls {
+        endpoint: String,
+        detail: String,
+        hint: &'static str,
+    },
+    /// Its HTTP status, a broken answer, a stall; `retryable` as the cause is (5xx, 429, a cut
+    /// or corrupt stream).
+    #[error("remote read from {endpoint} failed: {detail}")]
+    Read {
+        endpoint: String,
+        detail: String,
+        retryable: bool,
+    },
+    /// A series whose chunks are in an encoding the engine cannot read: the window's data is
+    /// refused (as the StoreAPI path refuses it while decoding), not the configuration.
+    #[error("series {series}: chunk encoding {encoding} is not supported")]
+    Encoding { series: String, encoding: String },
+}
+
+impl RemoteReadError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RemoteReadError::Connect { .. } => true,
+            RemoteReadError::Read { retryable, .. } => *retryable,
+            _ => false,
         }
     }
 }
@@ -95,9 +126,9 @@ enum Body {
 
 impl RemoteReadClient {
     /// A client for the configured URLs; nothing is sent until the first request.
-    pub fn new(cfg: RemoteReadConfig) -> Result<Self, StoreError> {
-        let bad = |endpoint: &str, reason: String| StoreError::BadEndpoint {
-            endpoint: endpoint.to_string(),
+    pub fn new(cfg: RemoteReadConfig) -> Result<Self, RemoteReadError> {
+        let bad = |url: &str, reason: String| RemoteReadError::BadUrl {
+            url: url.to_string(),
             reason,
         };
         if cfg.urls.is_empty() {
@@ -114,33 +145,26 @@ impl RemoteReadClient {
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
             let name = reqwest::header::HeaderName::try_from(k.as_str())
-                .map_err(|_| StoreError::BadMetadata(k.clone()))?;
-            let mut value = reqwest::header::HeaderValue::try_from(v.as_str())
-                .map_err(|_| StoreError::BadMetadata(k.clone()))?;
+                .map_err(|_| RemoteReadError::BadHeader(k.clone()))?;
+            let mut value = reqwest::header::HeaderValue::try_from(v.expose())
+                .map_err(|_| RemoteReadError::BadHeader(k.clone()))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
-            .connect_timeout(cfg.connect_timeout)
+            .connect_timeout(cfg.limits.connect_timeout)
             .tcp_nodelay(true);
-        let read = |what, path: &PathBuf| {
-            std::fs::read(path).map_err(|source| StoreError::TlsFile {
-                what,
-                path: path.clone(),
-                source,
-            })
-        };
         let endpoint = cfg.urls[0].clone();
-        if let Some(ca) = &cfg.ca_file {
-            let cert = reqwest::Certificate::from_pem(&read("CA file", ca)?)
+        let pem = cfg.tls.read()?;
+        if let Some(ca) = pem.ca {
+            let cert = reqwest::Certificate::from_pem(&ca)
                 .map_err(|e| bad(&endpoint, format!("CA file: {}", error_chain(&e))))?;
             builder = builder.add_root_certificate(cert);
         }
-        if let Some((cert, key)) = &cfg.client_cert {
-            let mut pem = read("client certificate", cert)?;
+        if let Some((mut pem, key)) = pem.client {
             pem.push(b'\n');
-            pem.extend(read("client key", key)?);
+            pem.extend(key);
             let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 bad(
                     &endpoint,
@@ -165,7 +189,7 @@ impl RemoteReadClient {
     }
 
     /// Every URL answers a query that selects nothing: address, TLS, auth and tenant work.
-    pub async fn preflight(&self) -> Result<(), StoreError> {
+    pub async fn preflight(&self) -> Result<(), RemoteReadError> {
         let now = jiff::Timestamp::now().as_millisecond();
         let req = SeriesRequest {
             min_time: now - 60_000,
@@ -180,24 +204,6 @@ impl RemoteReadClient {
         self.series(req).await.map(|_| ())
     }
 
-    /// Remote read has no label values call, and the server's HTTP API is no substitute:
-    /// Prometheus' `/api/v1/label/<name>/values` does not know its external labels, where the
-    /// cluster label usually is, so requests narrowed by its answer would select nothing.
-    /// `Unimplemented` makes the gRPC source ask for every cluster at once.
-    pub async fn label_values(
-        &self,
-        _label: &str,
-        _start: i64,
-        _end: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        Err(StoreError::Status {
-            call: "LabelValues",
-            endpoint: self.cfg.urls.join(", "),
-            code: tonic::Code::Unimplemented,
-            message: "remote read serves no label values".into(),
-        })
-    }
-
     /// Asks every URL for the series the StoreAPI request selects, and returns them as one
     /// stream sorted by labels (replica labels removed), as the StoreAPI would.
     ///
@@ -205,7 +211,7 @@ impl RemoteReadClient {
     /// equalities. Prometheus matches the others against its index, which lacks its external
     /// labels (`cluster=~"a|b"` would select nothing); every matcher is checked again on the
     /// answers.
-    pub async fn series(&self, req: SeriesRequest) -> Result<RemoteReadStream, StoreError> {
+    pub async fn series(&self, req: SeriesRequest) -> Result<RemoteReadStream, RemoteReadError> {
         let matchers = req
             .matchers
             .iter()
@@ -237,7 +243,7 @@ impl RemoteReadClient {
             .map_err(|e| self.error(&self.cfg.urls[0], format!("snappy: {e}"), false))?
             .into();
         let what = describe(&req);
-        let deadline = Instant::now() + self.cfg.timeout;
+        let deadline = Instant::now() + self.cfg.limits.timeout;
         let answers = futures::future::try_join_all(
             self.cfg
                 .urls
@@ -245,13 +251,6 @@ impl RemoteReadClient {
                 .map(|url| self.fetch(url, body.clone(), deadline, &what)),
         )
         .await?;
-        let frames = answers
-            .iter()
-            .map(|(a, _)| match &a.body {
-                Body::Frames(f) => f.len() as u64,
-                Body::Samples(_) => 1,
-            })
-            .sum();
         let bytes = answers.iter().map(|(_, b)| b).sum();
         if answers
             .iter()
@@ -263,7 +262,7 @@ impl RemoteReadClient {
             );
         }
         let replica_labels = req.without_replica_labels;
-        let max = self.cfg.max_message_bytes;
+        let max = self.cfg.limits.max_message_bytes;
         let (mint, maxt) = (req.min_time, req.max_time);
         // Decoding, cutting and sorting are CPU work: on the blocking pool.
         let series = tokio::task::spawn_blocking(move || {
@@ -285,7 +284,7 @@ impl RemoteReadClient {
                 };
                 pairs(a).cmp(pairs(b))
             });
-            Ok::<_, StoreError>(out)
+            Ok::<_, RemoteReadError>(out)
         })
         .await
         .map_err(|e| {
@@ -297,13 +296,12 @@ impl RemoteReadClient {
         })??;
         Ok(RemoteReadStream {
             series: series.into_iter(),
-            frames,
             bytes,
         })
     }
 
-    fn error(&self, url: &str, detail: String, retryable: bool) -> StoreError {
-        StoreError::RemoteRead {
+    fn error(&self, url: &str, detail: String, retryable: bool) -> RemoteReadError {
+        RemoteReadError::Read {
             endpoint: url.to_string(),
             detail,
             retryable,
@@ -316,8 +314,8 @@ impl RemoteReadClient {
         url: &str,
         deadline: Instant,
         fut: impl std::future::Future<Output = T>,
-    ) -> Result<T, StoreError> {
-        let (until, setting) = crate::store::wait_until(deadline, self.cfg.idle_timeout);
+    ) -> Result<T, RemoteReadError> {
+        let (until, setting) = wait_until(deadline, self.cfg.limits.idle_timeout);
         let started = Instant::now();
         tokio::time::timeout_at(until, fut).await.map_err(|_| {
             self.error(
@@ -333,15 +331,15 @@ impl RemoteReadClient {
 
     /// A request that failed before an answer: TLS is a configuration problem, the rest
     /// (refused, reset, unreachable) an outage to retry.
-    fn transport_error(&self, url: &str, e: &reqwest::Error) -> StoreError {
+    fn transport_error(&self, url: &str, e: &reqwest::Error) -> RemoteReadError {
         let detail = error_chain(e);
         match tls_hint(url, &detail) {
-            Some(hint) => StoreError::Tls {
+            Some(hint) => RemoteReadError::Tls {
                 endpoint: url.to_string(),
                 detail,
                 hint,
             },
-            None if e.is_connect() => StoreError::Connect {
+            None if e.is_connect() => RemoteReadError::Connect {
                 endpoint: url.to_string(),
                 detail,
             },
@@ -356,7 +354,7 @@ impl RemoteReadClient {
         body: Bytes,
         deadline: Instant,
         what: &str,
-    ) -> Result<(Answer, u64), StoreError> {
+    ) -> Result<(Answer, u64), RemoteReadError> {
         let call = inflight::start("remote-read", url, what.to_string());
         let send = self
             .http
@@ -401,7 +399,7 @@ impl RemoteReadClient {
                 false,
             ));
         }
-        let max = self.cfg.max_message_bytes;
+        let max = self.cfg.limits.max_message_bytes;
         let mut frames = Frames::new(max);
         let mut raw = BytesMut::new();
         let mut bytes = 0u64;
@@ -466,8 +464,8 @@ fn decode(
     shaping: &Shaping<'_>,
     max: usize,
     out: &mut Vec<Series>,
-) -> Result<(), StoreError> {
-    let err = |detail: String, retryable| StoreError::RemoteRead {
+) -> Result<(), RemoteReadError> {
+    let err = |detail: String, retryable| RemoteReadError::Read {
         endpoint: a.url.clone(),
         detail,
         retryable,
@@ -551,84 +549,21 @@ fn describe(req: &SeriesRequest) -> String {
 /// The series of one request, sorted by labels.
 pub struct RemoteReadStream {
     series: std::vec::IntoIter<Series>,
-    frames: u64,
     bytes: u64,
 }
 
+/// The answers were read whole: the series are in memory.
+impl Iterator for RemoteReadStream {
+    type Item = Series;
+
+    fn next(&mut self) -> Option<Series> {
+        self.series.next()
+    }
+}
+
 impl RemoteReadStream {
-    /// The next series; `Ok(None)` after the last.
-    pub async fn next(&mut self) -> Result<Option<Series>, StoreError> {
-        Ok(self.series.next())
-    }
-
-    /// Frames and bytes received (all URLs).
-    pub fn received(&self) -> (u64, u64) {
-        (self.frames, self.bytes)
-    }
-}
-
-/// Where the gRPC source reads raw series from: a StoreAPI endpoint or remote read.
-#[derive(Clone)]
-pub enum SeriesClient {
-    Store(Box<StoreClient>),
-    RemoteRead(RemoteReadClient),
-}
-
-impl From<StoreClient> for SeriesClient {
-    fn from(c: StoreClient) -> Self {
-        SeriesClient::Store(Box::new(c))
-    }
-}
-
-impl From<RemoteReadClient> for SeriesClient {
-    fn from(c: RemoteReadClient) -> Self {
-        SeriesClient::RemoteRead(c)
-    }
-}
-
-impl SeriesClient {
-    /// Opens the series of a StoreAPI `Series` request.
-    pub async fn series(&self, req: SeriesRequest) -> Result<ClientStream, StoreError> {
-        Ok(match self {
-            SeriesClient::Store(c) => ClientStream::Store(Box::new(c.series(req).await?)),
-            SeriesClient::RemoteRead(c) => ClientStream::RemoteRead(c.series(req).await?),
-        })
-    }
-
-    /// The values of `label` in `[start, end]` (ms); `Unimplemented` over remote read.
-    pub async fn label_values(
-        &self,
-        label: &str,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        match self {
-            SeriesClient::Store(c) => c.label_values(label, start, end).await,
-            SeriesClient::RemoteRead(c) => c.label_values(label, start, end).await,
-        }
-    }
-}
-
-/// The series of one request, from either client.
-pub enum ClientStream {
-    Store(Box<SeriesStream>),
-    RemoteRead(RemoteReadStream),
-}
-
-impl ClientStream {
-    /// The next series; `Ok(None)` at the clean end.
-    pub async fn next(&mut self) -> Result<Option<Series>, StoreError> {
-        match self {
-            ClientStream::Store(s) => s.next().await,
-            ClientStream::RemoteRead(s) => s.next().await,
-        }
-    }
-
-    /// Frames and bytes received so far.
-    pub fn received(&self) -> (u64, u64) {
-        match self {
-            ClientStream::Store(s) => s.received(),
-            ClientStream::RemoteRead(s) => s.received(),
-        }
+    /// Bytes received (all URLs).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes
     }
 }

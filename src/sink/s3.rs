@@ -16,7 +16,7 @@ use tracing::debug;
 
 use super::{Listing, SinkError, SinkErrorKind};
 use crate::inflight;
-use crate::observe::error_chain;
+use crate::observe::{Secret, error_chain};
 
 /// How to reach the bucket.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub struct S3Config {
     pub path_style: bool,
     /// Role to assume for the writes, and its external ID.
     pub role_arn: Option<String>,
-    pub external_id: Option<String>,
+    pub external_id: Option<Secret>,
     /// STS endpoint for the AssumeRole call, when not AWS' own.
     pub sts_endpoint: Option<String>,
     /// Attempts per request (first try included) for throttling, 5xx and network errors.
@@ -56,6 +56,9 @@ pub struct S3Sink {
     operation_timeout: Duration,
 }
 
+/// The SDK's longest pause between two attempts of one request.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 
@@ -65,7 +68,7 @@ impl S3Sink {
         let retry = RetryConfig::standard()
             .with_max_attempts(cfg.max_attempts.max(1))
             .with_initial_backoff(Duration::from_millis(200))
-            .with_max_backoff(Duration::from_secs(20));
+            .with_max_backoff(MAX_BACKOFF);
         // the SDK sets no read or attempt deadline of its own: without these a frozen server
         // (connections open, no answer) holds a request forever. The STS client for ROLE_ARN
         // is configured from the same shared config, so it gets them too.
@@ -99,7 +102,7 @@ impl S3Sink {
                 .session_name("storeapi-exporter")
                 .configure(&sts_config);
             if let Some(id) = &cfg.external_id {
-                role = role.external_id(id.clone());
+                role = role.external_id(id.expose());
             }
             s3 = s3.credentials_provider(role.build().await);
         }

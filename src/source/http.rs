@@ -1,20 +1,45 @@
 //! The catalog evaluated by Thanos Query (or any Prometheus-compatible API) over HTTP
 //! `query_range`: the fallback, the correctness oracle and the benchmark baseline.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing::info;
 
-use super::{
-    Evaluated, Part, Parts, SourceError, Stats, catalog_steps, instant_steps, name_results, send,
-};
+use super::part::{Part, Parts, Rendered, send};
+use super::{Evaluated, SourceError, Stats, catalog_steps, name_results};
 use crate::catalog::{Catalog, Entry};
 use crate::inflight;
 use crate::model::{Labels, Series, Steps};
-use crate::observe::error_chain;
+use crate::observe::{Secret, error_chain};
 use crate::query_range;
+use crate::store::{TlsFileError, TlsFiles};
+
+/// How to reach the HTTP API (`--source http`, and the readiness probe of any source).
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Base URL, e.g. `http://thanos-query:10902`, without a trailing slash.
+    pub base: String,
+    /// Auth and tenant headers, sent with every request.
+    pub headers: Vec<(String, Secret)>,
+    /// CA bundle to verify the API with, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Deadline of one query with its whole answer (Thanos sends nothing until a query is
+    /// evaluated, so a shorter idle deadline would cut slow but healthy queries).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Path of the readiness endpoint, probed before any work when an HTTP address was given.
+    pub readiness_path: Option<String>,
+}
+
+/// Attempts of the readiness probe, `READINESS_PAUSE` apart, each within `READINESS_TIMEOUT`
+/// (or QUERY_TIMEOUT if shorter).
+pub const READINESS_ATTEMPTS: u32 = 3;
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(10);
+pub const READINESS_PAUSE: Duration = Duration::from_secs(2);
 
 /// Evaluates the catalog with `query_range` requests.
 #[derive(Clone)]
@@ -35,87 +60,102 @@ pub enum HttpConfigError {
     Header(String, String),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
-    #[error("reading CA file {0}: {1}")]
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
+    #[error("CA file {0}: {1}")]
     Ca(String, String),
 }
 
-/// The HTTP client of the API: auth and tenant headers on every request (marked sensitive, so
-/// they are never logged), the CA file when given, and deadlines for the connection and for
-/// each request with its whole answer (Thanos sends nothing until a query is evaluated, so a
-/// shorter idle deadline would cut slow but healthy queries).
-pub fn http_client(
-    headers: &[(String, String)],
-    ca_file: Option<&std::path::Path>,
-    timeout: Duration,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, HttpConfigError> {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        let name = HeaderName::try_from(k.as_str())
-            .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
-        let mut value = HeaderValue::try_from(v.as_str())
-            .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
-        value.set_sensitive(true);
-        map.insert(name, value);
+impl HttpSettings {
+    /// The API's HTTP client: the headers on every request (marked sensitive, so they are
+    /// never logged), the CA file when given, and deadlines for the connection and for each
+    /// request with its whole answer (`timeout`).
+    fn client(&self, timeout: Duration) -> Result<reqwest::Client, HttpConfigError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+            let mut value = HeaderValue::try_from(v.expose())
+                .map_err(|e| HttpConfigError::Header(k.clone(), e.to_string()))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(map)
+            .timeout(timeout)
+            .connect_timeout(self.connect_timeout);
+        let tls = TlsFiles {
+            ca_file: self.ca_file.clone(),
+            client_cert: None,
+        };
+        if let Some(pem) = tls.read()?.ca {
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                let path = self.ca_file.as_deref().unwrap_or(Path::new(""));
+                HttpConfigError::Ca(path.display().to_string(), e.to_string())
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder
+            .build()
+            .map_err(|e| HttpConfigError::Client(e.to_string()))
     }
-    let mut builder = reqwest::Client::builder()
-        .default_headers(map)
-        .timeout(timeout)
-        .connect_timeout(connect_timeout);
-    if let Some(ca) = ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| HttpConfigError::Ca(ca.display().to_string(), e.to_string()))?;
-        builder = builder.add_root_certificate(cert);
+
+    /// Waits until the readiness endpoint answers 2xx, trying `READINESS_ATTEMPTS` times; the
+    /// last failure otherwise. Nothing to wait for without a readiness path.
+    pub async fn wait_ready(&self) -> Result<(), ReadinessError> {
+        let Some(path) = &self.readiness_path else {
+            return Ok(());
+        };
+        let client = self.client(READINESS_TIMEOUT.min(self.timeout))?;
+        let url = format!("{}{path}", self.base);
+        let mut last = String::new();
+        for attempt in 1..=READINESS_ATTEMPTS {
+            let _call = inflight::start("http", &url, "GET (readiness)".into());
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    info!(url, "http api ready");
+                    return Ok(());
+                }
+                Ok(r) => last = format!("{url} answered HTTP {}", r.status()),
+                Err(e) => last = format!("{url}: {}", error_chain(&e)),
+            }
+            if attempt < READINESS_ATTEMPTS {
+                tokio::time::sleep(READINESS_PAUSE).await;
+            }
+        }
+        Err(ReadinessError::NotReady(last))
     }
-    builder
-        .build()
-        .map_err(|e| HttpConfigError::Client(e.to_string()))
 }
 
-/// Waits until `url` (the API's readiness endpoint) answers 2xx, trying `attempts` times two
-/// seconds apart; the last failure otherwise.
-pub async fn wait_ready(client: &reqwest::Client, url: &str, attempts: u32) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 1..=attempts.max(1) {
-        let _call = inflight::start("http", url, "GET (readiness)".into());
-        match client.get(url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => last = format!("{url} answered HTTP {}", r.status()),
-            Err(e) => last = format!("{url}: {}", error_chain(&e)),
-        }
-        if attempt < attempts {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-    Err(last)
+/// The HTTP API did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadinessError {
+    #[error(transparent)]
+    Config(#[from] HttpConfigError),
+    #[error(
+        "the HTTP API is not ready: {0} (check PROMETHEUS_URL or SCHEME/HOSTNAME/PORT/PATH_PREFIX, and METRICS_READINESS_PATH)"
+    )]
+    NotReady(String),
 }
 
 impl HttpSource {
-    /// A source querying `base` (e.g. `http://thanos-query:10902`), sending `headers` with
-    /// every request.
-    #[allow(clippy::too_many_arguments)]
+    /// A source querying the API `settings` describe, each window's entries at `step`
+    /// seconds, `concurrency` queries at a time.
     pub fn new(
-        base: &str,
-        headers: &[(String, String)],
-        ca_file: Option<&std::path::Path>,
-        timeout: Duration,
-        connect_timeout: Duration,
+        settings: &HttpSettings,
         catalog: Arc<Catalog>,
         step: i64,
         time_frame: i64,
         concurrency: usize,
     ) -> Result<Self, HttpConfigError> {
-        let client = http_client(headers, ca_file, timeout, connect_timeout)?;
         Ok(HttpSource {
-            client,
-            base: base.trim_end_matches('/').to_string(),
+            client: settings.client(settings.timeout)?,
+            base: settings.base.trim_end_matches('/').to_string(),
             catalog,
             step,
             time_frame,
             concurrency: concurrency.max(1),
-            timeout,
+            timeout: settings.timeout,
         })
     }
 
@@ -148,7 +188,7 @@ impl HttpSource {
                 entry,
                 steps,
                 series,
-                written: None,
+                rendered: Rendered::untracked(),
             };
             send(parts, part).await?;
             Ok::<_, SourceError>(stats)
@@ -163,17 +203,12 @@ impl HttpSource {
 
     /// Evaluates every catalog entry as an instant query (`/api/v1/query`) at `t` (seconds).
     pub async fn evaluate_instant(&self, t: i64) -> Result<Evaluated, SourceError> {
-        let steps = vec![instant_steps(t); self.catalog.entries.len()];
-        self.evaluate_each(steps, |_, e| self.query_instant(&e.name, &e.expr, t))
+        self.evaluate_each(|_, e| self.query_instant(&e.name, &e.expr, t))
             .await
     }
 
     /// Runs `query` for every catalog entry, `concurrency` at a time, and names the results.
-    async fn evaluate_each<'a, F, Fut>(
-        &'a self,
-        steps: Vec<Steps>,
-        query: F,
-    ) -> Result<Evaluated, SourceError>
+    async fn evaluate_each<'a, F, Fut>(&'a self, query: F) -> Result<Evaluated, SourceError>
     where
         F: Fn(usize, &'a Entry) -> Fut,
         Fut: std::future::Future<Output = Result<(Vec<Series>, Stats), SourceError>>,
@@ -196,11 +231,7 @@ impl HttpSource {
         }
         drop(runs);
         let results = name_results(&self.catalog, results)?;
-        Ok(Evaluated {
-            results,
-            steps,
-            stats,
-        })
+        Ok(Evaluated { results, stats })
     }
 
     fn timed_out(&self, e: &reqwest::Error) -> String {

@@ -1,19 +1,22 @@
-//! Where the catalog is evaluated: in-process over StoreAPI chunks (`grpc`), or by Thanos
-//! Query over HTTP (`http`). Both return the same [`WindowResult`] for a window.
+//! Where the catalog is evaluated: in-process over raw series (`grpc`: the StoreAPI or remote
+//! read), or by Thanos Query over HTTP (`http`). Both send the same [`Part`]s for a window.
 
 pub mod grpc;
 pub mod http;
-mod spill;
+pub mod part;
 
 use thiserror::Error;
 
 use crate::catalog::Catalog;
 use crate::dedup::SeriesDataError;
 use crate::engine::EvalError;
+use crate::exit;
 use crate::model::{Series, Steps, WindowResult};
+use crate::remote_read::RemoteReadError;
 use crate::store::StoreError;
 use grpc::GrpcSource;
 use http::HttpSource;
+pub use part::{Part, Parts};
 
 /// Where the catalog is evaluated.
 #[derive(Clone)]
@@ -21,26 +24,6 @@ pub enum Source {
     Grpc(Box<GrpcSource>),
     Http(Box<HttpSource>),
 }
-
-/// One catalog entry's result in one window, for one cluster or for all of them: what the
-/// pipeline writes as soon as it arrives, so memory follows a file, not a window.
-#[derive(Debug)]
-pub struct Part {
-    /// The window's start, seconds.
-    pub window: i64,
-    /// The catalog entry.
-    pub entry: usize,
-    pub steps: Steps,
-    /// Sorted by labels.
-    pub series: Vec<Series>,
-    /// Dropped by the consumer once the series are rendered (or given up), never kept: a
-    /// source waits for every clone to be dropped before it builds its next results, so that
-    /// these are out of memory first.
-    pub written: Option<tokio::sync::mpsc::Sender<()>>,
-}
-
-/// Where a source sends its parts; bounded, so a slow writer holds the source back.
-pub type Parts = tokio::sync::mpsc::Sender<Part>;
 
 impl Source {
     /// Evaluates every catalog entry over the windows starting at `starts` (seconds), sending
@@ -98,11 +81,10 @@ impl std::ops::AddAssign for Stats {
     }
 }
 
-/// A window's results, one entry per catalog metric in catalog order.
+/// An instant query's results, one entry per catalog metric in catalog order.
 #[derive(Debug)]
 pub struct Evaluated {
     pub results: WindowResult,
-    pub steps: Vec<Steps>,
     pub stats: Stats,
 }
 
@@ -111,6 +93,8 @@ pub struct Evaluated {
 pub enum SourceError {
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    RemoteRead(RemoteReadError),
     #[error("series {series}: {source}")]
     Data {
         series: String,
@@ -139,15 +123,21 @@ pub enum SourceError {
 }
 
 impl From<StoreError> for SourceError {
+    fn from(e: StoreError) -> Self {
+        SourceError::Store(e)
+    }
+}
+
+impl From<RemoteReadError> for SourceError {
     /// A chunk encoding refused by the remote read client is the same refusal as the one the
     /// StoreAPI path makes while decoding: the window's data, not the configuration.
-    fn from(e: StoreError) -> Self {
+    fn from(e: RemoteReadError) -> Self {
         match e {
-            StoreError::Encoding { series, encoding } => SourceError::Data {
+            RemoteReadError::Encoding { series, encoding } => SourceError::Data {
                 series,
                 source: SeriesDataError::Encoding(encoding),
             },
-            e => SourceError::Store(e),
+            e => SourceError::RemoteRead(e),
         }
     }
 }
@@ -157,8 +147,25 @@ impl SourceError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SourceError::Store(e) => e.is_retryable(),
+            SourceError::RemoteRead(e) => e.is_retryable(),
             SourceError::Http { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// The process exit code once retries are spent: an outage, a configuration to fix, data
+    /// the engine refuses, or a bug.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SourceError::Internal(_) | SourceError::WriterGone => exit::INTERNAL,
+            e if e.is_retryable() => exit::UNAVAILABLE,
+            SourceError::Store(_)
+            | SourceError::RemoteRead(_)
+            | SourceError::Http { .. }
+            | SourceError::Spill { .. } => exit::CONFIG,
+            SourceError::Data { .. } | SourceError::Eval(_) | SourceError::Order(_) => {
+                exit::DATA_REFUSED
+            }
         }
     }
 }
@@ -191,11 +198,6 @@ pub fn catalog_steps(catalog: &Catalog, start: i64, time_frame: i64, step: i64) 
         .iter()
         .map(|e| window_steps(start, time_frame, e.step.map_or(step, |s| s as i64)))
         .collect()
-}
-
-/// Sends a part; a writer that stopped ends the evaluation (its own error is the one to report).
-pub async fn send(parts: &Parts, part: Part) -> Result<(), SourceError> {
-    parts.send(part).await.map_err(|_| SourceError::WriterGone)
 }
 
 /// Pairs each catalog entry's name with its evaluated series; an entry left unevaluated is a

@@ -2,7 +2,6 @@
 //! preflight check.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,30 +9,25 @@ use tokio::time::Instant;
 use thiserror::Error;
 
 use crate::inflight;
-use crate::observe::error_chain;
+use crate::observe::{Secret, error_chain};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
 pub mod proto;
+pub mod tls;
 
 use proto::store_client::StoreClient as RawStoreClient;
 use proto::{SeriesRequest, SeriesResponse, series_response};
+pub use tls::{TlsFileError, TlsFiles, tls_hint};
 
-/// How to reach and talk to a StoreAPI endpoint.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// `http://host:port`, or `https://host:port` for TLS.
-    pub endpoint: String,
-    /// CA bundle to verify the server with, instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mTLS.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Server name to verify, when it differs from the endpoint's host.
-    pub tls_server_name: Option<String>,
-    /// Deadline of one call, sent to the server as `grpc-timeout` and enforced here too (the
-    /// server cannot enforce it when it is frozen).
+/// How long a call may take and how large its frames may be: the defaults of every transport
+/// (StoreAPI, remote read), and of the flags that set them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deadline of one call, its whole answer included (sent to a StoreAPI server as
+    /// `grpc-timeout` and enforced here too: a frozen server cannot enforce it).
     pub timeout: Duration,
     /// How long a call may receive nothing (no answer, no frame) before it fails: a frozen or
     /// cut-off peer is noticed in this time rather than at the whole call's deadline.
@@ -42,25 +36,43 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Largest decoded response frame accepted.
     pub max_message_bytes: usize,
-    /// Ask the server to gzip responses.
-    pub gzip: bool,
-    /// Sent with every call: auth and tenant headers.
-    pub metadata: Vec<(String, String)>,
 }
 
-impl StoreConfig {
-    /// Defaults for an endpoint: 2 minute deadline, 60 s idle, 10 s connect, 64 MiB frames, no
-    /// TLS files.
-    pub fn new(endpoint: impl Into<String>) -> Self {
-        StoreConfig {
-            endpoint: endpoint.into(),
-            ca_file: None,
-            client_cert: None,
-            tls_server_name: None,
+impl Default for Limits {
+    /// 2 minute deadline, 60 s idle, 10 s connect, 64 MiB frames.
+    fn default() -> Self {
+        Limits {
             timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How to reach and talk to a StoreAPI endpoint.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// `http://host:port`, or `https://host:port` for TLS.
+    pub endpoint: String,
+    pub tls: TlsFiles,
+    /// Server name to verify, when it differs from the endpoint's host.
+    pub tls_server_name: Option<String>,
+    pub limits: Limits,
+    /// Ask the server to gzip responses.
+    pub gzip: bool,
+    /// Sent with every call: auth and tenant headers.
+    pub metadata: Vec<(String, Secret)>,
+}
+
+impl StoreConfig {
+    /// Defaults for an endpoint: [`Limits::default`], no TLS files.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        StoreConfig {
+            endpoint: endpoint.into(),
+            tls: TlsFiles::default(),
+            tls_server_name: None,
+            limits: Limits::default(),
             gzip: false,
             metadata: Vec::new(),
         }
@@ -72,12 +84,8 @@ impl StoreConfig {
 pub enum StoreError {
     #[error("invalid StoreAPI endpoint {endpoint:?}: {reason}")]
     BadEndpoint { endpoint: String, reason: String },
-    #[error("reading {what} {path:?}: {source}")]
-    TlsFile {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
     #[error(
         "invalid gRPC metadata {0:?}: names must be lowercase ASCII and values printable ASCII"
     )]
@@ -110,18 +118,6 @@ pub enum StoreError {
         "StoreAPI returned a warning, the data would be partial: {0} (partial data is never exported)"
     )]
     Warning(String),
-    /// A remote read request failed (`remote_read`): its HTTP status, a broken answer, a
-    /// stall; `retryable` as the cause is (5xx, 429, a cut or corrupt stream).
-    #[error("remote read from {endpoint} failed: {detail}")]
-    RemoteRead {
-        endpoint: String,
-        detail: String,
-        retryable: bool,
-    },
-    /// A series whose chunks are in an encoding the engine cannot read, refused as the
-    /// StoreAPI path refuses it (the window's data is refused, not the configuration).
-    #[error("series {series}: chunk encoding {encoding} is not supported")]
-    Encoding { series: String, encoding: String },
 }
 
 impl StoreError {
@@ -133,9 +129,19 @@ impl StoreError {
             StoreError::Stalled { .. } => true,
             // A warning means a store behind the Querier failed; it may be back next time.
             StoreError::Warning(_) => true,
-            StoreError::RemoteRead { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+
+    /// The endpoint does not serve this call (an older or narrower StoreAPI).
+    pub fn is_unimplemented(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Status {
+                code: Code::Unimplemented,
+                ..
+            }
+        )
     }
 
     /// A failed call. With TLS 1.3 the server checks the client certificate after the
@@ -174,33 +180,6 @@ pub fn retryable_code(code: Code) -> bool {
     )
 }
 
-/// A TLS failure is a configuration problem, not an outage: says what to change.
-pub fn tls_hint(endpoint: &str, detail: &str) -> Option<&'static str> {
-    let d = detail.to_ascii_lowercase();
-    if !endpoint.starts_with("https://") {
-        return None;
-    }
-    if d.contains("invalidcontenttype") || d.contains("corrupt message") {
-        Some("the endpoint does not speak TLS: use http:// instead of https://")
-    } else if d.contains("certificaterequired") || d.contains("certificate required") {
-        Some("the server requires a client certificate (mTLS): set TLS_CERT_FILE and TLS_KEY_FILE")
-    } else if d.contains("alert: badcertificate")
-        || d.contains("alert: unknownca")
-        || d.contains("alert: decrypterror")
-        || d.contains("alert: accessdenied")
-    {
-        Some(
-            "the server refused the client certificate: set TLS_CERT_FILE and TLS_KEY_FILE to a certificate signed by a CA the server trusts",
-        )
-    } else if d.contains("certificate") || d.contains("unknownissuer") || d.contains("tls") {
-        Some(
-            "the server's certificate was not accepted: set TLS_CA_FILE to its CA, or TLS_SERVER_NAME to the name in its certificate",
-        )
-    } else {
-        None
-    }
-}
-
 /// A connected StoreAPI client; cheap to clone (the channel is shared).
 #[derive(Clone)]
 pub struct StoreClient {
@@ -235,34 +214,17 @@ impl StoreClient {
         }
         let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|e| bad(e.to_string()))?
-            .connect_timeout(cfg.connect_timeout)
+            .connect_timeout(cfg.limits.connect_timeout)
             .tcp_nodelay(true)
             .http2_adaptive_window(true);
         if cfg.endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new();
-            match &cfg.ca_file {
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|source| StoreError::TlsFile {
-                        what: "CA file",
-                        path: path.clone(),
-                        source,
-                    })?;
-                    tls = tls.ca_certificate(Certificate::from_pem(pem));
-                }
-                None => tls = tls.with_native_roots(),
-            }
-            if let Some((cert, key)) = &cfg.client_cert {
-                let read = |what, path: &PathBuf| {
-                    std::fs::read(path).map_err(|source| StoreError::TlsFile {
-                        what,
-                        path: path.clone(),
-                        source,
-                    })
-                };
-                tls = tls.identity(Identity::from_pem(
-                    read("client certificate", cert)?,
-                    read("client key", key)?,
-                ));
+            let pem = cfg.tls.read()?;
+            let mut tls = match pem.ca {
+                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            if let Some((cert, key)) = pem.client {
+                tls = tls.identity(Identity::from_pem(cert, key));
             }
             if let Some(name) = &cfg.tls_server_name {
                 tls = tls.domain_name(name.clone());
@@ -291,6 +253,7 @@ impl StoreClient {
                     .parse::<AsciiMetadataKey>()
                     .map_err(|_| StoreError::BadMetadata(k.clone()))?;
                 let value = v
+                    .expose()
                     .parse::<AsciiMetadataValue>()
                     .map_err(|_| StoreError::BadMetadata(k.clone()))?;
                 Ok((key, value))
@@ -314,7 +277,7 @@ impl StoreClient {
 
     fn raw(&self) -> RawStoreClient<Channel> {
         let mut c = RawStoreClient::new(self.channel.clone())
-            .max_decoding_message_size(self.cfg.max_message_bytes);
+            .max_decoding_message_size(self.cfg.limits.max_message_bytes);
         if self.cfg.gzip {
             c = c.accept_compressed(CompressionEncoding::Gzip);
         }
@@ -328,7 +291,7 @@ impl StoreClient {
         deadline: Instant,
         fut: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, StoreError> {
-        let (until, setting) = crate::store::wait_until(deadline, self.cfg.idle_timeout);
+        let (until, setting) = wait_until(deadline, self.cfg.limits.idle_timeout);
         let started = Instant::now();
         match tokio::time::timeout_at(until, fut).await {
             Ok(r) => r.map_err(|s| StoreError::status(call, &self.cfg.endpoint, s)),
@@ -345,7 +308,7 @@ impl StoreClient {
     /// gets the idle timeout as its deadline.
     pub async fn info(&self) -> Result<proto::info::InfoResponse, StoreError> {
         let _call = inflight::start("storeapi", &self.cfg.endpoint, "Info".into());
-        let timeout = self.cfg.idle_timeout.min(self.cfg.timeout);
+        let timeout = self.cfg.limits.idle_timeout.min(self.cfg.limits.timeout);
         let mut c = proto::info::info_client::InfoClient::new(self.channel.clone());
         let req = self.request(proto::info::InfoRequest {}, timeout);
         self.answer("Info", Instant::now() + timeout, c.info(req))
@@ -373,7 +336,8 @@ impl StoreClient {
         ]
         .iter()
         .any(|c| m.contains(c));
-        if self.cfg.endpoint.starts_with("https://") && self.cfg.client_cert.is_none() && closed {
+        if self.cfg.endpoint.starts_with("https://") && self.cfg.tls.client_cert.is_none() && closed
+        {
             return StoreError::Tls {
                 endpoint: self.cfg.endpoint.clone(),
                 detail: message.clone(),
@@ -405,9 +369,9 @@ impl StoreClient {
             &self.cfg.endpoint,
             format!("LabelValues {label} [{start}, {end}]"),
         );
-        let deadline = Instant::now() + self.cfg.timeout;
+        let deadline = Instant::now() + self.cfg.limits.timeout;
         let mut raw = self.raw();
-        let req = self.request(req, self.cfg.timeout);
+        let req = self.request(req, self.cfg.limits.timeout);
         let resp = self
             .answer("LabelValues", deadline, raw.label_values(req))
             .await?
@@ -426,9 +390,9 @@ impl StoreClient {
         req.partial_response_disabled = true;
         req.partial_response_strategy = proto::PartialResponseStrategy::Abort as i32;
         let call = inflight::start("storeapi", &self.cfg.endpoint, describe_series(&req));
-        let deadline = Instant::now() + self.cfg.timeout;
+        let deadline = Instant::now() + self.cfg.limits.timeout;
         let mut raw = self.raw();
-        let req = self.request(req, self.cfg.timeout);
+        let req = self.request(req, self.cfg.limits.timeout);
         let stream = self
             .answer("Series", deadline, raw.series(req))
             .await?
@@ -438,7 +402,6 @@ impl StoreClient {
             client: self.clone(),
             inner: stream,
             pending: VecDeque::new(),
-            frames: 0,
             bytes: 0,
             deadline,
             call,
@@ -470,7 +433,6 @@ pub struct SeriesStream {
     client: StoreClient,
     inner: tonic::Streaming<SeriesResponse>,
     pending: VecDeque<proto::Series>,
-    frames: u64,
     bytes: u64,
     deadline: Instant,
     call: inflight::Call,
@@ -490,7 +452,6 @@ impl SeriesStream {
                 .await?;
             let Some(msg) = msg else { return Ok(None) };
             self.call.progress();
-            self.frames += 1;
             self.bytes += prost::Message::encoded_len(&msg) as u64;
             match msg.result {
                 Some(series_response::Result::Series(s)) => return Ok(Some(s)),
@@ -501,9 +462,9 @@ impl SeriesStream {
         }
     }
 
-    /// Frames and encoded bytes received so far.
-    pub fn received(&self) -> (u64, u64) {
-        (self.frames, self.bytes)
+    /// Encoded bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -538,31 +499,6 @@ pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> pro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tls_failures_name_the_setting_to_change() {
-        let plain = tls_hint("https://q:10901", "InvalidContentType: corrupt message").unwrap();
-        assert!(plain.contains("use http:// instead of https://"), "{plain}");
-        let ca = tls_hint("https://q:10901", "invalid peer certificate: UnknownIssuer").unwrap();
-        assert!(
-            ca.contains("TLS_CA_FILE") && ca.contains("TLS_SERVER_NAME"),
-            "{ca}"
-        );
-        let mtls = tls_hint(
-            "https://q:10901",
-            "transport error: received fatal alert: CertificateRequired",
-        )
-        .unwrap();
-        assert!(
-            mtls.contains("TLS_CERT_FILE") && mtls.contains("TLS_KEY_FILE"),
-            "{mtls}"
-        );
-        let refused = tls_hint("https://q:10901", "received fatal alert: UnknownCA").unwrap();
-        assert!(refused.contains("client certificate"), "{refused}");
-        // not TLS at all: no hint, and nothing for a plaintext endpoint
-        assert_eq!(tls_hint("https://q:10901", "connection refused"), None);
-        assert_eq!(tls_hint("http://q:10901", "certificate"), None);
-    }
 
     #[test]
     fn retryable_codes_follow_the_spec() {

@@ -14,23 +14,54 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// The top-level modules named by `crate::<module>` in a file.
+/// The top-level modules named by `crate::<module>` in a file, grouped imports
+/// (`use crate::{a, b::c}`) included.
 fn crate_refs(text: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut refs = Vec::new();
     for (i, _) in text.match_indices("crate::") {
         // `storeapi_exporter::` paths come from outside the crate
         if text[..i].ends_with('_') {
             continue;
         }
-        let name: String = text[i + 7..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            refs.push(name);
+        let rest = &text[i + 7..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // the first segment of each item at the group's top level
+            let mut depth = 1;
+            let mut item_start = 0;
+            for (k, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' | ',' if depth == 1 => {
+                        refs.push(ident(&group[item_start..k]));
+                        item_start = k + 1;
+                        if c == '}' {
+                            break;
+                        }
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+        } else {
+            refs.push(ident(rest));
         }
     }
+    refs.retain(|r| !r.is_empty() && r != "self");
     refs
+}
+
+#[test]
+fn grouped_imports_are_read_too() {
+    let refs = crate_refs(
+        "use crate::{cmd, model::{Labels, Series}};\nuse crate::store::proto;\nstoreapi_exporter::sink::x",
+    );
+    assert_eq!(refs, ["cmd", "model", "store"]);
 }
 
 #[test]
@@ -39,7 +70,11 @@ fn modules_import_only_from_modules_above_them() {
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let order: Vec<String> = lib
         .lines()
-        .filter_map(|l| l.strip_prefix("pub mod "))
+        .filter_map(|l| {
+            ["pub mod ", "pub(crate) mod ", "mod "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+        })
         .map(|m| m.trim_end_matches(';').to_string())
         .collect();
     assert!(order.len() > 10, "{order:?}");

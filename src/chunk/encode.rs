@@ -1,0 +1,171 @@
+//! Encoding, as Prometheus' XOR appender writes: remote read re-encodes the edge chunks it
+//! cuts to a range, and fixtures and fakes are built with it.
+
+use crate::model::Sample;
+
+/// Writes bits most significant first.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    // bits still free in the last byte
+    free: u32,
+}
+
+impl BitWriter {
+    fn bits(&mut self, v: u64, n: u32) {
+        let mut n = n;
+        while n > 0 {
+            if self.free == 0 {
+                self.bytes.push(0);
+                self.free = 8;
+            }
+            let take = n.min(self.free);
+            let chunk = ((v >> (n - take)) & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= chunk << (self.free - take);
+            self.free -= take;
+            n -= take;
+        }
+    }
+
+    fn uvarint(&mut self, mut x: u64) {
+        while x >= 0x80 {
+            self.bits((x as u8 | 0x80) as u64, 8);
+            x >>= 7;
+        }
+        self.bits(x, 8);
+    }
+
+    fn varint(&mut self, x: i64) {
+        let ux = ((x as u64) << 1) ^ ((x >> 63) as u64);
+        self.uvarint(ux);
+    }
+}
+
+/// Encodes samples the way Prometheus' XOR appender does: remote read re-encodes the chunks
+/// it cuts to a range, and fixtures and fakes are built with it.
+#[derive(Default)]
+pub struct XorEncoder {
+    w: BitWriter,
+    n: u16,
+    t: i64,
+    t_delta: i64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl XorEncoder {
+    /// A new, empty chunk.
+    pub fn new() -> Self {
+        XorEncoder {
+            leading: 0xff,
+            ..Default::default()
+        }
+    }
+
+    /// Appends a sample; timestamps must not decrease and at most 65,535 samples fit.
+    pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(
+            self.n < u16::MAX,
+            "an XOR chunk holds at most 65535 samples"
+        );
+        let vb = v.to_bits();
+        match self.n {
+            0 => {
+                self.w.varint(t);
+                self.w.bits(vb, 64);
+            }
+            1 => {
+                let delta = t - self.t;
+                self.w.uvarint(delta as u64);
+                self.write_value(vb);
+                self.t_delta = delta;
+            }
+            _ => {
+                let delta = t - self.t;
+                let dod = delta - self.t_delta;
+                if dod == 0 {
+                    self.w.bits(0, 1);
+                } else if bit_range(dod, 14) {
+                    self.w.bits(0b10, 2);
+                    self.w.bits(dod as u64 & ((1 << 14) - 1), 14);
+                } else if bit_range(dod, 17) {
+                    self.w.bits(0b110, 3);
+                    self.w.bits(dod as u64 & ((1 << 17) - 1), 17);
+                } else if bit_range(dod, 20) {
+                    self.w.bits(0b1110, 4);
+                    self.w.bits(dod as u64 & ((1 << 20) - 1), 20);
+                } else {
+                    self.w.bits(0b1111, 4);
+                    self.w.bits(dod as u64, 64);
+                }
+                self.write_value(vb);
+                self.t_delta = delta;
+            }
+        }
+        self.t = t;
+        self.v = vb;
+        self.n += 1;
+    }
+
+    fn write_value(&mut self, vb: u64) {
+        let delta = vb ^ self.v;
+        if delta == 0 {
+            self.w.bits(0, 1);
+            return;
+        }
+        self.w.bits(1, 1);
+        let mut leading = delta.leading_zeros();
+        let trailing = delta.trailing_zeros();
+        if leading >= 32 {
+            leading = 31; // 5 bits hold at most 31
+        }
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            self.w.bits(0, 1);
+            self.w
+                .bits(delta >> self.trailing, 64 - self.leading - self.trailing);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        self.w.bits(1, 1);
+        self.w.bits(leading as u64, 5);
+        let sig = 64 - leading - trailing;
+        // 64 significant bits are written as 0; the reader maps 0 back to 64
+        self.w.bits((sig & 63) as u64, 6);
+        self.w.bits(delta >> trailing, sig);
+    }
+
+    /// The number of samples appended.
+    pub fn len(&self) -> u16 {
+        self.n
+    }
+
+    /// Whether no sample was appended.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The chunk bytes: the sample count, then the bit stream.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.w.bytes.len() + 2);
+        out.extend_from_slice(&self.n.to_be_bytes());
+        out.extend_from_slice(&self.w.bytes);
+        out
+    }
+}
+
+// Mirrors Prometheus' bitRange: -(2^(n-1)-1) <= x <= 2^(n-1).
+fn bit_range(x: i64, n: u32) -> bool {
+    -((1 << (n - 1)) - 1) <= x && x <= 1 << (n - 1)
+}
+
+/// Encodes a whole slice of samples into one chunk.
+pub fn encode(samples: &[Sample]) -> Vec<u8> {
+    let mut e = XorEncoder::new();
+    for &(t, v) in samples {
+        e.append(t, v);
+    }
+    e.finish()
+}

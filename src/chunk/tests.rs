@@ -1,0 +1,171 @@
+use super::*;
+use proptest::prelude::*;
+
+fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
+    let mut out = Vec::new();
+    decode_into(data, &mut out)?;
+    Ok(out)
+}
+
+fn same(a: &[Sample], b: &[Sample]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+}
+
+#[test]
+fn empty_and_single() {
+    assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+    assert_eq!(decode(&encode(&[(-5, 1.5)])).unwrap(), vec![(-5, 1.5)]);
+}
+
+#[test]
+fn regular_scrapes_with_jitter_and_gaps() {
+    let mut s = Vec::new();
+    let mut t = 1_761_868_800_123i64;
+    for i in 0..500 {
+        t += 30_000 + (i % 7) - 3;
+        if i == 200 {
+            t += 720_000; // a scrape gap
+        }
+        s.push((t, 1000.0 + i as f64 * 0.25));
+    }
+    let c = encode(&s);
+    assert!(same(&decode(&c).unwrap(), &s));
+    // about 2 bits of timestamp and a few bits of value per sample
+    assert!(c.len() < 500 * 4, "chunk is {} bytes", c.len());
+}
+
+#[test]
+fn special_values_round_trip_bit_exact() {
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let s = vec![
+        (0, f64::NAN),
+        (1, stale),
+        (2, f64::INFINITY),
+        (3, f64::NEG_INFINITY),
+        (4, -0.0),
+        (5, 0.0),
+        (6, f64::MIN_POSITIVE),
+        (7, f64::MAX),
+    ];
+    assert!(same(&decode(&encode(&s)).unwrap(), &s));
+}
+
+#[test]
+fn trailing_padding_is_ignored() {
+    let s = vec![(1000, 1.0), (2000, 2.0), (3000, 2.5)];
+    let mut c = encode(&s);
+    c.push(0);
+    assert!(same(&decode(&c).unwrap(), &s));
+}
+
+#[test]
+fn truncation_is_reported_with_position() {
+    let s: Vec<Sample> = (0..100).map(|i| (i * 15_000, (i * i) as f64)).collect();
+    let c = encode(&s);
+    let err = decode(&c[..c.len() / 2]).unwrap_err();
+    assert!(matches!(err, ChunkError::Truncated(n, 100) if n > 10 && n < 100));
+    assert_eq!(decode(&c[..1]).unwrap_err(), ChunkError::Truncated(0, 0));
+}
+
+#[test]
+fn dod_bucket_boundaries() {
+    // deltas whose delta-of-delta sits on each bucket edge, both signs
+    let mut t = 0i64;
+    let mut s = vec![(t, 0.0)];
+    let mut delta = 1_000_000i64;
+    for dod in [
+        0i64,
+        1,
+        -1,
+        8191,
+        -8191,
+        8192,
+        -8192,
+        65535,
+        65536,
+        -65536,
+        524_288,
+        -524_288,
+        524_289,
+        1 << 40,
+        -(1 << 40),
+    ] {
+        delta += dod;
+        t += delta;
+        s.push((t, dod as f64));
+    }
+    assert!(same(&decode(&encode(&s)).unwrap(), &s));
+}
+
+proptest! {
+    #[test]
+    fn round_trip(start in any::<i32>(), steps in prop::collection::vec((0i64..10_000_000, any::<u64>(), 0u8..4), 0..300)) {
+        let mut t = start as i64;
+        let mut s = Vec::new();
+        let mut last = 0.0f64;
+        for (dt, bits, mode) in steps {
+            t += dt;
+            let v = match mode {
+                0 => f64::from_bits(bits),
+                1 => last,
+                2 => last + (bits % 1000) as f64,
+                _ => (bits % 100) as f64 * 0.1,
+            };
+            last = v;
+            s.push((t, v));
+        }
+        let c = encode(&s);
+        let got = decode(&c).unwrap();
+        prop_assert!(same(&got, &s));
+        let mut it = XorIter::new(&c).unwrap();
+        let mut stepwise = Vec::new();
+        while let Some(x) = it.next_sample().unwrap() {
+            stepwise.push(x);
+        }
+        prop_assert!(same(&stepwise, &s));
+    }
+
+    #[test]
+    fn garbage_never_panics_and_both_decoders_agree(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        let fast = decode(&data);
+        let mut slow = Vec::new();
+        let slow = XorIter::new(&data).and_then(|mut it| {
+            while let Some(x) = it.next_sample()? {
+                slow.push(x);
+            }
+            Ok(slow)
+        });
+        match (fast, slow) {
+            (Ok(a), Ok(b)) => prop_assert!(same(&a, &b)),
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "decoders disagree: {:?} vs {:?}", a, b),
+        }
+    }
+}
+
+#[test]
+fn a_chunk_is_cut_to_a_range() {
+    let samples: Vec<Sample> = (0..10).map(|i| (i * 1000, i as f64 * 0.5)).collect();
+    let data = encode(&samples);
+    let mut scratch = Vec::new();
+    assert_eq!(
+        cut(&data, 0, 9000, &mut scratch).unwrap(),
+        Cut::Whole {
+            first: 0,
+            last: 9000
+        }
+    );
+    assert_eq!(
+        cut(&data, 2001, 5000, &mut scratch).unwrap(),
+        Cut::Part {
+            data: encode(&samples[3..6]),
+            first: 3000,
+            last: 5000
+        }
+    );
+    assert_eq!(cut(&data, 9001, 20_000, &mut scratch).unwrap(), Cut::Empty);
+    assert!(cut(&data[..3], 0, 9000, &mut scratch).is_err());
+}

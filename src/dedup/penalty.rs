@@ -1,0 +1,263 @@
+//! Thanos' penalty merge of HA replicas (`pkg/dedup/iter.go`), reproduced: a tree of
+//! pairwise mergers over the pseudo-replicas' samples, with the counter adjustment at each
+//! switch between replicas.
+
+use crate::model::Sample;
+
+/// The penalty before the first switch, in milliseconds (Thanos' `initialPenalty`).
+const INITIAL_PENALTY: i64 = 5000;
+
+/// Merges replicas' samples with the penalty rule; `counter` enables the counter adjustment.
+pub fn merge(replicas: Vec<Vec<Sample>>, counter: bool) -> Vec<Sample> {
+    let mut it = replicas.into_iter();
+    let Some(first) = it.next() else {
+        return Vec::new();
+    };
+    let mut node = Node::replica(first, counter);
+    for r in it {
+        node = Node::Merge(Box::new(Merger::new(node, Node::replica(r, counter))));
+    }
+    let mut out = Vec::new();
+    while node.next() {
+        out.push(node.at());
+    }
+    out
+}
+
+/// An iterator in the merge tree, with chunkenc.Iterator's contract: `next` and `seek`
+/// report whether there is a current sample; `seek` never moves backwards and leaves the
+/// iterator alone when the current sample is already at or after the target.
+enum Node {
+    Replica(Replica),
+    Merge(Box<Merger>),
+}
+
+/// One pseudo-replica's samples, read in order.
+struct Replica {
+    samples: Vec<Sample>,
+    // index of the current sample; None before the first `next`
+    pos: Option<usize>,
+    counter: bool,
+    adjust: f64,
+}
+
+struct Merger {
+    a: Node,
+    b: Node,
+    a_ok: bool,
+    b_ok: bool,
+    last_t: i64,
+    last_is_a: bool,
+    pen_a: i64,
+    pen_b: i64,
+    use_a: bool,
+}
+
+impl Node {
+    fn replica(samples: Vec<Sample>, counter: bool) -> Node {
+        // a counter replica comes from the counter-reset reading, which drops NaN samples
+        // (staleness markers included), so its adjustment never touches one
+        debug_assert!(!counter || samples.iter().all(|s| !s.1.is_nan()));
+        Node::Replica(Replica {
+            samples,
+            pos: None,
+            counter,
+            adjust: 0.0,
+        })
+    }
+
+    fn next(&mut self) -> bool {
+        match self {
+            Node::Replica(l) => {
+                let p = l.pos.map_or(0, |p| p + 1);
+                l.pos = Some(p.min(l.samples.len()));
+                p < l.samples.len()
+            }
+            Node::Merge(m) => m.next(),
+        }
+    }
+
+    fn seek(&mut self, t: i64) -> bool {
+        match self {
+            Node::Replica(l) => {
+                let mut p = l.pos.unwrap_or(0);
+                while p < l.samples.len() && l.samples[p].0 < t {
+                    p += 1;
+                }
+                l.pos = Some(p);
+                p < l.samples.len()
+            }
+            Node::Merge(m) => m.seek(t),
+        }
+    }
+
+    fn at(&self) -> Sample {
+        match self {
+            Node::Replica(l) => Node::at_replica(l),
+            Node::Merge(m) => m.at(),
+        }
+    }
+
+    fn at_t(&self) -> i64 {
+        self.at().0
+    }
+
+    fn adjust_at_value(&mut self, last: f64) {
+        match self {
+            Node::Replica(l) => {
+                if l.counter {
+                    let (_, v) = Node::at_replica(l);
+                    if last > v {
+                        l.adjust += last - v;
+                    }
+                }
+            }
+            Node::Merge(m) => {
+                if m.a_ok {
+                    m.a.adjust_at_value(last);
+                }
+                if m.b_ok {
+                    m.b.adjust_at_value(last);
+                }
+            }
+        }
+    }
+
+    fn at_replica(l: &Replica) -> Sample {
+        let (t, v) = l.samples[l.pos.unwrap_or(0).min(l.samples.len() - 1)];
+        // Only a counter replica is adjusted (Thanos' counterErrAdjustSeriesIterator); any
+        // other passes its value through untouched (noopAdjustableSeriesIterator). Even
+        // `v + 0.0` would quiet a staleness marker's signalling NaN (0x7ff0000000000002
+        // becomes 0x7ff8000000000002), which PromQL then takes for a value: Prometheus'
+        // value.IsStaleNaN compares the exact bits.
+        if l.counter { (t, v + l.adjust) } else { (t, v) }
+    }
+}
+
+impl Merger {
+    fn new(mut a: Node, mut b: Node) -> Merger {
+        let a_ok = a.next();
+        let b_ok = b.next();
+        Merger {
+            a,
+            b,
+            a_ok,
+            b_ok,
+            last_t: i64::MIN,
+            last_is_a: true,
+            pen_a: 0,
+            pen_b: 0,
+            use_a: true,
+        }
+    }
+
+    fn last(&self) -> &Node {
+        if self.last_is_a { &self.a } else { &self.b }
+    }
+
+    fn last_float(&self) -> Option<f64> {
+        if (self.use_a && self.a_ok) || (!self.use_a && self.b_ok) {
+            Some(self.last().at().1)
+        } else {
+            None
+        }
+    }
+
+    fn next(&mut self) -> bool {
+        let last_val = self.last_float();
+        let last_use_a = self.use_a;
+        let ok = self.step();
+        if self.use_a != last_use_a
+            && let Some(v) = last_val
+        {
+            if self.a_ok {
+                self.a.adjust_at_value(v);
+            }
+            if self.b_ok {
+                self.b.adjust_at_value(v);
+            }
+        }
+        ok
+    }
+
+    fn step(&mut self) -> bool {
+        // saturating: the first seek targets i64::MIN + 1
+        if self.a_ok {
+            self.a_ok = self
+                .a
+                .seek(self.last_t.saturating_add(1).saturating_add(self.pen_a));
+        }
+        if self.b_ok {
+            self.b_ok = self
+                .b
+                .seek(self.last_t.saturating_add(1).saturating_add(self.pen_b));
+        }
+        if !self.a_ok {
+            self.use_a = false;
+            if self.b_ok {
+                self.last_t = self.b.at_t();
+                self.last_is_a = false;
+                self.pen_b = 0;
+            }
+            return self.b_ok;
+        }
+        if !self.b_ok {
+            self.use_a = true;
+            self.last_t = self.a.at_t();
+            self.last_is_a = true;
+            self.pen_a = 0;
+            return true;
+        }
+        let ta = self.a.at_t();
+        let tb = self.b.at_t();
+        self.use_a = ta <= tb;
+        if self.use_a {
+            self.pen_b = if self.last_t != i64::MIN {
+                2 * (ta - self.last_t)
+            } else {
+                INITIAL_PENALTY
+            };
+            self.pen_a = 0;
+            self.last_t = ta;
+            self.last_is_a = true;
+        } else {
+            self.pen_a = if self.last_t != i64::MIN {
+                2 * (tb - self.last_t)
+            } else {
+                INITIAL_PENALTY
+            };
+            self.pen_b = 0;
+            self.last_t = tb;
+            self.last_is_a = false;
+        }
+        true
+    }
+
+    fn seek(&mut self, t: i64) -> bool {
+        loop {
+            let ts = self.at_t();
+            if ts >= t {
+                return if self.use_a {
+                    self.a.seek(ts)
+                } else {
+                    self.b.seek(ts)
+                };
+            }
+            if !self.next() {
+                return false;
+            }
+        }
+    }
+
+    fn at(&self) -> Sample {
+        self.last().at()
+    }
+
+    fn at_t(&self) -> i64 {
+        if self.use_a {
+            self.a.at_t()
+        } else {
+            self.b.at_t()
+        }
+    }
+}

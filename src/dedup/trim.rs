@@ -1,0 +1,55 @@
+//! The chunks of a longer request cut to what a request for one of its windows gets: how a
+//! multi-window request gives each window the same input as its own request would.
+
+use super::{SeriesDataError, check_xor};
+use crate::chunk::Cut;
+use crate::store::proto::AggrChunk;
+
+/// Whether a store trimmed these chunks to a request over `[mint, maxt]`: none of them holds
+/// a sample outside it. Prometheus' TSDB (behind sidecars, receivers, rulers and remote read)
+/// re-encodes a request's edge chunks with only the samples inside its range; a store gateway
+/// sends whole chunks, which reach past the range wherever a chunk spans one of its edges.
+pub fn trimmed_to(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
+    chunks
+        .iter()
+        .all(|c| c.min_time >= mint && c.max_time <= maxt)
+}
+
+/// The chunks a trimming store (see `trimmed_to`) sends for a request over `[mint, maxt]`,
+/// from the chunks it sent for a longer request: those inside the range as they are, the
+/// ones across an edge re-encoded with their samples inside it, in the order the Querier's
+/// proxy sorts them. A window's samples, deduplicated and counter-adjusted from these, are
+/// then bit for bit what a request for that window alone gives (Thanos splits overlapping
+/// replicas by chunk bounds, and a counter's running total starts at the first sample a
+/// request returns: both depend on the cut).
+pub fn cut_to(
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<AggrChunk>, SeriesDataError> {
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    for c in chunks {
+        if c.max_time < mint || c.min_time > maxt {
+            continue;
+        }
+        if c.min_time >= mint && c.max_time <= maxt {
+            out.push(c.clone());
+            continue;
+        }
+        let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
+        check_xor(raw.r#type)?;
+        let (min_time, max_time, data) =
+            match crate::chunk::cut(&raw.data, mint, maxt, &mut scratch)? {
+                Cut::Empty => continue, // Prometheus sends no empty chunk
+                // its stated times reached past the range, its samples did not
+                Cut::Whole { first, last } => (first, last, raw.data.clone()),
+                Cut::Part { data, first, last } => (first, last, data.into()),
+            };
+        out.push(crate::store::raw_chunk(
+            min_time, max_time, raw.r#type, data,
+        ));
+    }
+    out.sort_by_key(|c| (c.min_time, c.max_time));
+    Ok(out)
+}
