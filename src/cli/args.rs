@@ -234,6 +234,13 @@ pub struct WindowArgs {
     #[arg(long, env = "SHARD", value_parser = Shard::parse, global = true)]
     pub shard: Option<Shard>,
 
+    /// How long a source (a cluster's Prometheus, a store) that served exported windows may be
+    /// absent from the Querier before windows are exported without it, a warning per run
+    /// naming it; until then its windows are refused (exit 3). It is expected again as soon as
+    /// it is back. 0: never export without it.
+    #[arg(long, env = "ABSENT_CLUSTER_GRACE", default_value = "6h", value_parser = parse_duration, global = true)]
+    pub absent_cluster_grace: u64,
+
     /// After SIGTERM or SIGINT, how long the window in flight may take to finish (its uploads
     /// and the state) before it is abandoned and the run exits; keep it below the pod's
     /// terminationGracePeriodSeconds.

@@ -54,8 +54,9 @@ pub enum ConfigError {
 pub enum SourceSettings {
     /// The StoreAPI endpoint, TLS, deadline and metadata.
     Grpc(Box<StoreConfig>),
-    /// Thanos Query's (or Prometheus') HTTP API.
-    Http,
+    /// Thanos Query's (or Prometheus') HTTP API; with the Querier's StoreAPI when STORE_ENDPOINT
+    /// is set, to read what it serves from its Info (else from its `/api/v1/stores`).
+    Http(Option<Box<StoreConfig>>),
     /// Prometheus remote read: the URLs, TLS, deadlines and headers.
     RemoteRead(Box<RemoteReadConfig>),
 }
@@ -106,6 +107,9 @@ pub struct Settings {
     pub concurrency: usize,
     pub window_concurrency: usize,
     pub windows_per_request: usize,
+    /// How long a source may be absent before windows are exported without it; `None`:
+    /// never.
+    pub absent_grace: Option<Duration>,
 }
 
 impl Settings {
@@ -210,16 +214,21 @@ impl Settings {
             ca_file: conn.tls_ca_file.clone(),
             client_cert: conn.tls_cert_file.clone().zip(conn.tls_key_file.clone()),
         };
-        let source = match src.source {
-            SourceKind::Grpc => SourceSettings::Grpc(Box::new(StoreConfig {
-                endpoint: store_endpoint_with(src, env_host.as_deref())?,
-                tls,
+        let store = |endpoint: String| {
+            Box::new(StoreConfig {
+                endpoint,
+                tls: tls.clone(),
                 tls_server_name: conn.tls_server_name.clone(),
                 limits,
                 gzip: conn.grpc_gzip,
                 metadata: auth_headers.clone(),
-            })),
-            SourceKind::Http => SourceSettings::Http,
+            })
+        };
+        let source = match src.source {
+            SourceKind::Grpc => {
+                SourceSettings::Grpc(store(store_endpoint_with(src, env_host.as_deref())?))
+            }
+            SourceKind::Http => SourceSettings::Http(src.store.clone().map(store)),
             SourceKind::RemoteRead => {
                 let urls: Vec<String> = src
                     .remote_read_urls
@@ -301,6 +310,8 @@ impl Settings {
             concurrency: conn.concurrency,
             window_concurrency: conn.window_concurrency,
             windows_per_request: conn.windows_per_request,
+            absent_grace: (win.absent_cluster_grace > 0)
+                .then(|| Duration::from_secs(win.absent_cluster_grace)),
         })
     }
 }

@@ -141,13 +141,13 @@ fn log_settings(s: &Settings) {
     let d = |d: std::time::Duration| format_duration(d.as_secs());
     let (source, endpoint) = match &s.source {
         SourceSettings::Grpc(c) => ("grpc", c.endpoint.clone()),
-        SourceSettings::Http => ("http", s.http.base.clone()),
+        SourceSettings::Http(_) => ("http", s.http.base.clone()),
         SourceSettings::RemoteRead(c) => ("remote-read", c.urls.join(",")),
     };
     let tls = match &s.source {
         SourceSettings::Grpc(c) => c.tls.clone(),
         SourceSettings::RemoteRead(c) => c.tls.clone(),
-        SourceSettings::Http => Default::default(),
+        SourceSettings::Http(_) => Default::default(),
     };
     let destination = match &s.destination {
         Destination::Local(dir) => dir.display().to_string(),
@@ -210,7 +210,14 @@ async fn export(s: &Settings, from: i64, to: i64, bar: bool, stop: &Stop) -> Res
         return Err(ConfigError::Range { from, to }.into());
     }
     let mut progress = Progress::start(s.progress_interval, bar);
-    let (exporter, telemetry) = build_exporter(s).await?;
+    let (mut exporter, telemetry) = build_exporter(s).await?;
+    if let Some(c) = exporter.completeness.as_mut() {
+        // no state: the sources served now are the expected ones
+        let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
+        c.start(&Default::default(), now)
+            .await
+            .map_err(AppError::Preflight)?;
+    }
     let starts = window_starts(from, to, s.time_frame);
     let began = Instant::now();
     progress.planned(starts.len());

@@ -64,7 +64,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
     let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = s.time_frame;
     let mut progress = Progress::start(s.progress_interval, bar);
-    let (exporter, telemetry) = build_exporter(s).await?;
+    let (mut exporter, telemetry) = build_exporter(s).await?;
     let store = StateStore {
         sink: &exporter.sink,
         key: state_key(
@@ -96,6 +96,11 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             retention_start = %rfc3339(r),
             "the state is older than the retention: starting at the retention cutoff, older windows would be deleted right away"
         );
+    }
+    if let Some(c) = exporter.completeness.as_mut() {
+        c.start(&state.sources, now)
+            .await
+            .map_err(AppError::Preflight)?;
     }
     // writing the state is the check that the bucket is writable
     store

@@ -12,12 +12,14 @@ use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
 use crate::engine;
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
+use crate::pipeline::completeness::Completeness;
 use crate::pipeline::telemetry::DayExporter;
 use crate::remote_read::RemoteReadClient;
 use crate::sink::{LocalDir, S3Sink, Sink};
 use crate::source::Source;
 use crate::source::grpc::{GrpcSettings, GrpcSource, SeriesClient};
 use crate::source::http::HttpSource;
+use crate::source::inventory::InventorySource;
 use crate::store::StoreClient;
 
 /// Builds the exporter from the settings: catalog, source (with its preflight), sink; and the
@@ -49,7 +51,8 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         (Some(p), false) => Some(p.clone()),
     };
     let catalog = Arc::new(catalog);
-    let (source, telemetry_source) = sources(s, &catalog, telemetry_prefix.is_some()).await?;
+    let (source, telemetry_source, inventory) =
+        sources(s, &catalog, telemetry_prefix.is_some()).await?;
     s.http.wait_ready().await?;
     let sink = destination(s).await?;
     if let Some(p) = &telemetry_prefix {
@@ -89,30 +92,50 @@ pub async fn build_exporter(s: &Settings) -> Result<(Exporter, Option<DayExporte
         windows_per_request: s.windows_per_request,
         shard: s.shard,
         shutdown_timeout: s.shutdown_timeout,
+        completeness: inventory.map(|source| {
+            Completeness::new(
+                source,
+                s.grpc.replica_labels.clone(),
+                s.cluster_label.clone(),
+                s.shard,
+                s.absent_grace,
+            )
+        }),
     };
     Ok((exporter, telemetry))
 }
 
-/// The catalog's source, and the telemetry entries' when `telemetry`. In-process sources
-/// compile the plans first (a catalog the engine refuses is reported before any peer is
-/// asked), then connect to the transport and check it answers.
+/// The catalog's source, the telemetry entries' when `telemetry`, and where to read what the
+/// endpoint serves (none over remote read, where every URL answers each request or it
+/// fails). In-process sources compile the plans first (a catalog the engine refuses is
+/// reported before any peer is asked), then connect to the transport and check it answers.
 async fn sources(
     s: &Settings,
     catalog: &Arc<Catalog>,
     telemetry: bool,
-) -> Result<(Source, Option<Source>), AppError> {
+) -> Result<(Source, Option<Source>, Option<InventorySource>), AppError> {
     let telemetry_catalog = Arc::new(Catalog {
         entries: catalog.telemetry.clone(),
         telemetry: Vec::new(),
     });
     match &s.source {
-        SourceSettings::Http => {
+        SourceSettings::Http(store) => {
             let http = |c: Arc<Catalog>| {
                 HttpSource::new(&s.http, c, s.step, s.time_frame, s.concurrency)
                     .map(|h| Source::Http(Box::new(h)))
             };
             let telemetry_source = telemetry.then(|| http(telemetry_catalog)).transpose()?;
-            Ok((http(catalog.clone())?, telemetry_source))
+            let inventory = match store {
+                Some(cfg) => match connect(&SourceSettings::Grpc(cfg.clone())).await? {
+                    SeriesClient::Store(client) => InventorySource::Info(client),
+                    SeriesClient::RemoteRead(_) => unreachable!("a StoreAPI endpoint"),
+                },
+                None => InventorySource::Stores {
+                    client: s.http.client(s.limits.timeout)?,
+                    url: format!("{}/api/v1/stores", s.http.base),
+                },
+            };
+            Ok((http(catalog.clone())?, telemetry_source, Some(inventory)))
         }
         SourceSettings::Grpc(_) | SourceSettings::RemoteRead(_) => {
             let plans = Arc::new(engine::compile(catalog)?);
@@ -124,11 +147,15 @@ async fn sources(
                 clusters: None,
                 ..s.grpc.clone()
             };
+            let inventory = match &client {
+                SeriesClient::Store(c) => Some(InventorySource::Info(c.clone())),
+                SeriesClient::RemoteRead(_) => None,
+            };
             let telemetry_source = telemetry.then(|| {
                 let t = GrpcSource::new(client, telemetry_catalog, telemetry_plans, &everywhere);
                 Source::Grpc(Box::new(t))
             });
-            Ok((Source::Grpc(Box::new(source)), telemetry_source))
+            Ok((Source::Grpc(Box::new(source)), telemetry_source, inventory))
         }
     }
 }
@@ -168,7 +195,7 @@ async fn connect(source: &SourceSettings) -> Result<SeriesClient, AppError> {
             info!(urls = ?client.urls(), "remote read answers");
             Ok(client.into())
         }
-        SourceSettings::Http => unreachable!("the HTTP source reads no raw series"),
+        SourceSettings::Http(_) => unreachable!("the HTTP source reads no raw series"),
     }
 }
 

@@ -148,6 +148,11 @@ impl WindowTally {
         self.seen.extend(seen);
     }
 
+    /// The clusters whose series the window had.
+    pub fn clusters_seen(&self) -> impl Iterator<Item = &String> {
+        self.seen.iter()
+    }
+
     /// The clusters with a file written.
     pub fn clusters_written(&self) -> impl Iterator<Item = &str> {
         self.written.iter().map(|(c, _)| c.as_str())

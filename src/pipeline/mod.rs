@@ -6,6 +6,7 @@
 //! writes it again (each file whole: the keys are deterministic). Retention runs after the
 //! loop; the telemetry day loop (`telemetry`) after the windows.
 
+pub mod completeness;
 pub mod progress;
 pub mod retention;
 pub mod retry;
@@ -23,8 +24,10 @@ use tracing::warn;
 use crate::exit;
 use crate::finout::{Layout, OutputFile, WindowTally};
 use crate::sink::{Sink, SinkError};
+use crate::source::inventory::Inventory;
 use crate::source::{Part, Source, SourceError, Stats};
 use crate::time::rfc3339;
+use completeness::{Completeness, Verdict};
 use progress::Progress;
 use retry::with_retries;
 use state::{State, StateStore};
@@ -137,6 +140,9 @@ pub struct Exporter {
     pub shard: Option<crate::shard::Shard>,
     /// After a stop, how long the window in flight may take before it is abandoned.
     pub shutdown_timeout: Duration,
+    /// Checks that every source a window expects served it; `None`: not checked (remote read:
+    /// every URL answers each request, or the request fails).
+    pub completeness: Option<Completeness>,
 }
 
 /// One window, exported.
@@ -145,7 +151,19 @@ struct WindowDone {
     files: u64,
     bytes: u64,
     stats: Stats,
+    /// Clusters with a file written.
     clusters: BTreeSet<String>,
+    /// Clusters with series.
+    seen: BTreeSet<String>,
+    /// What the endpoint served once the window's streams ended.
+    served: Arc<Inventory>,
+}
+
+/// A batch's exported windows, and the error to stop with after them when the batch's later
+/// windows were refused.
+struct BatchDone {
+    windows: Vec<WindowDone>,
+    then: Option<ExportError>,
 }
 
 /// The state to advance after each window, when the command keeps one.
@@ -181,11 +199,15 @@ impl Exporter {
                 };
                 let done = done?;
                 if let Some(cp) = checkpoint.as_mut() {
-                    for w in &done {
+                    for w in &done.windows {
                         cp.state.advance(w.window + self.time_frame);
                         cp.state.clusters.extend(w.clusters.iter().cloned());
+                        if let Some(c) = &self.completeness {
+                            let window = (w.window, self.time_frame);
+                            c.remember(&mut cp.state.sources, &w.served, window, &w.seen);
+                        }
                     }
-                    let last = done.last().map(|w| w.window).unwrap_or_default();
+                    let last = done.windows.last().map(|w| w.window).unwrap_or_default();
                     cp.store
                         .save(cp.state)
                         .await
@@ -210,12 +232,15 @@ impl Exporter {
                 Ok(None) => break,
                 Err(e) => return Err((summary, e)),
             };
-            for w in done {
+            for w in done.windows {
                 summary.windows += 1;
                 summary.files += w.files;
                 summary.bytes_out += w.bytes;
                 summary.stats += w.stats;
                 progress.window_done(w.window, &summary);
+            }
+            if let Some(e) = done.then {
+                return Err((summary, e));
             }
         }
         drop(batches);
@@ -239,27 +264,53 @@ impl Exporter {
     }
 
     /// Evaluates a batch of windows and writes their files as results arrive, with retries
-    /// of the whole batch on transient errors; then the empty files of each window.
-    async fn export_batch(
-        &self,
-        batch: &[i64],
-        stop: &Stop,
-    ) -> Result<Vec<WindowDone>, ExportError> {
+    /// of the whole batch on transient errors; then the empty files of each window. Windows
+    /// whose expected sources are not all served are refused (`Completeness`): the batch's
+    /// first one fails the batch, a later one ends it before that window.
+    async fn export_batch(&self, batch: &[i64], stop: &Stop) -> Result<BatchDone, ExportError> {
         debug_assert!(!batch.is_empty());
         let layout = Arc::new(self.layout());
         let names = Arc::new(self.source.entry_names());
+        let tf = self.time_frame;
         let attempt = async || {
+            // the sources every window expects are served before its streams...
+            let before = match &self.completeness {
+                Some(c) => c.check(batch, tf).await?,
+                None => Verdict::all(batch.len()),
+            };
+            let Some(ready) = batch.get(..before.complete).filter(|r| !r.is_empty()) else {
+                return Err(before.refused.unwrap_or_else(|| {
+                    SourceError::Internal("a batch refused without a reason".into())
+                }));
+            };
             let mut tallies: Vec<(WindowTally, u64, u64)> =
-                batch.iter().map(|_| Default::default()).collect();
+                ready.iter().map(|_| Default::default()).collect();
             let (tx, rx) = tokio::sync::mpsc::channel::<Part>(1);
-            let produce = self.source.evaluate_windows(batch, tx);
-            let consume = self.write_parts(rx, batch, &layout, &names, &mut tallies);
+            let produce = self.source.evaluate_windows(ready, tx);
+            let consume = self.write_parts(rx, ready, &layout, &names, &mut tallies);
             let (produced, consumed) = tokio::join!(produce, consume);
             // a write that failed has had its own retries: the batch fails with it
-            match consumed {
-                Ok(()) => produced.map(|stats| Ok((tallies, stats))),
-                Err(e) => Ok(Err(e)),
+            if let Err(e) = consumed {
+                return Ok(Err(e));
             }
+            let stats = produced?;
+            // ...and still once they ended: a store dropped meanwhile was not asked
+            let served = match &self.completeness {
+                Some(c) => {
+                    let after = c.check(ready, tf).await?;
+                    if let Some(refused) = after.refused {
+                        return Err(refused);
+                    }
+                    after.inventory
+                }
+                None => Inventory::default(),
+            };
+            let then = before.refused.map(|source| ExportError::Window {
+                window: batch[ready.len()],
+                attempts: 1,
+                source,
+            });
+            Ok(Ok((ready.len(), tallies, stats, served, then)))
         };
         let retried = with_retries(
             self.attempts,
@@ -270,7 +321,7 @@ impl Exporter {
             attempt,
         )
         .await;
-        let (mut tallies, stats) = match retried {
+        let (ready, mut tallies, stats, served, then) = match retried {
             Ok(written) => written?,
             Err((source, attempts)) => {
                 return Err(ExportError::Window {
@@ -280,6 +331,7 @@ impl Exporter {
                 });
             }
         };
+        let (batch, served) = (&batch[..ready], Arc::new(served));
         let mut done = Vec::with_capacity(batch.len());
         for (k, &w) in batch.iter().enumerate() {
             let (tally, files, bytes) = &mut tallies[k];
@@ -293,6 +345,7 @@ impl Exporter {
             let mut clusters: BTreeSet<String> =
                 tally.clusters_written().map(str::to_string).collect();
             clusters.extend(empty.iter().map(|f| f.cluster.clone()));
+            let seen = tally.clusters_seen().cloned().collect();
             self.write_with_retries(w, empty).await?;
             done.push(WindowDone {
                 window: w,
@@ -305,10 +358,15 @@ impl Exporter {
                     Stats::default()
                 },
                 clusters,
+                seen,
+                served: served.clone(),
             });
         }
         let _ = tokio::task::spawn_blocking(crate::observe::trim_heap).await;
-        Ok(done)
+        Ok(BatchDone {
+            windows: done,
+            then,
+        })
     }
 
     /// Renders and uploads each part as it arrives, `write_concurrency` parts at a time; the

@@ -30,11 +30,34 @@ pub struct State {
     /// written. Absent from states without telemetry, so those read and write as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub telemetry: BTreeMap<String, i64>,
+    /// The sources (external label sets, replica labels apart) whose data the exported windows
+    /// held, keyed by their labels as PromQL writes them: what later windows expect
+    /// (`completeness`). Absent from states written before the check, which read as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceSeen>,
     /// When the state was last written (unix seconds), and by which version.
     #[serde(default)]
     pub updated_at: i64,
     #[serde(default)]
     pub exporter_version: String,
+}
+
+/// What the state remembers of a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSeen {
+    /// Its external labels, replica labels apart.
+    pub labels: BTreeMap<String, String>,
+    /// The earliest data a store held for it, milliseconds: no window before is expected of it.
+    pub first_ms: i64,
+    /// The end of the last exported window it served (unix seconds).
+    pub last: i64,
+    /// When a run last found a store serving its present (the run's clock, unix seconds): how
+    /// long it has been absent is measured from here.
+    #[serde(default)]
+    pub live_at: i64,
+    /// Its replicas (`replica="a-0"`), each with the end of the last window it served.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicas: BTreeMap<String, i64>,
 }
 
 const VERSION: u32 = 1;
@@ -69,6 +92,7 @@ impl State {
             time_frame,
             clusters: BTreeSet::new(),
             telemetry: BTreeMap::new(),
+            sources: BTreeMap::new(),
             updated_at: 0,
             exporter_version: String::new(),
         }

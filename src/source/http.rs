@@ -70,7 +70,7 @@ impl HttpSettings {
     /// The API's HTTP client: the headers on every request (marked sensitive, so they are
     /// never logged), the CA file when given, and deadlines for the connection and for each
     /// request with its whole answer (`timeout`).
-    fn client(&self, timeout: Duration) -> Result<reqwest::Client, HttpConfigError> {
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, HttpConfigError> {
         let mut map = HeaderMap::new();
         for (k, v) in &self.headers {
             let name = HeaderName::try_from(k.as_str())

@@ -3,6 +3,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod inventory;
 pub mod part;
 
 use thiserror::Error;
@@ -116,6 +117,10 @@ pub enum SourceError {
         "cannot set a multi-window request's answer aside in {dir}: {source} (set SPILL_DIR to a writable directory with room for CONCURRENCY x 64 MiB, or WINDOWS_PER_REQUEST=1 to ask one window per request)"
     )]
     Spill { dir: String, source: std::io::Error },
+    #[error(
+        "no queryable store serves {missing}: Thanos Query drops a store that fails its health check and answers without it (see the Querier's /api/v1/stores, and that store's health); the window is exported once a store serves it again, or without it once it has been absent for longer than the grace ({grace})"
+    )]
+    Incomplete { missing: String, grace: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the writer stopped taking results")]
@@ -149,6 +154,8 @@ impl SourceError {
             SourceError::Store(e) => e.is_retryable(),
             SourceError::RemoteRead(e) => e.is_retryable(),
             SourceError::Http { retryable, .. } => *retryable,
+            // the store may be back on the next attempt, or the next run
+            SourceError::Incomplete { .. } => true,
             _ => false,
         }
     }
@@ -158,6 +165,7 @@ impl SourceError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SourceError::Internal(_) | SourceError::WriterGone => exit::INTERNAL,
+            SourceError::Incomplete { .. } => exit::UNAVAILABLE,
             e if e.is_retryable() => exit::UNAVAILABLE,
             SourceError::Store(_)
             | SourceError::RemoteRead(_)

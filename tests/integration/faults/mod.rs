@@ -220,6 +220,17 @@ async fn run_to_end(env: Vec<(String, String)>) -> std::process::Output {
 /// Querier, keyed as under a prefix.
 async fn reference(name: &str, hours: i64, source: &str) -> BTreeMap<String, Vec<u8>> {
     let s = stack();
+    reference_from(name, hours, source, (&s.thanos_grpc, &s.thanos_http)).await
+}
+
+/// The same from the Querier at `(grpc, http)`.
+async fn reference_from(
+    name: &str,
+    hours: i64,
+    source: &str,
+    (grpc, http): (&str, &str),
+) -> BTreeMap<String, Vec<u8>> {
+    let s = stack();
     let dir = scratch(&format!("faults-reference-{name}"));
     let (from, to) = (
         s.data_from.to_string(),
@@ -227,8 +238,8 @@ async fn reference(name: &str, hours: i64, source: &str) -> BTreeMap<String, Vec
     );
     let (out_dir, grpc, http) = (
         dir.display().to_string(),
-        s.thanos_grpc.clone(),
-        s.thanos_http.clone(),
+        grpc.to_string(),
+        http.to_string(),
     );
     let source = source.to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -305,6 +316,8 @@ async fn stack_stores() -> Vec<(String, String)> {
     list
 }
 
+/// A store dropped by Thanos Query: the completeness check.
+mod completeness;
 /// The exporter itself killed at random moments of a backfill.
 mod killed;
 /// The output directory full or read-only.

@@ -241,6 +241,29 @@ impl Peers {
         .await;
     }
 
+    /// Waits until the Thanos Query at `http` has excluded the store at `addr`: its
+    /// `/api/v1/stores` entry shows the health check's error (it answers without it from then).
+    pub async fn wait_for_store_error(&mut self, http: &str, addr: &str) {
+        let what = format!("{http} to list {addr} with an error");
+        self.wait_for(&what, || {
+            let (url, addr) = (format!("{http}/api/v1/stores"), addr.to_string());
+            async move {
+                let Ok(r) = reqwest::get(&url).await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                v["data"].as_object().is_some_and(|m| {
+                    m.values()
+                        .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+                        .any(|s| s["name"] == addr.as_str() && !s["lastError"].is_null())
+                })
+            }
+        })
+        .await;
+    }
+
     /// Waits until the Thanos Query at `http` answers `query` at `at` (unix seconds) whole
     /// (`partial_response=false`): a store that was just killed stays listed as healthy until
     /// the Querier's next Info round, and a restarted one is dialled again only after the
