@@ -105,7 +105,19 @@ fn gunzip(path: &Path) -> Result<Vec<u8>, BenchError> {
 /// Compares two export directories: the same keys, and per file the same series, timestamps
 /// and values within 1e-9 relative.
 pub fn compare_dirs(a: &Path, b: &Path) -> Result<Agreement, BenchError> {
-    let (fa, fb) = (files_below(a)?, files_below(b)?);
+    compare_dirs_where(a, b, |_| true)
+}
+
+/// The same for the files `keep` takes (paths relative to the directories).
+pub fn compare_dirs_where(
+    a: &Path,
+    b: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Agreement, BenchError> {
+    let only = |d| -> Result<Vec<String>, BenchError> {
+        Ok(files_below(d)?.into_iter().filter(|f| keep(f)).collect())
+    };
+    let (fa, fb) = (only(a)?, only(b)?);
     let mut agreement = Agreement::default();
     for f in fa.iter().filter(|f| !fb.contains(f)).take(5) {
         agreement

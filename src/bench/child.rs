@@ -15,13 +15,20 @@ pub struct ExportSummary {
     pub files_written: u64,
     pub duration_s: f64,
     pub peak_rss_bytes: u64,
+    #[serde(default)]
+    pub calls: u64,
 }
 
 /// The `EXPORT_FINISHED` event among an export's JSON log lines.
 pub fn find_summary(log: &str) -> Option<ExportSummary> {
+    find_summary_of(log, EXPORT_FINISHED)
+}
+
+/// The summary event with this message (`run finished` for a run).
+pub fn find_summary_of(log: &str, message: &str) -> Option<ExportSummary> {
     log.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        if v.get("message")?.as_str()? != EXPORT_FINISHED {
+        if v.get("message")?.as_str()? != message {
             return None;
         }
         // fields sit at the top level, or under "fields" without flattening

@@ -8,6 +8,7 @@ mod querier;
 mod render;
 mod report;
 mod stack;
+mod steady;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 use agreement::compare_dirs;
 use child::{ChildRun, find_summary, forwarded_args, last_error};
 use querier::querier_sample;
-pub use render::render_table;
+use render::render_table;
 use render::write_report;
 pub use report::{Agreement, Report, Run, SourceReport};
 
@@ -86,8 +87,8 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 
 // ---- the benchmark -----------------------------------------------------------------------
 
-/// Runs the benchmark and writes its report.
-pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> {
+/// Runs the benchmark and writes its report; the table to print.
+pub async fn run(opts: &Options, args: BenchArgs) -> Result<String, BenchError> {
     if args.from >= args.to {
         return Err(BenchError::Invalid(format!(
             "--from ({}) must be before --to ({})",
@@ -130,6 +131,27 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
     }
     let logs = args.out.join("logs");
     std::fs::create_dir_all(&logs).map_err(io("creating", &logs))?;
+    if args.steady {
+        let tf = opts.windows.time_frame as i64;
+        let setup = steady::Setup {
+            exe: &exe,
+            common: &common,
+            client: &client,
+            metrics_url: &metrics_url,
+            stack: &stack,
+            out: &args.out,
+            time_frame: tf,
+            batch_delay: opts.windows.batch_delay as i64,
+            prefix: opts
+                .destination
+                .s3_prefix
+                .as_deref()
+                .unwrap_or("k8s/prometheus"),
+            cluster_name: opts.destination.cluster_name.as_deref().unwrap_or("bench"),
+        };
+        let r = steady::run(&setup, args.from, args.to).await?;
+        return Ok(steady::render(&r));
+    }
 
     let mut runs: BTreeMap<Variant, Vec<Run>> = BTreeMap::new();
     for round in 0..args.rounds {
@@ -248,7 +270,7 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<Report, BenchError> 
         output_points,
     };
     write_report(&args.out, &report)?;
-    Ok(report)
+    Ok(render_table(&report))
 }
 
 /// Polls the Querier's resident memory, the exporter's VmHWM and every stack process'
@@ -280,14 +302,20 @@ async fn sample_peaks(
     (querier, exporter, stack_peaks)
 }
 
-async fn run_child(
+/// A child run of this binary, ended.
+struct Ended {
+    status: std::process::ExitStatus,
+    wall_seconds: f64,
+    cpu_seconds: f64,
+}
+
+/// Runs this binary with `args`, its log to `log`; its pid to `pid_out` once started.
+async fn spawn_child(
     exe: &Path,
     args: &[String],
     log: &Path,
-    v: Variant,
-    round: u32,
     pid_out: Arc<std::sync::atomic::AtomicU32>,
-) -> Result<ChildRun, BenchError> {
+) -> Result<Ended, BenchError> {
     let file = std::fs::File::create(log).map_err(io("creating", log))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(args)
@@ -303,8 +331,41 @@ async fn run_child(
         .await
         .map_err(|e| BenchError::Invalid(format!("waiting for the export failed: {e}")))?
         .map_err(io("waiting for", exe))?;
-    let wall_seconds = began.elapsed().as_secs_f64();
-    let cpu_seconds = children_cpu_seconds() - cpu_before;
+    Ok(Ended {
+        status,
+        wall_seconds: began.elapsed().as_secs_f64(),
+        cpu_seconds: children_cpu_seconds() - cpu_before,
+    })
+}
+
+/// A child that must succeed (a steady-state run).
+async fn spawn_and_wait(exe: &Path, args: &[String], log: &Path) -> Result<Ended, BenchError> {
+    let ended = spawn_child(exe, args, log, Arc::default()).await?;
+    if !ended.status.success() {
+        let text = std::fs::read_to_string(log).map_err(io("reading", log))?;
+        return Err(BenchError::Export {
+            source_name: "steady",
+            round: 0,
+            status: ended.status.to_string(),
+            last_error: last_error(&text),
+        });
+    }
+    Ok(ended)
+}
+
+async fn run_child(
+    exe: &Path,
+    args: &[String],
+    log: &Path,
+    v: Variant,
+    round: u32,
+    pid_out: Arc<std::sync::atomic::AtomicU32>,
+) -> Result<ChildRun, BenchError> {
+    let Ended {
+        status,
+        wall_seconds,
+        cpu_seconds,
+    } = spawn_child(exe, args, log, pid_out).await?;
     let text = std::fs::read_to_string(log).map_err(io("reading", log))?;
     if !status.success() {
         return Err(BenchError::Export {

@@ -49,7 +49,8 @@ not json
             samples: 200,
             files_written: 4,
             duration_s: 1.5,
-            peak_rss_bytes: 40960
+            peak_rss_bytes: 40960,
+            calls: 4,
         }
     );
     assert!(find_summary("{\"message\":\"starting\"}").is_none());

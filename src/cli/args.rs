@@ -224,6 +224,13 @@ pub struct WindowArgs {
     #[arg(long, env = "SETTLE_DELAY", default_value = "10m", value_parser = parse_duration, global = true)]
     pub settle_delay: u64,
 
+    /// A run exports the complete windows once the oldest of them ended this long ago (after
+    /// SETTLE_DELAY too), all together: runs in between export nothing. Fewer, longer requests
+    /// cost the monitoring stack less; a window's files are then written at most this long
+    /// plus the CronJob's period after it ends. 0: every window as soon as it settled.
+    #[arg(long, env = "BATCH_DELAY", default_value = "5h", value_parser = parse_duration, global = true)]
+    pub batch_delay: u64,
+
     /// How long exported files are kept: days (30), or a duration (30d, 12h); 0 keeps them
     /// forever.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value = "30", value_parser = parse_days, global = true)]
@@ -402,6 +409,12 @@ pub struct BenchArgs {
     /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses).
     #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
     pub sources: Vec<Variant>,
+    /// Instead of exporting the span once per source: a simulated day of the CronJob over it
+    /// (a `run` every 30 minutes with its state, over the StoreAPI at the settings given, and
+    /// over HTTP as Finout's exporter runs), with each window's delay (DIR/steady.json,
+    /// steady.md). --from and --to bound the day.
+    #[arg(long)]
+    pub steady: bool,
     /// Directory of the stack's pid files (`<name>.pid`, the pid first): the CPU and peak
     /// memory of every process (Prometheus, sidecars, store gateways, Querier) per run.
     #[arg(long, env = "BENCH_STACK_PIDS")]

@@ -92,6 +92,8 @@ pub struct Settings {
     /// The clock (unix seconds), when fixed for a test or a replay.
     pub now: Option<i64>,
     pub settle_delay: Duration,
+    /// How old the oldest due window must be before a run exports (`run` only).
+    pub batch_delay: Duration,
     /// How long files are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
     /// This pod's shard, when there is more than one.
@@ -301,6 +303,7 @@ impl Settings {
             backfill: Duration::from_secs(win.backfill),
             now: win.now,
             settle_delay: Duration::from_secs(win.settle_delay),
+            batch_delay: Duration::from_secs(win.batch_delay),
             retention: (win.retention > 0).then(|| Duration::from_secs(win.retention)),
             shard,
             limits,

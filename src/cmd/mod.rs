@@ -92,8 +92,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     let bar = opts.log.log_format != LogFormat::Json && std::io::stderr().is_terminal();
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::Bench(args) = command {
-        let report = crate::bench::run(&opts, args).await?;
-        print!("{}", crate::bench::render_table(&report));
+        print!("{}", crate::bench::run(&opts, args).await?);
         return Ok(());
     }
     let s = Settings::resolve(&opts)?;

@@ -26,6 +26,9 @@ pub(super) struct RunPlan {
     pub skipped_to_retention: Option<(i64, i64)>,
     /// Window starts to export, in time order.
     pub windows: Vec<i64>,
+    /// The windows due but held back until the oldest is BATCH_DELAY old: how many, and when
+    /// they will be exported (the clock's unix seconds).
+    pub waiting: Option<(usize, i64)>,
     /// Files whose window starts before this are deleted afterwards (unix seconds).
     pub retention_cutoff: Option<i64>,
 }
@@ -50,11 +53,21 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
         state.advance(r);
     }
     let limit = now - s.settle_delay.as_secs() as i64;
-    let windows = window_starts(state.exported_until, limit - tf + 1, tf);
+    let mut windows = window_starts(state.exported_until, limit - tf + 1, tf);
+    // due windows wait until the oldest is BATCH_DELAY old, then go together
+    let mut waiting = None;
+    if let Some(&oldest) = windows.first() {
+        let ready_at = oldest + tf + s.batch_delay.as_secs() as i64;
+        if now < ready_at {
+            waiting = Some((windows.len(), ready_at));
+            windows.clear();
+        }
+    }
     RunPlan {
         state,
         skipped_to_retention,
         windows,
+        waiting,
         retention_cutoff: retention.map(|r| now - r),
     }
 }
@@ -88,8 +101,17 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
         mut state,
         skipped_to_retention,
         windows: starts,
+        waiting,
         retention_cutoff,
     } = plan_run(now, saved, s);
+    if let Some((due, at)) = waiting {
+        info!(
+            windows_due = due,
+            exported_from = %rfc3339(at),
+            batch_delay_s = s.batch_delay.as_secs(),
+            "windows due are held until the oldest is BATCH_DELAY old, then exported together"
+        );
+    }
     if let Some((was, r)) = skipped_to_retention {
         warn!(
             exported_until = %rfc3339(was),
@@ -97,6 +119,7 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
             "the state is older than the retention: starting at the retention cutoff, older windows would be deleted right away"
         );
     }
+    exporter.source.seed_packing(&state.packing);
     if let Some(c) = exporter.completeness.as_mut() {
         c.start(&state.sources, now)
             .await
@@ -224,15 +247,47 @@ mod tests {
 
     #[test]
     fn a_saved_state_resumes_and_nothing_is_due_within_the_settle_delay() {
-        let s = settings(&["--settle-delay", "30m"]);
+        let s = settings(&["--settle-delay", "30m", "--batch-delay", "0"]);
         let saved = State::new(NOW - 20 * 60 - H, 3600);
         // 10:20 - 30m = 09:50: the 09:00 window is not settled yet
         assert!(plan_run(NOW, Some(saved.clone()), &s).windows.is_empty());
-        let s = settings(&["--settle-delay", "10m"]);
+        let s = settings(&["--settle-delay", "10m", "--batch-delay", "0"]);
         assert_eq!(
             plan_run(NOW, Some(saved), &s).windows,
             vec![NOW - 20 * 60 - H]
         );
+    }
+
+    #[test]
+    fn due_windows_wait_for_the_batch_delay_then_go_together() {
+        let s = settings(&["--settle-delay", "10m", "--batch-delay", "5h"]);
+        // exported up to 04:00; at 10:20 the windows 04:00 to 09:00 are due, the oldest ended
+        // 5 h 20 m ago: all go
+        let saved = State::new(NOW - 20 * 60 - 6 * H, 3600);
+        let p = plan_run(NOW, Some(saved), &s);
+        assert_eq!(p.windows.len(), 6);
+        assert_eq!(p.waiting, None);
+        // exported up to 05:00: the oldest due ended 4 h 20 m ago, all five wait until 11:00
+        let saved = State::new(NOW - 20 * 60 - 5 * H, 3600);
+        let p = plan_run(NOW, Some(saved), &s);
+        assert!(p.windows.is_empty());
+        assert_eq!(p.waiting, Some((5, NOW - 20 * 60 + H)));
+        // the next runs every 30 minutes: each window is written at most 5 h 30 m + the
+        // settle delay after it ends (the README's delay table)
+        let mut exported = NOW - 20 * 60 - 4 * H;
+        let mut worst = 0;
+        for run in 0..48 {
+            let now = NOW + run * 1800;
+            let p = plan_run(now, Some(State::new(exported, 3600)), &s);
+            for w in &p.windows {
+                worst = worst.max(now - (w + H));
+            }
+            if let Some(&last) = p.windows.last() {
+                exported = last + H;
+            }
+        }
+        assert!(worst <= 5 * H + 30 * 60 + 10 * 60, "{worst}");
+        assert!(worst > 5 * H, "{worst}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tracing::{error, info};
 use super::AppError;
 use crate::catalog::Catalog;
 use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
-use crate::engine;
+use crate::engine::{self, Plan, Semantics};
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
 use crate::pipeline::completeness::Completeness;
@@ -138,9 +138,19 @@ async fn sources(
             Ok((http(catalog.clone())?, telemetry_source, Some(inventory)))
         }
         SourceSettings::Grpc(_) | SourceSettings::RemoteRead(_) => {
-            let plans = Arc::new(engine::compile(catalog)?);
-            let telemetry_plans = Arc::new(engine::compile_telemetry(catalog)?);
+            let plans = engine::compile(catalog)?;
+            let telemetry_plans = engine::compile_telemetry(catalog)?;
             let client = connect(&s.source).await?;
+            let semantics = semantics(&client).await;
+            let with = |plans: Vec<Plan>| {
+                Arc::new(
+                    plans
+                        .into_iter()
+                        .map(|p| p.with_semantics(semantics))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let (plans, telemetry_plans) = (with(plans), with(telemetry_plans));
             let source = GrpcSource::new(client.clone(), catalog.clone(), plans, &s.grpc);
             // the telemetry files belong to no cluster: every series at once
             let everywhere = GrpcSettings {
@@ -158,6 +168,35 @@ async fn sources(
             Ok((Source::Grpc(Box::new(source)), telemetry_source, inventory))
         }
     }
+}
+
+/// Whose PromQL the files equal: Thanos Query's over the StoreAPI, and over remote read from
+/// several servers (an HA pair, deduplicated as Thanos Query would over their sidecars); the
+/// server's own over remote read from one (a Prometheus, a Mimir tenant), by its build info.
+async fn semantics(client: &SeriesClient) -> Semantics {
+    let SeriesClient::RemoteRead(rr) = client else {
+        return Semantics::Thanos;
+    };
+    let [url] = rr.urls() else {
+        info!(
+            "remote read from several servers: the files equal Thanos Query's over their sidecars (deduplicated, counters as Thanos reads them)"
+        );
+        return Semantics::Thanos;
+    };
+    let info = rr.build_info(url).await;
+    let semantics = match info.as_ref().and_then(|i| i.prometheus_major()) {
+        Some(2) => Semantics::Prometheus2,
+        _ => Semantics::Prometheus3,
+    };
+    let server = info.map_or_else(
+        || "unknown (no build info: taken for Prometheus 3)".into(),
+        |i| match i.application.as_str() {
+            "" => format!("Prometheus {}", i.version),
+            app => format!("{app} {}", i.version),
+        },
+    );
+    info!(%server, ?semantics, "remote read from one server: the files equal its own query_range");
+    semantics
 }
 
 /// The raw series' transport, connected and answering (the preflight).

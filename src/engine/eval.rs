@@ -152,6 +152,7 @@ impl Evaluator<'_> {
     /// Computes the leaf's value at every step; false when there is none at all.
     fn leaf(&mut self, samples: &[Sample], out: &mut [Option<f64>]) -> bool {
         let mut any = false;
+        let (semantics, closed) = (self.plan.semantics, self.plan.semantics.closed_left());
         match self.plan.leaf {
             Leaf::Instant => {
                 // newest sample with t <= step and t > step - lookback
@@ -164,7 +165,9 @@ impl Evaluator<'_> {
                     *slot = None;
                     if j > 0 {
                         let (t, v) = samples[j - 1];
-                        if t > ts - self.lookback_ms && !is_stale(v) {
+                        let inside =
+                            t > ts - self.lookback_ms || (closed && t == ts - self.lookback_ms);
+                        if inside && !is_stale(v) {
                             *slot = Some(v);
                             any = true;
                         }
@@ -182,7 +185,9 @@ impl Evaluator<'_> {
                     while hi < samples.len() && samples[hi].0 <= ts {
                         hi += 1;
                     }
-                    while lo < hi && samples[lo].0 <= ts - range {
+                    while lo < hi
+                        && (samples[lo].0 < ts - range || (!closed && samples[lo].0 == ts - range))
+                    {
                         lo += 1;
                     }
                     *slot = if stale {
@@ -193,9 +198,9 @@ impl Evaluator<'_> {
                                 .copied()
                                 .filter(|&(_, v)| !is_stale(v)),
                         );
-                        range_fn(func, &self.window, ts, range)
+                        range_fn(func, &self.window, ts, range, semantics)
                     } else {
-                        range_fn(func, &samples[lo..hi], ts, range)
+                        range_fn(func, &samples[lo..hi], ts, range, semantics)
                     };
                     any |= slot.is_some();
                 }

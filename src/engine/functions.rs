@@ -1,6 +1,6 @@
 //! Range functions and compensated sums, as Prometheus' `promql/functions.go` computes them.
 
-use super::plan::RangeFunc;
+use super::plan::{RangeFunc, Semantics};
 use crate::model::Sample;
 
 /// Prometheus' kahanSumInc (Neumaier's variant).
@@ -67,14 +67,21 @@ impl KahanMean {
     }
 }
 
-pub(super) fn range_fn(func: RangeFunc, s: &[Sample], ts: i64, range: i64) -> Option<f64> {
+pub(super) fn range_fn(
+    func: RangeFunc,
+    s: &[Sample],
+    ts: i64,
+    range: i64,
+    semantics: Semantics,
+) -> Option<f64> {
     if s.is_empty() {
         return None;
     }
+    let clamp_first = semantics == Semantics::Prometheus2;
     match func {
-        RangeFunc::Rate => extrapolated_rate(s, ts, range, true, true),
-        RangeFunc::Increase => extrapolated_rate(s, ts, range, true, false),
-        RangeFunc::Delta => extrapolated_rate(s, ts, range, false, false),
+        RangeFunc::Rate => extrapolated_rate(s, ts, range, true, true, clamp_first),
+        RangeFunc::Increase => extrapolated_rate(s, ts, range, true, false, clamp_first),
+        RangeFunc::Delta => extrapolated_rate(s, ts, range, false, false, clamp_first),
         RangeFunc::Irate => {
             if s.len() < 2 {
                 return None;
@@ -126,13 +133,17 @@ pub(super) fn range_fn(func: RangeFunc, s: &[Sample], ts: i64, range: i64) -> Op
     }
 }
 
-/// Prometheus' extrapolatedRate for float samples in `(ts - range, ts]`.
+/// Prometheus' extrapolatedRate for float samples in `(ts - range, ts]`. `clamp_first`:
+/// Prometheus 2's order, where a counter's extrapolation to zero shortens the gap to the
+/// range's start before that gap is compared with the 1.1-interval threshold (Prometheus 3
+/// compares first, then clamps).
 fn extrapolated_rate(
     s: &[Sample],
     ts: i64,
     range: i64,
     is_counter: bool,
     is_rate: bool,
+    clamp_first: bool,
 ) -> Option<f64> {
     if s.len() < 2 {
         return None;
@@ -157,17 +168,22 @@ fn extrapolated_rate(
     let sampled = (last_t - first_t) as f64 / 1000.0;
     let avg = sampled / n_minus_one;
     let threshold = avg * 1.1;
+    let clamp = |to_start: &mut f64| {
+        if is_counter && result > 0.0 && first_v >= 0.0 {
+            let to_zero = sampled * (first_v / result);
+            if to_zero < *to_start {
+                *to_start = to_zero;
+            }
+        }
+    };
+    if clamp_first {
+        clamp(&mut to_start);
+    }
     if to_start >= threshold {
         to_start = avg / 2.0;
     }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first_v >= 0.0 {
-            to_zero = sampled * (first_v / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
+    if !clamp_first {
+        clamp(&mut to_start);
     }
     if to_end >= threshold {
         to_end = avg / 2.0;

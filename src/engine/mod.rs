@@ -6,9 +6,10 @@
 //! pushed one at a time as they stream in and folded into the first aggregation's per-step
 //! accumulators, so memory follows the output (groups × steps), never the input samples.
 //!
-//! Semantics are those of the Prometheus 3 engine inside the pinned Thanos Query: range
-//! selectors select `(t - range, t]` (left-open; Prometheus 2 selected `[t - range, t]`),
-//! instant selectors the newest sample in `(t - lookback, t]`, staleness markers end a series,
+//! Semantics are those of the Prometheus 3 engine inside the pinned Thanos Query (`Semantics`:
+//! Prometheus 2 where a plan is set to it): range selectors select `(t - range, t]`
+//! (left-open; Prometheus 2 selected `[t - range, t]`), instant selectors the newest sample in
+//! `(t - lookback, t]`, staleness markers end a series,
 //! `rate`/`increase`/`delta` extrapolate as `extrapolatedRate` does, and `sum`/`avg` use the
 //! same Kahan-Neumaier summation in the same series order, so results are bit-identical.
 
@@ -22,7 +23,7 @@ mod tests;
 
 pub use columns::{MAX_COLUMNS, by_labels};
 pub use eval::{EvalError, Evaluator};
-pub use plan::{AggOp, ArithOp, CompileError, Grouping, Leaf, Plan, RangeFunc, Stage};
+pub use plan::{AggOp, ArithOp, CompileError, Grouping, Leaf, Plan, RangeFunc, Semantics, Stage};
 
 use thiserror::Error;
 

@@ -118,6 +118,29 @@ pub enum Leaf {
     Range(RangeFunc, i64),
 }
 
+/// Whose PromQL the results equal, where Thanos Query, Prometheus 3 and Prometheus 2 part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Semantics {
+    /// Thanos Query (the Prometheus 3 engine over its stores): counters under rate, increase,
+    /// irate read through Thanos' reset-removing iterator, replicas merged by its penalty
+    /// deduplication (`dedup::series_samples`).
+    #[default]
+    Thanos,
+    /// Prometheus 3 and Mimir over their own TSDB: raw samples (`dedup::prometheus_samples`).
+    Prometheus3,
+    /// Prometheus 2: raw samples too; range selectors and the lookback are closed on the left
+    /// (`[t - range, t]`), and `rate` clamps its extrapolation to zero before the 1.1-interval
+    /// threshold instead of after it.
+    Prometheus2,
+}
+
+impl Semantics {
+    /// Whether a selection starting at `t - range` includes a sample at `t - range`.
+    pub fn closed_left(self) -> bool {
+        self == Semantics::Prometheus2
+    }
+}
+
 /// A compiled catalog expression.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -133,6 +156,8 @@ pub struct Plan {
     /// reads the series as a reset-free running total and shifts counters at replica switches
     /// (see `dedup`).
     pub counter_func: bool,
+    /// Whose PromQL the results equal (`Thanos` unless set by `with_semantics`).
+    pub semantics: Semantics,
 }
 
 impl Plan {
@@ -260,6 +285,7 @@ impl Plan {
             leaf,
             stages,
             counter_func,
+            semantics: Semantics::default(),
         })
     }
 
@@ -279,7 +305,14 @@ impl Plan {
             Leaf::Instant => lookback_ms,
             Leaf::Range(_, r) => r,
         };
-        (steps.start - back + 1, steps.end())
+        let open = i64::from(!self.semantics.closed_left());
+        (steps.start - back + open, steps.end())
+    }
+
+    /// The same plan, its results equal to `semantics`' PromQL.
+    pub fn with_semantics(mut self, semantics: Semantics) -> Self {
+        self.semantics = semantics;
+        self
     }
 
     /// Whether every output series carries the `label` value of the input series it came

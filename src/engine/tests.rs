@@ -331,3 +331,117 @@ fn unsupported_function_names_the_entry_and_the_fix() {
     // the HTTP source does not need to compile it
     assert!(c.check(3600).is_ok());
 }
+
+/// `expr` at `t` (ms) over one series of raw samples, read with `semantics`.
+fn instant(expr: &str, semantics: Semantics, t: i64, samples: &[Sample]) -> Option<f64> {
+    let plan = Plan::compile(expr).unwrap().with_semantics(semantics);
+    let mut e = plan.evaluator(
+        Steps {
+            start: t,
+            step: MIN,
+            n: 1,
+        },
+        5 * MIN,
+    );
+    e.push(&l(&[("__name__", "x")]), samples).unwrap();
+    e.finish().unwrap().first().and_then(|s| s.values[0])
+}
+
+/// Prometheus' `load` notation: `start+stepxN`, `N+1` values every `interval`, from t = 0.
+fn load(interval: i64, runs: &[(f64, f64, usize)]) -> Vec<Sample> {
+    runs.iter()
+        .flat_map(|&(start, inc, n)| (0..=n).map(move |i| start + inc * i as f64))
+        .enumerate()
+        .map(|(i, v)| (i as i64 * interval, v))
+        .collect()
+}
+
+#[test]
+fn counters_read_raw_give_prometheus_own_rates_and_increases() {
+    // vectors from Prometheus' promql/promqltest/testdata/functions.test (Prometheus 3)
+    let p3 = Semantics::Prometheus3;
+    let near = |got: Option<f64>, want: f64| {
+        let g = got.unwrap_or(f64::NAN);
+        assert!(
+            (g - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{g} != {want}"
+        );
+    };
+    let foo = load(5 * MIN, &[(0.0, 10.0, 10)]);
+    let bar = load(5 * MIN, &[(0.0, 18.0, 5), (0.0, 18.0, 5)]);
+    let dings = load(5 * MIN, &[(10.0, 10.0, 10)]);
+    let bumms = load(5 * MIN, &[(1.0, 10.0, 10)]);
+    for (s, at_50m, at_100m) in [
+        (&foo, 100.0, 100.0),
+        (&bar, 160.0, 162.0),
+        (&dings, 100.0, 105.0),
+        (&bumms, 100.0, 101.0),
+    ] {
+        near(instant("increase(x[50m])", p3, 50 * MIN, s), at_50m);
+        near(instant("increase(x[100m])", p3, 50 * MIN, s), at_100m);
+    }
+    // a decrease is a reset to zero: 3 2 reads as 3 0 1 2
+    let reset = [0.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as i64 * 5 * MIN, v))
+        .collect::<Vec<_>>();
+    near(instant("increase(x[30m])", p3, 30 * MIN, &reset), 7.0);
+    let middle = load(5 * MIN, &[(0.0, 27.0, 4), (0.0, 27.0, 5)]);
+    near(instant("rate(x[50m])", p3, 50 * MIN, &middle), 0.08);
+    let end = load(5 * MIN, &[(0.0, 10.0, 9), (0.0, 10.0, 1)]);
+    assert_eq!(instant("rate(x[5m])", p3, 50 * MIN, &end), None);
+    near(instant("rate(x[6m])", p3, 50 * MIN, &end), 0.0);
+    // the zero cutoff of the left extrapolation: a series starting inside the range
+    for (start, want) in [(0.0, 0.5), (60.0, 0.55), (120.0, 0.6), (300.0, 0.6)] {
+        let s = load(4 * MIN, &[(start, 240.0, 10)]);
+        near(instant("rate(x[20m])", p3, 10 * MIN, &s), want);
+        near(instant("rate(x[20m])", p3, 50 * MIN, &s), 0.6);
+    }
+}
+
+#[test]
+fn a_reset_before_the_range_clamps_prometheus_but_not_thanos() {
+    // the worked example: a counter at 1000 resets; the range holds 3, 18, 33, 48 at 15 s,
+    // 8 s after its start and 7 s before its end
+    let t = 10 * MIN;
+    let samples: Vec<Sample> = [(t - 67_000, 1000.0)]
+        .into_iter()
+        .chain((0..4).map(|i| (t - 52_000 + i * 15_000, 3.0 + 15.0 * i as f64)))
+        .collect();
+    let chunk = crate::chunk::xor_chunk(&samples).unwrap();
+    let (mint, maxt) = (t - 5 * MIN, t);
+    let raw = crate::dedup::prometheus_samples(std::slice::from_ref(&chunk), mint, maxt).unwrap();
+    let thanos =
+        crate::dedup::series_samples(std::slice::from_ref(&chunk), mint, maxt, true).unwrap();
+    let prometheus = instant("increase(x[1m])", Semantics::Prometheus3, t, &raw).unwrap();
+    let thanos = instant("increase(x[1m])", Semantics::Thanos, t, &thanos).unwrap();
+    assert!((prometheus - 55.0).abs() < 1e-9, "{prometheus}");
+    assert!((thanos - 60.0).abs() < 1e-9, "{thanos}");
+}
+
+#[test]
+fn prometheus_2_closes_its_ranges_on_the_left_and_clamps_before_the_threshold() {
+    let (p2, p3) = (Semantics::Prometheus2, Semantics::Prometheus3);
+    // a sample exactly at t - range (or t - lookback) is selected by Prometheus 2 only
+    let at_edge = [(0, 1.0), (30_000, 2.0), (60_000, 3.0)];
+    let sum = |s| instant("sum_over_time(x[1m])", s, 60_000, &at_edge);
+    assert_eq!((sum(p2), sum(p3)), (Some(6.0), Some(5.0)));
+    let lone = [(0, 7.0)];
+    assert_eq!(instant("x", p2, 5 * MIN, &lone), Some(7.0));
+    assert_eq!(instant("x", p3, 5 * MIN, &lone), None);
+    let p = |s| Plan::compile("rate(x[10m])").unwrap().with_semantics(s);
+    let steps = Steps {
+        start: 3_600_000,
+        step: MIN,
+        n: 60,
+    };
+    assert_eq!(p(p2).select_range(&steps, 5 * MIN).0, 3_000_000);
+    assert_eq!(p(p3).select_range(&steps, 5 * MIN).0, 3_000_001);
+    // a counter starting inside the range, its zero point between half an interval and the
+    // 1.1-interval threshold before its first sample: 7, 17, 27 at 10 s, 20 s into the range
+    let young = [(20_000, 7.0), (30_000, 17.0), (40_000, 27.0)];
+    let inc = |s| instant("increase(x[40s])", s, 40_000, &young).unwrap();
+    assert!((inc(p3) - 25.0).abs() < 1e-9, "{}", inc(p3));
+    assert!((inc(p2) - 27.0).abs() < 1e-9, "{}", inc(p2));
+}

@@ -207,6 +207,9 @@ impl Exporter {
                             c.remember(&mut cp.state.sources, &w.served, window, &w.seen);
                         }
                     }
+                    if let Some(packing) = self.source.packing() {
+                        cp.state.packing = packing;
+                    }
                     let last = done.windows.last().map(|w| w.window).unwrap_or_default();
                     cp.store
                         .save(cp.state)

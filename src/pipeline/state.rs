@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::finout::cluster_folder;
 use crate::sink::{Sink, SinkError};
+use crate::source::grpc::Packing;
 use crate::time::rfc3339;
 
 /// The content of the state object.
@@ -35,6 +36,10 @@ pub struct State {
     /// (`completeness`). Absent from states written before the check, which read as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourceSeen>,
+    /// What the StoreAPI requests of earlier runs gave per entry and cluster: a run's first
+    /// window is packed from it instead of being asked entry by entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packing: Packing,
     /// When the state was last written (unix seconds), and by which version.
     #[serde(default)]
     pub updated_at: i64,
@@ -93,6 +98,7 @@ impl State {
             clusters: BTreeSet::new(),
             telemetry: BTreeMap::new(),
             sources: BTreeMap::new(),
+            packing: Packing::new(),
             updated_at: 0,
             exporter_version: String::new(),
         }

@@ -60,6 +60,26 @@ impl RemoteReadConfig {
     }
 }
 
+/// A server's build info: Prometheus gives its version; Mimir (and other servers of the same
+/// API) their application's name as well.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BuildInfo {
+    #[serde(default)]
+    pub application: String,
+    #[serde(default)]
+    pub version: String,
+}
+
+impl BuildInfo {
+    /// The Prometheus major version when the server is Prometheus itself.
+    pub fn prometheus_major(&self) -> Option<u32> {
+        if !self.application.is_empty() {
+            return None;
+        }
+        self.version.split('.').next()?.parse().ok()
+    }
+}
+
 /// A failed remote read, classified for retries and exit codes.
 #[derive(Debug, Error)]
 pub enum RemoteReadError {
@@ -186,6 +206,27 @@ impl RemoteReadClient {
     /// The URLs, for logs.
     pub fn urls(&self) -> &[String] {
         &self.cfg.urls
+    }
+
+    /// What serves `url`, from its build info (`<base>/api/v1/status/buildinfo` beside the
+    /// read path): whose PromQL its own `query_range` speaks. `None` when it does not say.
+    pub async fn build_info(&self, url: &str) -> Option<BuildInfo> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: BuildInfo,
+        }
+        let base = url.strip_suffix("/api/v1/read")?;
+        let resp = self
+            .http
+            .get(format!("{base}/api/v1/status/buildinfo"))
+            .timeout(self.cfg.limits.idle_timeout)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json::<Answer>().await.ok().map(|a| a.data)
     }
 
     /// Every URL answers a query that selects nothing: address, TLS, auth and tenant work.

@@ -41,6 +41,21 @@ impl Source {
         }
     }
 
+    /// How the requests were packed, to start the next run from (none over HTTP).
+    pub fn packing(&self) -> Option<grpc::Packing> {
+        match self {
+            Source::Grpc(s) => Some(s.packing()),
+            Source::Http(_) => None,
+        }
+    }
+
+    /// Starts packing requests from `packing` (an earlier run's).
+    pub fn seed_packing(&self, packing: &grpc::Packing) {
+        if let Source::Grpc(s) = self {
+            s.seed_packing(packing);
+        }
+    }
+
     /// The catalog's entry names, in catalog order.
     pub fn entry_names(&self) -> Vec<String> {
         let catalog = match self {

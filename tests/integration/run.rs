@@ -172,6 +172,86 @@ async fn run_backfills_then_has_nothing_to_do_then_exports_only_new_windows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steady_state_holds_due_windows_for_the_batch_delay_then_packs_them_from_the_state() {
+    // the CronJob every 30 minutes at BATCH_DELAY=3h: due windows wait until the oldest is 3 h
+    // old, then go in one run whose requests are packed from what the state remembers (no
+    // window asked entry by entry); the files equal a run that exports each window as it comes
+    let s = stack();
+    let (prefix, eager) = ("it/run-steady", "it/run-eager");
+    clear(prefix).await;
+    clear(eager).await;
+    let t0 = s.data_from;
+    let with_delay = |now: i64| {
+        let mut e = env(prefix, now, &s.s3_endpoint);
+        e.push(("BATCH_DELAY".into(), "3h".into()));
+        e.push(("BACKFILL_DAYS".into(), "2h".into()));
+        e
+    };
+    // the first run backfills: its oldest window is 2 h 10 m old at 02:10, so it waits
+    let now = t0 + 2 * HOUR + SETTLE;
+    let out = run(&[], with_delay(now)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let held = log_event(
+        &out,
+        "windows due are held until the oldest is BATCH_DELAY old, then exported together",
+    )
+    .expect("the hold is logged");
+    assert_eq!(held["windows_due"], 2);
+    assert_eq!(log_event(&out, "run finished").unwrap()["windows"], 0);
+    let mut delays = Vec::new();
+    let mut runs_exporting = 0;
+    let mut exported = t0;
+    let mut calls_per_window = Vec::new();
+    for k in 1..=12 {
+        let now = now + k * 1800;
+        let out = run(&[], with_delay(now)).await;
+        assert!(out.status.success(), "{}", describe(&out));
+        let summary = log_event(&out, "run finished").unwrap();
+        let windows = summary["windows"].as_i64().unwrap();
+        if windows > 0 {
+            runs_exporting += 1;
+            for w in 0..windows {
+                delays.push(now - (exported + (w + 1) * HOUR));
+            }
+            exported += windows * HOUR;
+            calls_per_window.push(summary["calls"].as_f64().unwrap() / windows as f64);
+        }
+    }
+    assert_eq!(exported_until(&objects(prefix).await), Some(exported));
+    assert!(
+        (2..=3).contains(&runs_exporting),
+        "{runs_exporting} runs exported"
+    );
+    assert!(
+        delays.iter().all(|&d| d <= 3 * HOUR + 1800 + SETTLE),
+        "{delays:?}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&objects(prefix).await["home/storeapi-exporter-state.json"])
+            .unwrap();
+    assert!(
+        state["packing"]["cpu_usage"].is_object(),
+        "the requests' sizes are remembered: {state}"
+    );
+    // packed from the state: far fewer calls per window than the 49 of a window asked
+    // entry by entry
+    assert!(
+        calls_per_window.iter().skip(1).all(|&c| c < 20.0),
+        "{calls_per_window:?}"
+    );
+    let mut e = env(eager, exported + SETTLE, &s.s3_endpoint);
+    e.push((
+        "BACKFILL_DAYS".into(),
+        format!("{}h", (exported - t0) / HOUR),
+    ));
+    let out = run(&[], e).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let (steady, eager) = (objects(prefix).await, objects(eager).await);
+    assert_eq!(window_set(&steady), window_set(&eager));
+    assert!(data(&steady) == data(&eager), "byte-identical files");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigkill_mid_backfill_then_resume_equals_an_uninterrupted_run() {
     let s = stack();
     let (prefix, reference) = ("it/killed", "it/uninterrupted");

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
-use crate::dedup::{cut_to, series_samples, split_overlapping, trimmed_to};
-use crate::engine::{Evaluator, Plan};
+use crate::dedup::{cut_to, prometheus_samples, series_samples, split_overlapping, trimmed_to};
+use crate::engine::{Evaluator, Plan, Semantics};
 use crate::model::{Labels, Series, Steps};
 use crate::source::{SourceError, Stats};
 use crate::store::proto::{self, AggrChunk};
@@ -110,8 +110,9 @@ pub(super) fn push_series(
         series: labels.to_string(),
         source,
     };
-    // one decode per deduplication variant (counter adjustment or not), shared by entries
-    let mut decoded: [Option<Vec<crate::model::Sample>>; 2] = [None, None];
+    // one decode per way of reading (Thanos' counter adjustment or not, or Prometheus'),
+    // shared by entries
+    let mut decoded: [Option<Vec<crate::model::Sample>>; 3] = [None, None, None];
     let mut any = false;
     for (i, eval) in evals.iter_mut() {
         let plan = &plans[*i];
@@ -119,9 +120,18 @@ pub(super) fn push_series(
             continue;
         }
         any = true;
-        let slot = &mut decoded[plan.counter_func as usize];
+        // the one place the semantics part: how a series' chunks become samples
+        let (way, read) = match (plan.semantics, plan.counter_func) {
+            (Semantics::Thanos, counter) => (usize::from(counter), Some(counter)),
+            (Semantics::Prometheus3 | Semantics::Prometheus2, _) => (2, None),
+        };
+        let slot = &mut decoded[way];
         if slot.is_none() {
-            let s = series_samples(chunks, mint, maxt, plan.counter_func).map_err(data)?;
+            let s = match read {
+                Some(counter) => series_samples(chunks, mint, maxt, counter),
+                None => prometheus_samples(chunks, mint, maxt),
+            }
+            .map_err(data)?;
             stats.samples += s.len() as u64;
             *slot = Some(s);
         }
@@ -152,10 +162,11 @@ pub(super) fn set_aside(
     if !entries.iter().any(read) {
         return Ok(Some(Vec::new()));
     }
-    // A single replica's samples inside a window do not depend on the cut, only a counter's
-    // running total and the pseudo-replicas of overlapping chunks do.
-    let cut = split_overlapping(chunks).len() > 1
-        || entries.iter().any(|i| plans[*i].counter_func && read(i));
+    // A single replica's samples inside a window do not depend on the cut, only Thanos'
+    // reading does: a counter's running total and the pseudo-replicas of overlapping chunks.
+    let thanos = |i: &usize| plans[*i].semantics == Semantics::Thanos && read(i);
+    let cut = (entries.iter().any(thanos) && split_overlapping(chunks).len() > 1)
+        || entries.iter().any(|i| thanos(i) && plans[*i].counter_func);
     if cut && !trimmed_to(chunks, request.0, request.1) {
         return Ok(None);
     }

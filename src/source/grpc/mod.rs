@@ -24,8 +24,8 @@ use crate::catalog::Catalog;
 use crate::engine::Plan;
 use crate::model::Series;
 pub use input::SeriesClient;
-pub use plan::REQUEST_POINTS;
 use plan::{ALL_CLUSTERS, EntryOutput, Scopes, Sizes, Task, WindowSpec};
+pub use plan::{Packing, REQUEST_POINTS};
 use request::ReplaySlots;
 use spill::SPILL_BYTES;
 
@@ -296,6 +296,25 @@ impl GrpcSource {
             }
         }
         Ok(stats)
+    }
+
+    /// What the requests so far gave, by entry name: what a later run starts packing from.
+    pub fn packing(&self) -> Packing {
+        lock(&self.sizes).packing(&self.entry_names())
+    }
+
+    /// Starts packing from what an earlier run's requests gave, instead of asking a run's
+    /// first window entry by entry.
+    pub fn seed_packing(&self, packing: &Packing) {
+        *lock(&self.sizes) = Sizes::from_packing(packing, &self.entry_names());
+    }
+
+    fn entry_names(&self) -> Vec<String> {
+        self.catalog
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
     }
 
     /// Records what a request gave (see `Sizes::learn`).

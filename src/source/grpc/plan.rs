@@ -6,7 +6,7 @@
 //! budget; small groups over the same range and matchers share a request (`tasks`); and a
 //! request covers as many windows as the scratch budget holds (`windows_per_request`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ClusterScope;
 use crate::engine::Plan;
@@ -112,6 +112,61 @@ impl Scopes {
 pub(super) struct Sizes {
     pub series: HashMap<(usize, String), u64>,
     pub bytes: HashMap<(usize, String), u64>,
+}
+
+/// What requests gave one entry in one scope (a cluster, or `*` for all of them), per window:
+/// its output series and the chunk bytes set aside for it. Kept in the state between runs, so
+/// that a run's first window is packed like the later ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestSize {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Request sizes by entry name, then scope.
+pub type Packing = BTreeMap<String, BTreeMap<String, RequestSize>>;
+
+impl Sizes {
+    /// The sizes by entry name (`names`: the catalog's, in entry order).
+    pub fn packing(&self, names: &[String]) -> Packing {
+        fn at<'p>(
+            out: &'p mut Packing,
+            names: &[String],
+            (e, scope): &(usize, String),
+        ) -> &'p mut RequestSize {
+            out.entry(names[*e].clone())
+                .or_default()
+                .entry(scope.clone())
+                .or_default()
+        }
+        let mut out = Packing::new();
+        for (k, n) in &self.series {
+            at(&mut out, names, k).series = Some(*n);
+        }
+        for (k, b) in &self.bytes {
+            at(&mut out, names, k).bytes = Some(*b);
+        }
+        out
+    }
+
+    /// Sizes from `packing`, for the entries of `names` it knows.
+    pub fn from_packing(packing: &Packing, names: &[String]) -> Self {
+        let mut sizes = Sizes::default();
+        for (e, name) in names.iter().enumerate() {
+            for (scope, size) in packing.get(name).into_iter().flatten() {
+                let key = (e, scope.clone());
+                if let Some(n) = size.series {
+                    sizes.series.insert(key.clone(), n);
+                }
+                if let Some(b) = size.bytes {
+                    sizes.bytes.insert(key, b);
+                }
+            }
+        }
+        sizes
+    }
 }
 
 /// What one request over `windows` windows gave an entry: its output series over all of them,

@@ -11,6 +11,9 @@ pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LOG_FORMAT", "json")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // a run exports whatever is due, as the tests' clocks make it; the batching of the
+        // steady state has tests of its own (tests/integration/run.rs)
+        .env("BATCH_DELAY", "0")
         .args(args);
     for (k, v) in env {
         cmd.env(k, v);
