@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Renders deploy/base and every deploy/overlays/* with kustomize and validates the result with
-# kubeconform -strict against the Kubernetes JSON schemas of the oldest and the newest
-# Kubernetes we support; checks that the sharded overlay's JOB_COMPLETIONS and parallelism
-# equal its completions, and that the IAM policies are JSON. Fails on the first invalid one.
+# Renders deploy/base and every deploy/overlays/* with kustomize, and the Helm chart in
+# deploy/helm/storeapi-exporter with each value set in its ci/ (after `helm lint --strict`),
+# and validates every render with kubeconform -strict against the Kubernetes JSON schemas of
+# the oldest and the newest Kubernetes we support. Then what no schema sees: the chart refuses
+# a missing required value and deadlines that contradict each other; its default render keeps
+# the base's safety settings and environment; each sharded render's JOB_COMPLETIONS and
+# parallelism equal its completions; the PrometheusRule (a CRD, no schema) has the shape the
+# Prometheus Operator reads; the IAM policies are JSON. Fails on the first invalid one; the
+# renders are left in target/deploy-check.
 #
-# kustomize and kubeconform are built from their Go modules; the schemas come from the PyPI
-# package kubernetes-validate, which bundles them per Kubernetes version (kubeconform's usual
-# source is GitHub, which the machines here cannot reach). All three are cached by version
-# under CACHE_DIR and skipped when present.
+# kustomize, kubeconform and helm are built from their Go modules; the schemas come from the
+# PyPI package kubernetes-validate, which bundles them per Kubernetes version (kubeconform's
+# usual source is GitHub, which the machines here cannot reach). All are cached by version
+# under CACHE_DIR and skipped when present; a cold helm build takes about 12 minutes.
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/stack/lib.sh"
 cd "$REPO_ROOT"
 
 # v5.8.3 needs go >= 1.27.
 KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.2}
 KUBECONFORM_VERSION=${KUBECONFORM_VERSION:-v0.8.0}
+HELM_VERSION=${HELM_VERSION:-v4.3.2}
+# Reads the renders for the checks below, when python3 has no yaml module of its own.
+PYYAML_VERSION=${PYYAML_VERSION:-6.0.3}
 K8S_SCHEMAS_PACKAGE_VERSION=${K8S_SCHEMAS_PACKAGE_VERSION:-1.37.0}
 K8S_SCHEMAS_WHEEL_SHA256=${K8S_SCHEMAS_WHEEL_SHA256:-85136d018a27b50ec7fc049d902bfa5193f5976807e6c0f408e3ab6fe078cad9}
 # 1.31: the first release with podFailurePolicy (and the Indexed Job fields we use) GA; 1.37:
@@ -22,6 +30,8 @@ KUBERNETES_VERSIONS=${KUBERNETES_VERSIONS:-1.31.0 1.37.0}
 
 KUSTOMIZE_BIN=$BIN_DIR/kustomize-$KUSTOMIZE_VERSION
 KUBECONFORM_BIN=$BIN_DIR/kubeconform-$KUBECONFORM_VERSION
+HELM_BIN=$BIN_DIR/helm-$HELM_VERSION
+CHART=deploy/helm/storeapi-exporter
 SCHEMA_DIR=$CACHE_DIR/k8s-schemas/kubernetes-validate-$K8S_SCHEMAS_PACKAGE_VERSION
 
 go_install() { # package@version binary-name output
@@ -36,6 +46,59 @@ go_install() { # package@version binary-name output
   [ -x "$tmp/$name" ] || { rm -rf "$tmp"; die "go install $target failed"; }
   mv "$tmp/$name" "$out"
   rm -rf "$tmp"
+}
+
+# Helm's release build stamps its version with -X (without it `helm version` says only the
+# minor). `go install module@version` refuses a module whose go.mod has replace directives, as
+# some Helm releases have: then the module's source is built in place, with its go.mod.
+helm_install() {
+  [ -x "$HELM_BIN" ] && return 0
+  command -v go >/dev/null || die "go is not installed: install go >= 1.26 to build helm"
+  local ldflags="-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" tmp dir start=$SECONDS
+  mkdir -p "$BIN_DIR"
+  tmp=$(mktemp -d "$CACHE_DIR/helm.XXXXXX")
+  log "building helm.sh/helm/v4/cmd/helm@$HELM_VERSION (minutes on a cold cache)"
+  (GOTOOLCHAIN=local GOBIN=$tmp CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" 2>&1 | grep -v '^go: downloading' >&2 || true)
+  if [ ! -x "$tmp/helm" ]; then
+    log "go install failed; building helm from its module's source"
+    dir=$(GOTOOLCHAIN=local go mod download -json "helm.sh/helm/v4@$HELM_VERSION" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') ||
+      { rm -rf "$tmp"; die "go mod download helm.sh/helm/v4@$HELM_VERSION failed"; }
+    # The module cache is read-only; go build writes nothing there, but a copy keeps it so.
+    cp -r "$dir" "$tmp/src"
+    chmod -R u+w "$tmp/src"
+    (cd "$tmp/src" && GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
+      -o "$tmp/helm" ./cmd/helm 2>&1 | grep -v '^go: downloading' >&2 || true)
+  fi
+  [ -x "$tmp/helm" ] || { rm -rf "$tmp"; die "building helm $HELM_VERSION failed"; }
+  mv "$tmp/helm" "$HELM_BIN"
+  rm -rf "$tmp"
+  log "built $("$HELM_BIN" version --template '{{ .Version }}') in $((SECONDS - start)) s"
+}
+
+install_pyyaml() {
+  python3 -c 'import yaml' 2>/dev/null && return 0
+  local dir=$CACHE_DIR/python/pyyaml-$PYYAML_VERSION
+  if [ ! -d "$dir/yaml" ]; then
+    python3 -m pip --version >/dev/null 2>&1 || die "pip is not installed: apt-get install python3-pip"
+    log "installing PyYAML $PYYAML_VERSION (PyPI) under $dir"
+    rm -rf "$dir.partial"
+    python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$dir.partial" \
+      "PyYAML==$PYYAML_VERSION" >&2 || die "pip install PyYAML==$PYYAML_VERSION failed"
+    mv "$dir.partial" "$dir"
+  fi
+  export PYTHONPATH=$dir${PYTHONPATH:+:$PYTHONPATH}
+}
+
+# Runs a command that must fail, and fails unless its output names what it was refused for.
+expect_failure() { # what expected-text command...
+  local what=$1 want=$2 output
+  shift 2
+  if output=$("$@" 2>&1); then
+    die "$what: accepted, should have been refused"
+  fi
+  grep -qF -- "$want" <<<"$output" || die "$what: refused without naming $want: $output"
 }
 
 # kubernetes-validate's schemas refer to their shared definitions by an absolute https $id
@@ -99,7 +162,9 @@ PY
 mkdir -p "$CACHE_DIR"
 go_install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "$KUSTOMIZE_BIN"
 go_install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" kubeconform "$KUBECONFORM_BIN"
+helm_install
 install_schemas
+install_pyyaml
 
 out=$REPO_ROOT/target/deploy-check
 rm -rf "$out"
@@ -117,28 +182,266 @@ for d in "${dirs[@]}"; do
   rendered+=("$file")
 done
 
+# Every ci/ value set is complete on its own (required values included), as chart-testing
+# reads them; chart-default.yaml is the one compared with the base below.
+value_sets=("$CHART"/ci/*-values.yaml)
+[ -f "$CHART/ci/default-values.yaml" ] || die "$CHART/ci/default-values.yaml is missing"
+for values in "${value_sets[@]}"; do
+  name=$(basename "$values" -values.yaml)
+  for v in $KUBERNETES_VERSIONS; do
+    "$HELM_BIN" lint --strict --kube-version "$v" "$CHART" -f "$values" >"$out/lint-$name-$v.log" 2>&1 ||
+      { cat "$out/lint-$name-$v.log" >&2; die "helm lint --strict $CHART -f $values failed (Kubernetes $v)"; }
+  done
+  file=$out/chart-$name.yaml
+  "$HELM_BIN" template storeapi-exporter "$CHART" --namespace monitoring -f "$values" >"$file" ||
+    die "helm template $CHART -f $values failed"
+  log "rendered $CHART with ci/$(basename "$values"): $(grep -c '^kind:' "$file") resources, lint clean"
+  rendered+=("$file")
+done
+
+# The schema's required values and the relations _helpers.tpl enforces: each must be refused,
+# with its reason. A chart that rendered without them would install a CronJob that fails at
+# every run (or misbehaves under a fault) instead of failing the install.
+defaults=$CHART/ci/default-values.yaml
+expect_failure "helm lint without values" "/s3" "$HELM_BIN" lint --strict "$CHART"
+expect_failure "helm lint without values" "/clusterName" "$HELM_BIN" lint --strict "$CHART"
+expect_failure "helm lint without values" "/storeEndpoint" "$HELM_BIN" lint --strict "$CHART"
+expect_failure "helm lint with an empty s3.bucket" "/s3/bucket" \
+  "$HELM_BIN" lint --strict "$CHART" -f "$defaults" --set s3.bucket=
+expect_failure "helm lint with an empty clusterName" "/clusterName" \
+  "$HELM_BIN" lint --strict "$CHART" -f "$defaults" --set clusterName=
+expect_failure "helm lint with an empty storeEndpoint" "/storeEndpoint" \
+  "$HELM_BIN" lint --strict "$CHART" -f "$defaults" --set storeEndpoint=
+expect_failure "helm lint with a misspelt value" "buckt" \
+  "$HELM_BIN" lint --strict "$CHART" -f "$defaults" --set s3.buckt=my-bucket
+expect_failure "a grace period shorter than shutdownTimeout + 5 s" "terminationGracePeriodSeconds" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set shutdownTimeout=30s
+expect_failure "a deadline reaching into the next slot" "the schedule's period" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set activeDeadlineSeconds=1780
+expect_failure "a variable the chart sets, in env" "batchDelay" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set env.BATCH_DELAY=1h
+log "helm lint and template refuse the missing required values and the inconsistent deadlines"
+
 for v in $KUBERNETES_VERSIONS; do
   log "validating against Kubernetes $v"
-  "$KUBECONFORM_BIN" -strict -summary -kubernetes-version "$v" \
+  # PrometheusRule is the Prometheus Operator's CRD, which the schema package does not have;
+  # its shape is checked below.
+  "$KUBECONFORM_BIN" -strict -summary -kubernetes-version "$v" -skip PrometheusRule \
     -schema-location "$SCHEMA_DIR/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
     "${rendered[@]}" || die "kubeconform found invalid manifests (Kubernetes $v); rendered files are in target/deploy-check"
 done
 
 # The schema cannot see that these three must agree; a mismatch gives shards overlapping or
 # orphaned clusters.
-sharded=$out/sharded.yaml
-if [ -f "$sharded" ]; then
-  completions=$(sed -n 's/^ *completions: *\([0-9]*\)$/\1/p' "$sharded")
-  parallelism=$(sed -n 's/^ *parallelism: *\([0-9]*\)$/\1/p' "$sharded")
-  job_completions=$(grep -A1 -- '- name: JOB_COMPLETIONS$' "$sharded" | sed -n 's/^ *value: *"\{0,1\}\([0-9]*\)"\{0,1\}$/\1/p')
+check_shards() { # render expected-completions
+  local file=$1 want=$2 completions parallelism job_completions
+  completions=$(sed -n 's/^ *completions: *\([0-9]*\)$/\1/p' "$file")
+  parallelism=$(sed -n 's/^ *parallelism: *\([0-9]*\)$/\1/p' "$file")
+  job_completions=$(grep -A1 -- '- name: JOB_COMPLETIONS$' "$file" | sed -n 's/^ *value: *"\{0,1\}\([0-9]*\)"\{0,1\}$/\1/p')
   if [ -z "$completions" ] || [ "$completions" != "$parallelism" ] || [ "$completions" != "$job_completions" ]; then
-    die "sharded: completions ($completions), parallelism ($parallelism) and JOB_COMPLETIONS ($job_completions) differ"
+    die "$(basename "$file"): completions ($completions), parallelism ($parallelism) and JOB_COMPLETIONS ($job_completions) differ"
   fi
-  log "sharded: $completions shards, JOB_COMPLETIONS and parallelism agree"
+  [ "$completions" = "$want" ] || die "$(basename "$file"): $completions shards, expected $want"
+  log "$(basename "$file"): $completions shards, JOB_COMPLETIONS and parallelism agree"
+}
+[ -f "$out/sharded.yaml" ] && check_shards "$out/sharded.yaml" 4
+check_shards "$out/chart-sharded.yaml" 4
+
+# What kubeconform cannot see: the chart's default render against the base, references
+# between the chart's objects, and the PrometheusRule's structure. Stops at the first
+# difference, naming the field.
+python3 - "$out" <<'PY' || die "the chart's renders failed the checks above; they are in target/deploy-check"
+import glob, os, re, sys
+import yaml
+
+out = sys.argv[1]
+
+def load(name):
+    with open(os.path.join(out, name)) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+def fail(msg):
+    sys.exit(f"error: {msg}")
+
+def one(docs, kind, where):
+    found = [d for d in docs if d.get("kind") == kind]
+    if len(found) != 1:
+        fail(f"{where}: {len(found)} {kind} objects, expected 1")
+    return found[0]
+
+def get(obj, path):
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+def first_diff(a, b, path):
+    """The path of the first leaf where a and b differ, with both values; None if equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            d = first_diff(a.get(k), b.get(k), f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            d = first_diff(a[i] if i < len(a) else None, b[i] if i < len(b) else None, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+def same(a, b, where, path):
+    d = first_diff(a, b, path)
+    if d:
+        fail(f"{where}: {d[0]} differs: base {d[1]!r}, chart {d[2]!r}")
+
+def exporter(cronjob, where):
+    containers = get(cronjob, "spec.jobTemplate.spec.template.spec.containers") or []
+    named = [c for c in containers if c.get("name") == "exporter"]
+    if len(named) != 1:
+        fail(f"{where}: no single container named exporter (podFailurePolicy names it)")
+    return named[0]
+
+# The base's placeholders (<BUCKET_NAME>) stand for any value.
+PLACEHOLDER = re.compile(r"^<[A-Z_]+>$")
+
+def compare_to_base():
+    base, chart = load("base.yaml"), load("chart-default.yaml")
+    where = "chart-default.yaml against base.yaml"
+    b, c = one(base, "CronJob", "base.yaml"), one(chart, "CronJob", "chart-default.yaml")
+    pod = "spec.jobTemplate.spec.template.spec."
+    job = "spec.jobTemplate.spec."
+    paths = ["spec.schedule", "spec.concurrencyPolicy", "spec.startingDeadlineSeconds",
+             "spec.successfulJobsHistoryLimit", "spec.failedJobsHistoryLimit", "spec.suspend",
+             job + "activeDeadlineSeconds", job + "backoffLimit", job + "backoffLimitPerIndex",
+             job + "completionMode", job + "completions", job + "parallelism",
+             job + "ttlSecondsAfterFinished", job + "podFailurePolicy",
+             pod + "restartPolicy", pod + "terminationGracePeriodSeconds",
+             pod + "securityContext", pod + "automountServiceAccountToken", pod + "volumes",
+             pod + "hostNetwork", pod + "serviceAccountName"]
+    for p in paths:
+        same(get(b, p), get(c, p), where, f"CronJob {p}")
+    bc, cc = exporter(b, "base.yaml"), exporter(c, "chart-default.yaml")
+    for p in ["image", "imagePullPolicy", "command", "args", "securityContext", "resources",
+              "volumeMounts", "envFrom"]:
+        same(bc.get(p), cc.get(p), where, f"container exporter {p}")
+    benv = {e["name"]: e for e in bc.get("env", [])}
+    cenv = {e["name"]: e for e in cc.get("env", [])}
+    if set(benv) != set(cenv):
+        fail(f"{where}: env names differ: only in the base {sorted(set(benv) - set(cenv))}, "
+             f"only in the chart {sorted(set(cenv) - set(benv))}")
+    for name in benv:
+        be, ce = benv[name], cenv[name]
+        if "value" in be and "value" in ce:
+            if not PLACEHOLDER.match(str(be["value"])) and str(be["value"]) != str(ce["value"]):
+                fail(f"{where}: env {name} differs: base {be['value']!r}, chart {ce['value']!r}")
+        else:
+            same(be, ce, where, f"env {name}")
+    # Selectors written for the base (kubectl logs -l ...) must find the chart's objects.
+    for p in ["metadata.labels", "spec.jobTemplate.spec.template.metadata.labels"]:
+        missing = {k: v for k, v in (get(b, p) or {}).items() if (get(c, p) or {}).get(k) != v}
+        if missing:
+            fail(f"{where}: CronJob {p} lacks the base's {missing}")
+    bs, cs = one(base, "ServiceAccount", "base.yaml"), one(chart, "ServiceAccount", "chart-default.yaml")
+    if bs.get("automountServiceAccountToken") != cs.get("automountServiceAccountToken"):
+        fail(f"{where}: ServiceAccount automountServiceAccountToken differs")
+    print(f"chart-default.yaml keeps the base's safety settings and its {len(benv)} env variables")
+
+def check_references(name):
+    docs = load(name)
+    c = one(docs, "CronJob", name)
+    spec = get(c, "spec.jobTemplate.spec.template.spec")
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    sa = spec.get("serviceAccountName")
+    if ("ServiceAccount", sa) not in names:
+        fail(f"{name}: serviceAccountName {sa} is not rendered")
+    mounts = {m["name"]: m for m in exporter(c, name).get("volumeMounts", [])}
+    for vol in spec.get("volumes", []):
+        if vol["name"] not in mounts:
+            fail(f"{name}: volume {vol['name']} is mounted nowhere")
+        cm = get(vol, "configMap.name")
+        if cm and ("ConfigMap", cm) not in names:
+            fail(f"{name}: volume {vol['name']} names ConfigMap {cm}, which is not rendered")
+    env = {e["name"]: e.get("value") for e in exporter(c, name).get("env", [])}
+    if "CATALOG_FILE" in env:
+        key = os.path.basename(env["CATALOG_FILE"])
+        dirs = [m for m in mounts.values() if m["mountPath"] == os.path.dirname(env["CATALOG_FILE"])]
+        cms = [d for d in docs if d["kind"] == "ConfigMap" and key in d.get("data", {})]
+        if not dirs or not dirs[0].get("readOnly") or not cms:
+            fail(f"{name}: CATALOG_FILE {env['CATALOG_FILE']} is not a read-only mounted ConfigMap key")
+    # One release per cluster in one namespace: no object may keep another release's name.
+    for kind, obj in names:
+        if not obj.startswith(c["metadata"]["name"]):
+            fail(f"{name}: {kind} {obj} is not named after the release ({c['metadata']['name']})")
+
+ALERTS = {
+    "StoreapiExporterNoSuccess": "storeapi_exporter_last_success_timestamp_seconds",
+    "StoreapiExporterFallingBehind": "storeapi_exporter_exported_until_timestamp_seconds",
+    "StoreapiExporterMissingCluster": "storeapi_exporter_missing_sources",
+    "StoreapiExporterLastRunFailed": "storeapi_exporter_last_run_exit_code",
+}
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+def check_prometheus_rule():
+    name = "chart-prometheusrule.yaml"
+    rule = one(load(name), "PrometheusRule", name)
+    if rule.get("apiVersion") != "monitoring.coreos.com/v1":
+        fail(f"{name}: PrometheusRule apiVersion {rule.get('apiVersion')}")
+    groups = get(rule, "spec.groups")
+    if not isinstance(groups, list) or not groups:
+        fail(f"{name}: spec.groups is not a non-empty list")
+    alerts = {}
+    for g in groups:
+        if not isinstance(g.get("name"), str) or not g["name"]:
+            fail(f"{name}: a group without a name")
+        rules = g.get("rules")
+        if not isinstance(rules, list) or not rules:
+            fail(f"{name}: group {g['name']}: rules is not a non-empty list")
+        for r in rules:
+            what = r.get("alert") or r.get("record")
+            if not isinstance(what, str) or ("alert" in r) == ("record" in r):
+                fail(f"{name}: a rule of {g['name']} needs exactly one of alert and record")
+            if not isinstance(r.get("expr"), str) or not r["expr"].strip():
+                fail(f"{name}: {what}: expr is not a non-empty string")
+            if "for" in r and not DURATION.match(str(r["for"])):
+                fail(f"{name}: {what}: for {r['for']!r} is not a Prometheus duration")
+            for m in ("labels", "annotations"):
+                if not all(isinstance(v, str) for v in (r.get(m) or {}).values()):
+                    fail(f"{name}: {what}: {m} must map to strings")
+            alerts[what] = r["expr"]
+    for alert, metric in ALERTS.items():
+        if metric not in alerts.get(alert, ""):
+            fail(f"{name}: alert {alert} on {metric} is missing")
+    with open(os.path.join(out, "chart-prometheusrule.rules.yaml"), "w") as f:
+        yaml.safe_dump({"groups": groups}, f, sort_keys=False)
+    print(f"{name}: {sum(len(g['rules']) for g in groups)} rules in {len(groups)} groups, well formed")
+
+compare_to_base()
+for path in sorted(glob.glob(os.path.join(out, "chart-*.yaml"))):
+    name = os.path.basename(path)
+    if name.endswith(".rules.yaml"):
+        continue
+    check_references(name)
+    rules = [d for d in load(name) if d.get("kind") == "PrometheusRule"]
+    if rules and name != "chart-prometheusrule.yaml":
+        fail(f"{name}: renders a PrometheusRule, which is off unless prometheusRule.enabled")
+check_prometheus_rule()
+PY
+
+# promtool parses the expressions too; Debian's prometheus package brings it (the integration
+# stack installs it), so only where it is.
+if command -v promtool >/dev/null; then
+  promtool check rules "$out/chart-prometheusrule.rules.yaml" >"$out/promtool.log" 2>&1 ||
+    { cat "$out/promtool.log" >&2; die "promtool rejects the chart's PrometheusRule"; }
+  log "promtool check rules: the PrometheusRule's expressions parse"
+else
+  log "promtool not installed: the PrometheusRule's expressions are not parsed"
 fi
 
 policies=(deploy/*.json)
 for f in "${policies[@]}"; do
   python3 -m json.tool "$f" >/dev/null || die "$f is not valid JSON"
 done
-log "deploy/ is valid: ${#rendered[@]} kustomizations, ${#policies[@]} IAM policies"
+log "deploy/ is valid: $((${#rendered[@]} - ${#value_sets[@]})) kustomizations, ${#value_sets[@]} chart value sets, ${#policies[@]} IAM policies"

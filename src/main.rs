@@ -9,6 +9,7 @@ use storeapi_exporter::{cmd, exit, observe};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    exit_internal_on_panic();
     let cli = Cli::parse();
     let json = match cli.opts.log.log_format {
         LogFormat::Json => Some(true),
@@ -42,6 +43,33 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// A panic is a bug: logged, then the process exits with the internal-error code (5), not
+/// Rust's 101, so the Job's podFailurePolicy treats it as documented. Nothing partial is left:
+/// uploads are whole or nothing and the state only moves after a window's files.
+fn exit_internal_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // the logging may not be set up yet: stderr as well
+        eprintln!("storeapi-exporter: internal error: panic at {at}: {what}");
+        tracing::error!(
+            at,
+            panic = what,
+            exit_code = exit::INTERNAL,
+            "internal error: panic"
+        );
+        std::process::exit(i32::from(exit::INTERNAL));
+    }));
 }
 
 /// glibc gives threads that allocate at the same time arenas of their own (up to 8 per core)

@@ -1,9 +1,36 @@
 //! What the process tells about itself: log setup, error chains on one line, and process
 //! statistics (peak memory, children's CPU) for the summary event and the benchmark.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
+
+/// The progress bar on the terminal, if one is drawn: log lines are written around it.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Draws log lines around `bar` from now on (`None`: no bar any more).
+pub fn around_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// stderr, with the progress bar cleared while a line is written and drawn again after it,
+/// so that no log line prints over the bar.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(b) => b.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Sets up `tracing` on stderr: JSON when asked, or when stderr is no terminal (in a pod). A
 /// filter that does not parse logs at `info`, and says so.
@@ -15,7 +42,10 @@ pub fn init_logging(json: Option<bool>, filter: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        // colour codes only for a terminal, whatever the format: a file or a pod's log
+        // collector would keep them as text
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| Stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {

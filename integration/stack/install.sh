@@ -3,7 +3,7 @@
 #   prometheus + promtool (Debian package), thanos (built from its Go module at a pinned
 #   version), grafana mimir (the same way; only the full topology runs it), minio (built from its Go module; s3s-fs from crates.io if that build fails),
 #   python3 for the data generator and the live scrape target, openssl for the TLS test
-#   certificates.
+#   certificates, prometheus-pushgateway (Debian package) for the run metrics.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$BIN_DIR"
@@ -69,6 +69,12 @@ install_s3() {
 }
 
 install_prometheus
+if [ "${STACK_TOPOLOGY:-full}" = full ] && ! command -v prometheus-pushgateway >/dev/null; then
+  apt_install prometheus-pushgateway
+  # the package may start its service; the stack runs its own instance
+  command -v systemctl >/dev/null && systemctl stop prometheus-pushgateway >/dev/null 2>&1 || true
+  pkill -x prometheus-pushgateway >/dev/null 2>&1 || true
+fi
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v openssl >/dev/null || apt_install openssl

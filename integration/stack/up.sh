@@ -75,6 +75,9 @@ MIMIR_HTTP_PORT=$((BASE_PORT + 971))
 MIMIR_GRPC_PORT=$((BASE_PORT + 972))
 MIMIR_MEMBERLIST_PORT=$((BASE_PORT + 973))
 MIMIR_PROXY_PORT=$((BASE_PORT + 974))
+# The run metrics: a Pushgateway, and a Prometheus of its own that scrapes it.
+PUSHGATEWAY_PORT=$((BASE_PORT + 981))
+PUSH_PROMETHEUS_PORT=$((BASE_PORT + 982))
 
 data_args() { # start span (days, or hours with an h suffix): gen_data.py's arguments for that range
   local span="--days $2"
@@ -238,6 +241,17 @@ EOF
     queue_config: {batch_send_deadline: 1s}
 EOF
   fi
+}
+
+# The Prometheus that scrapes the Pushgateway every second, keeping the pushed labels.
+push_prometheus_config() {
+  cat <<EOF
+global: {scrape_interval: 1s, scrape_timeout: 1s}
+scrape_configs:
+  - job_name: pushgateway
+    honor_labels: true
+    static_configs: [{targets: ["127.0.0.1:$PUSHGATEWAY_PORT"]}]
+EOF
 }
 
 # Grafana Mimir, monolithic, every listener on loopback and derived from the base port, its
@@ -467,7 +481,8 @@ main() {
     need_ports "$TARGET_PORT" "$STORE_GRPC_PORT" "$STORE_HTTP_PORT" "$CSTORE_GRPC_PORT" \
       "$CSTORE_HTTP_PORT" "$CQUERY_GRPC_PORT" "$CQUERY_HTTP_PORT" "$TLS_GRPC_PORT" \
       "$TLS_HTTP_PORT" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" "$RECV_WRITE_PORT" "$TENANT_PROXY_PORT" \
-      "$RECV_CAPNP_PORT" "$MIMIR_HTTP_PORT" "$MIMIR_GRPC_PORT" "$MIMIR_MEMBERLIST_PORT" "$MIMIR_PROXY_PORT"
+      "$RECV_CAPNP_PORT" "$MIMIR_HTTP_PORT" "$MIMIR_GRPC_PORT" "$MIMIR_MEMBERLIST_PORT" "$MIMIR_PROXY_PORT" \
+      "$PUSHGATEWAY_PORT" "$PUSH_PROMETHEUS_PORT"
   fi
   rm -rf "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs" "$STACK_DIR"/upload.*
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs"
@@ -508,6 +523,14 @@ main() {
       --port "$MIMIR_PROXY_PORT" --tenant "$MIMIR_TENANT" --header X-Scope-OrgID \
       --upstream "http://127.0.0.1:$MIMIR_HTTP_PORT/api/v1/push"
     wait_for "the live scrape target" 30 curl -fsS "http://127.0.0.1:$TARGET_PORT/-/healthy"
+    # The run metrics' path: exporter -> Pushgateway -> Prometheus (honor_labels keeps the
+    # pushed grouping labels), read back through PromQL by the tests.
+    start pushgateway prometheus-pushgateway --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT"
+    mkdir -p "$STACK_DIR/run/prom-push/data"
+    push_prometheus_config >"$STACK_DIR/run/prom-push/prometheus.yml"
+    start prometheus-push prometheus --config.file="$STACK_DIR/run/prom-push/prometheus.yml" \
+      --storage.tsdb.path="$STACK_DIR/run/prom-push/data" --storage.tsdb.retention.time=1d \
+      --web.listen-address="127.0.0.1:$PUSH_PROMETHEUS_PORT"
   fi
   local i=0 endpoints=() sidecars=() prom_dirs=() prometheus_urls=()
   for line in "${instances[@]}"; do
@@ -668,6 +691,8 @@ export RECEIVE_CLUSTER=$live_cluster
 export RECEIVE_TENANT=$RECEIVE_TENANT
 export MIMIR_HTTP=http://127.0.0.1:$MIMIR_HTTP_PORT
 export MIMIR_TENANT=$MIMIR_TENANT
+export PUSHGATEWAY_URL=http://127.0.0.1:$PUSHGATEWAY_PORT
+export PUSH_PROMETHEUS_URL=http://127.0.0.1:$PUSH_PROMETHEUS_PORT
 EOF
     fi
   } >"$STACK_DIR/env"

@@ -385,6 +385,12 @@ pub struct LogArgs {
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
 
+    /// Prometheus Pushgateway to push each run's outcome to (job storeapi-exporter, grouped by
+    /// CLUSTER_NAME and shard), e.g. http://pushgateway.monitoring:9091; a failed push is a
+    /// warning, never a failed run.
+    #[arg(long, env = "PUSHGATEWAY_URL", global = true)]
+    pub pushgateway_url: Option<String>,
+
     /// How often progress is logged, and after how long without progress a call in flight is
     /// logged with what it waits for.
     #[arg(long, env = "PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true)]

@@ -16,13 +16,29 @@ pub use settings::{ConfigError, Destination, Settings, SourceSettings};
 /// Exports Kubernetes cost-allocation metrics from Thanos to S3 in Finout's layout, reading raw
 /// chunks over the StoreAPI (gRPC) and evaluating the metric catalog in-process.
 #[derive(Parser, Debug)]
-#[command(name = "storeapi-exporter", version, about, max_term_width = 100)]
+#[command(
+    name = "storeapi-exporter",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub opts: Options,
 }
+
+/// The exit codes, for `--help` (README, "Exit codes"; the Job's podFailurePolicy uses them).
+const EXIT_CODES: &str = "Exit codes:
+  0  success, also nothing to do
+  2  bad configuration, unknown bucket, denied access: retrying cannot help
+  3  the Querier, remote read, the HTTP API or S3 stayed unavailable through the retries, or a
+     source the window expects is missing
+  4  a window's data was refused (the engine cannot evaluate it)
+  5  an internal error (a bug)
+  6  stopped by SIGTERM or SIGINT";
 
 /// What to do; without a subcommand, `run`.
 #[derive(Subcommand, Debug, Clone)]

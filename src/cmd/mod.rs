@@ -1,5 +1,6 @@
 //! The commands, wired from the command line: what `main` calls.
 
+mod push;
 mod run;
 mod setup;
 
@@ -24,6 +25,7 @@ use crate::sink::SinkError;
 use crate::source::SourceError;
 use crate::source::http::{HttpConfigError, ReadinessError};
 use crate::time::window_starts;
+use push::RunReport;
 
 use setup::build_exporter;
 
@@ -95,15 +97,44 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         print!("{}", crate::bench::run(&opts, args).await?);
         return Ok(());
     }
-    let s = Settings::resolve(&opts)?;
-    log_settings(&s);
-    log_fault_budget(&s);
+    let is_run = !matches!(command, Command::Export { .. });
+    let mut report = RunReport {
+        started_at: wall_clock(),
+        ..Default::default()
+    };
+    let result = match Settings::resolve(&opts) {
+        Ok(s) => run_with(&s, command, bar, &mut report).await,
+        Err(e) => Err(e.into()),
+    };
+    if let (true, Some(url)) = (is_run, &opts.log.pushgateway_url) {
+        report.ended_at = wall_clock();
+        report.exit_code = result.as_ref().err().map_or(exit::OK, AppError::exit_code);
+        report.peak_rss_bytes = peak_rss_bytes();
+        let shard = opts.windows.shard.filter(|s| s.count > 1).map_or_else(
+            || "0-of-1".to_string(),
+            |s| format!("{}-of-{}", s.index, s.count),
+        );
+        let cluster = opts.destination.cluster_name.as_deref().unwrap_or_default();
+        push::push(&push::group_url(url, cluster, &shard), &report).await;
+    }
+    result
+}
+
+/// Runs `export` or `run` with the resolved settings.
+async fn run_with(
+    s: &Settings,
+    command: Command,
+    bar: bool,
+    report: &mut RunReport,
+) -> Result<(), AppError> {
+    log_settings(s);
+    log_fault_budget(s);
     let stop = Stop::default();
     watch_signals(stop.clone());
     let work = async {
         match command {
-            Command::Export { from, to } => export(&s, from, to, bar, &stop).await,
-            _ => run::run_job(&s, bar, &stop).await,
+            Command::Export { from, to } => export(s, from, to, bar, &stop).await,
+            _ => run::run_job(s, bar, &stop, report).await,
         }
     };
     // the export abandons its window in flight by itself; this bounds the phases around it
@@ -113,6 +144,13 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         r = work => r,
         _ = stop.abandoned(s.shutdown_timeout + EXIT_MARGIN) => Err(AppError::Abandoned),
     }
+}
+
+/// Unix seconds by the machine's clock (not EXPORTER_NOW: the run metrics tell real time).
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The worst-case time to exit after each kind of fault, once at start: what the CronJob's

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::push::RunReport;
 use super::{AppError, Finished, build_exporter};
 use crate::cli::Settings;
 use crate::pipeline::progress::Progress;
@@ -72,7 +73,12 @@ pub(super) fn plan_run(now: i64, saved: Option<State>, s: &Settings) -> RunPlan 
     }
 }
 
-pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), AppError> {
+pub(super) async fn run_job(
+    s: &Settings,
+    bar: bool,
+    stop: &Stop,
+    report: &mut RunReport,
+) -> Result<(), AppError> {
     let began = Instant::now();
     let now = s.now.unwrap_or_else(|| jiff::Timestamp::now().as_second());
     let tf = s.time_frame;
@@ -88,6 +94,8 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
         now,
     };
     let saved = store.load(tf as u64).await?;
+    report.state_read = true;
+    report.last_success = saved.as_ref().map(|s| s.last_success).filter(|&t| t > 0);
     match &saved {
         Some(st) => {
             info!(key = %store.key, exported_until = %rfc3339(st.exported_until), "state loaded")
@@ -199,16 +207,32 @@ pub(super) async fn run_job(s: &Settings, bar: bool, stop: &Stop) -> Result<(), 
     }
     progress.finish();
     finished.log("run finished", deleted, began, starts.len());
+    report.exported_until = Some(state.exported_until);
+    report.windows = finished.summary.windows;
+    report.files = finished.summary.files;
+    report.bytes_written = finished.summary.bytes_out;
+    report.bytes_received = finished.summary.stats.bytes_in;
+    report.calls = finished.summary.stats.calls;
+    if let Some(c) = &exporter.completeness {
+        report.missing = c.missing_sources();
+    }
     finished.into_result()?;
     if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(
             state.exported_until,
         )));
     }
-    match retention_error {
-        Some(e) => Err(AppError::Retention(e)),
-        None => Ok(()),
+    if let Some(e) = retention_error {
+        return Err(AppError::Retention(e));
     }
+    // the run metrics' last success; a failed save only loses that figure
+    let succeeded = jiff::Timestamp::now().as_second();
+    state.last_success = succeeded;
+    match store.save(&state).await {
+        Ok(()) => report.last_success = Some(succeeded),
+        Err(e) => warn!(error = %e, "cannot record the run's success in the state"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

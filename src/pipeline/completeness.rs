@@ -41,6 +41,9 @@ pub struct Completeness {
     expected: Option<Vec<Expected>>,
     /// Warnings already given this run (one per source and kind).
     told: Mutex<BTreeSet<String>>,
+    /// The sources the last check found missing (refused, or absent past the grace), with
+    /// their clusters: what the run's metrics report.
+    missing: Mutex<BTreeMap<String, String>>,
 }
 
 /// A source the run expects.
@@ -99,6 +102,7 @@ impl Completeness {
             now: 0,
             expected: None,
             told: Mutex::new(BTreeSet::new()),
+            missing: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -203,7 +207,7 @@ impl Completeness {
             return Verdict::all(windows.len());
         };
         for (k, &w) in windows.iter().enumerate() {
-            let missing = self.missing(expected, &inventory, w, time_frame);
+            let missing = self.uncovered(expected, &inventory, w, time_frame);
             if !missing.is_empty() {
                 return Verdict {
                     complete: k,
@@ -230,7 +234,7 @@ impl Completeness {
     }
 
     /// The expected sources no queryable store covers window `w` for, described.
-    fn missing(
+    fn uncovered(
         &self,
         expected: &[Expected],
         inventory: &Inventory,
@@ -261,6 +265,13 @@ impl Completeness {
                 continue;
             }
             let what = self.describe(e);
+            self.missing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    e.labels.to_string(),
+                    self.cluster(&e.labels).unwrap_or_default().to_string(),
+                );
             let absence = Absence::of(e, &all, from, to);
             if self
                 .grace
@@ -326,6 +337,12 @@ impl Completeness {
             Some(c) => format!("cluster {c} ({})", e.labels),
             None => format!("source {}", e.labels),
         }
+    }
+
+    /// The sources found missing this run, with their clusters.
+    pub fn missing_sources(&self) -> Vec<(String, String)> {
+        let m = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
     }
 
     /// Whether to give the warning `key`: not yet given this run.

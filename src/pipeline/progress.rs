@@ -70,6 +70,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            crate::observe::around_bar(Some(b.clone()));
             b
         });
     }
@@ -94,6 +95,7 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+            crate::observe::around_bar(None);
         }
         self.heartbeat.abort();
     }
@@ -101,6 +103,9 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
+        if self.bar.is_some() {
+            crate::observe::around_bar(None);
+        }
         self.heartbeat.abort();
     }
 }

@@ -40,6 +40,9 @@ pub struct State {
     /// window is packed from it instead of being asked entry by entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packing: Packing,
+    /// When a run last succeeded (wall-clock unix seconds; 0: never), for the run metrics.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_success: i64,
     /// When the state was last written (unix seconds), and by which version.
     #[serde(default)]
     pub updated_at: i64,
@@ -66,6 +69,10 @@ pub struct SourceSeen {
 }
 
 const VERSION: u32 = 1;
+
+fn is_zero(t: &i64) -> bool {
+    *t == 0
+}
 
 /// The state cannot be used.
 #[derive(Debug, Error)]
@@ -99,6 +106,7 @@ impl State {
             telemetry: BTreeMap::new(),
             sources: BTreeMap::new(),
             packing: Packing::new(),
+            last_success: 0,
             updated_at: 0,
             exporter_version: String::new(),
         }

@@ -97,3 +97,33 @@ fn readme_lists_every_flag_and_environment_variable() {
         "README variables --help does not know: {unknown:?}"
     );
 }
+
+#[test]
+fn help_lists_the_exit_codes_and_text_logs_off_a_terminal_have_no_colour() {
+    let exe = env!("CARGO_BIN_EXE_storeapi-exporter");
+    let help = Command::new(exe)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for code in [
+        "Exit codes:",
+        "  2  bad configuration",
+        "  3  ",
+        "  5  an internal error",
+        "  6  stopped by SIGTERM",
+    ] {
+        assert!(help.contains(code), "{code:?} in --help:\n{help}");
+    }
+    // a configuration error, logged as text to a pipe: plain text, no escape codes
+    let out = Command::new(exe)
+        .args(["--log-format", "text", "--s3-prefix", "p"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("CLUSTER_NAME"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no ANSI codes: {err:?}");
+}

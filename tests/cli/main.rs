@@ -5,6 +5,8 @@ mod support;
 
 /// Bad input from a fake StoreAPI: clear errors, exit codes, never a partial file.
 mod bad_input;
+/// The Helm chart's defaults against the kustomize base's deadlines.
+mod chart;
 /// The README's flag table against `--help`.
 mod flags;
 /// The modules of `src/` import only from those above them in `src/lib.rs`.

@@ -14,6 +14,8 @@ mod export;
 mod faults;
 /// What the HTTP API refuses (points, samples, timeouts) and gRPC exports.
 mod limits;
+/// The run metrics, pushed to a Pushgateway and read back through Prometheus.
+mod metrics;
 /// `--source remote-read` against Prometheus (one, and an HA pair) and Grafana Mimir.
 mod remote_read;
 /// `run` against S3: state, resume, retention, credentials, faults.

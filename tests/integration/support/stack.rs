@@ -122,6 +122,9 @@ pub struct Topology {
     /// Prometheus under this tenant.
     pub mimir_http: String,
     pub mimir_tenant: String,
+    /// The Pushgateway the run metrics go to, and the Prometheus that scrapes it.
+    pub pushgateway_url: String,
+    pub push_prometheus_url: String,
 }
 
 pub fn topology() -> &'static Topology {
@@ -152,6 +155,8 @@ pub fn topology() -> &'static Topology {
             receive_tenant: get("RECEIVE_TENANT"),
             mimir_http: get("MIMIR_HTTP"),
             mimir_tenant: get("MIMIR_TENANT"),
+            pushgateway_url: get("PUSHGATEWAY_URL"),
+            push_prometheus_url: get("PUSH_PROMETHEUS_URL"),
         }
     })
 }
