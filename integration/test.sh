@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, as CI does (.ci/run calls this):
 #   formatting and lints, unit tests, then the end-to-end tests against the integration stack
-#   (integration/stack/up.sh). The stack starts first, in the background, so that its live
+#   (integration/stack/up.sh), then the runtime image built and run against the same stack
+#   (integration/image/check.sh). The stack starts first, in the background, so that its live
 #   scrapes accumulate data while the lints and unit tests run. A stack this script started is
 #   stopped on exit, pass or fail; a stack that was already running is left running.
 source "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
@@ -48,5 +49,8 @@ stack_pid=""
 
 log "end-to-end tests against the stack"
 cargo test --locked --features e2e --test integration
+
+log "the runtime image: built, inspected and run against the stack"
+bash integration/image/check.sh
 [ $own_stack -eq 1 ] && log "stopping the stack this run started"
 log "all tests passed in $((SECONDS - started))s"

@@ -19,12 +19,16 @@
 # up.sh.
 #
 # `bench.sh scale` runs the scale benchmark instead (below, `scale`): the 22k, 110k and largest
-# sets, one stack each.
+# sets, one stack each; `bench.sh steady` the steady-state benchmark (integration/bench/
+# steady.sh): a simulated day of CronJob runs on the 22k and 110k sets against the HTTP path's.
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
 
 if [ "${1:-}" = scale ]; then
   exec bash "$REPO_ROOT/integration/bench/scale.sh"
+fi
+if [ "${1:-}" = steady ]; then
+  exec bash "$REPO_ROOT/integration/bench/steady.sh"
 fi
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}

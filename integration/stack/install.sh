@@ -75,6 +75,10 @@ if [ "${STACK_TOPOLOGY:-full}" = full ] && ! command -v prometheus-pushgateway >
   command -v systemctl >/dev/null && systemctl stop prometheus-pushgateway >/dev/null 2>&1 || true
   pkill -x prometheus-pushgateway >/dev/null 2>&1 || true
 fi
+# integration/image/build.sh builds the runtime image with buildah, check.sh inspects it with podman
+if [ "${STACK_TOPOLOGY:-full}" = full ] && ! { command -v buildah && command -v podman; } >/dev/null; then
+  apt_install buildah podman
+fi
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v openssl >/dev/null || apt_install openssl

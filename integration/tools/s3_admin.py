@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 
 
 def sign(method, url, body=b""):
+    """SigV4 headers; the URL's path is already URI-encoded (as S3 canonicalizes it)."""
     key_id = os.environ["AWS_ACCESS_KEY_ID"]
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
     region = os.environ.get("AWS_REGION", "us-east-1")
@@ -36,7 +37,7 @@ def sign(method, url, body=b""):
     headers = {"host": u.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
     signed = ";".join(sorted(headers))
     canonical = "\n".join([
-        method, urllib.parse.quote(u.path or "/", safe="/-_.~"), query,
+        method, u.path or "/", query,
         "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload])
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
@@ -94,7 +95,7 @@ def main():
                 return
             token = token_el.text
     if cmd == "get":
-        status, body = request("GET", f"/{sys.argv[2]}/{urllib.parse.quote(sys.argv[3])}")
+        status, body = request("GET", f"/{sys.argv[2]}/{urllib.parse.quote(sys.argv[3], safe='/-_.~')}")
         if status != 200:
             sys.exit(f"get failed: {status} {body[:300]!r}")
         sys.stdout.buffer.write(body)
