@@ -12,6 +12,7 @@
 //! answers for the same reason), so an answer is read whole before its first series is
 //! handed on, as a sidecar's is.
 
+mod answer;
 mod convert;
 pub mod frames;
 pub mod proto;
@@ -30,6 +31,7 @@ use crate::model::Matcher;
 use crate::observe::{Secret, error_chain};
 use crate::store::proto::{LabelMatcher, Series, SeriesRequest, label_matcher::Type};
 use crate::store::{Limits, TlsFileError, TlsFiles, tls_hint, wait_until};
+use answer::{Answer, Body, decode};
 use convert::Shaping;
 use frames::Frames;
 use proto as rr;
@@ -129,19 +131,6 @@ pub struct RemoteReadClient {
     cfg: Arc<RemoteReadConfig>,
     /// Whether the SAMPLES fallback was logged already (once per run is enough).
     told_samples: Arc<AtomicBool>,
-}
-
-/// One URL's answer, read whole.
-struct Answer {
-    url: String,
-    body: Body,
-}
-
-enum Body {
-    /// Checked frames of `ChunkedReadResponse`.
-    Frames(Vec<Bytes>),
-    /// A snappy-compressed `ReadResponse`.
-    Samples(Bytes),
 }
 
 impl RemoteReadClient {
@@ -497,60 +486,6 @@ fn status_hint(status: u16) -> String {
         404 | 405 => format!(" ({NOT_REMOTE_READ})"),
         _ => String::new(),
     }
-}
-
-/// Appends the series of one answer to `out`.
-fn decode(
-    a: Answer,
-    shaping: &Shaping<'_>,
-    max: usize,
-    out: &mut Vec<Series>,
-) -> Result<(), RemoteReadError> {
-    let err = |detail: String, retryable| RemoteReadError::Read {
-        endpoint: a.url.clone(),
-        detail,
-        retryable,
-    };
-    match a.body {
-        Body::Frames(frames) => {
-            for (i, f) in frames.into_iter().enumerate() {
-                let msg = rr::ChunkedReadResponse::decode(f)
-                    .map_err(|e| err(format!("frame {} does not decode: {e}", i + 1), true))?;
-                if msg.query_index != 0 {
-                    return Err(err(
-                        format!("frame {} answers query {}, not 0", i + 1, msg.query_index),
-                        false,
-                    ));
-                }
-                for s in msg.chunked_series {
-                    out.extend(shaping.chunked(s)?);
-                }
-            }
-        }
-        Body::Samples(raw) => {
-            let len = snap::raw::decompress_len(&raw)
-                .map_err(|e| err(format!("the samples answer is not snappy: {e}"), true))?;
-            if len > max {
-                return Err(err(
-                    format!(
-                        "the samples answer is {len} bytes, more than {max} (GRPC_MAX_MESSAGE_BYTES)"
-                    ),
-                    false,
-                ));
-            }
-            let data = snap::raw::Decoder::new()
-                .decompress_vec(&raw)
-                .map_err(|e| err(format!("the samples answer is not snappy: {e}"), true))?;
-            let resp = rr::ReadResponse::decode(&data[..])
-                .map_err(|e| err(format!("the samples answer does not decode: {e}"), true))?;
-            for r in resp.results.into_iter().take(1) {
-                for ts in r.timeseries {
-                    out.extend(shaping.sampled(ts)?);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A StoreAPI matcher as the engine's, to check answers with.
