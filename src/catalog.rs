@@ -163,6 +163,11 @@ struct FullEntry {
 }
 
 impl Catalog {
+    /// The entries' names, in catalog order.
+    pub fn entry_names(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.name.clone()).collect()
+    }
+
     /// The default catalog for a cluster label.
     pub fn default_for(cluster_label: &str) -> Catalog {
         Catalog {

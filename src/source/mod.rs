@@ -58,11 +58,10 @@ impl Source {
 
     /// The catalog's entry names, in catalog order.
     pub fn entry_names(&self) -> Vec<String> {
-        let catalog = match self {
-            Source::Grpc(s) => s.catalog(),
-            Source::Http(s) => s.catalog(),
-        };
-        catalog.entries.iter().map(|e| e.name.clone()).collect()
+        match self {
+            Source::Grpc(s) => s.catalog().entry_names(),
+            Source::Http(s) => s.catalog().entry_names(),
+        }
     }
 
     /// Evaluates every catalog entry as an instant query at `t` (seconds), as Prometheus'

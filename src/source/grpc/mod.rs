@@ -300,21 +300,13 @@ impl GrpcSource {
 
     /// What the requests so far gave, by entry name: what a later run starts packing from.
     pub fn packing(&self) -> Packing {
-        lock(&self.sizes).packing(&self.entry_names())
+        lock(&self.sizes).packing(&self.catalog.entry_names())
     }
 
     /// Starts packing from what an earlier run's requests gave, instead of asking a run's
     /// first window entry by entry.
     pub fn seed_packing(&self, packing: &Packing) {
-        *lock(&self.sizes) = Sizes::from_packing(packing, &self.entry_names());
-    }
-
-    fn entry_names(&self) -> Vec<String> {
-        self.catalog
-            .entries
-            .iter()
-            .map(|e| e.name.clone())
-            .collect()
+        *lock(&self.sizes) = Sizes::from_packing(packing, &self.catalog.entry_names());
     }
 
     /// Records what a request gave (see `Sizes::learn`).
