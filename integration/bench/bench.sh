@@ -3,26 +3,28 @@
 # CI (it takes tens of minutes and both cores); a reproducible script.
 #
 #   1. builds the release binary;
-#   2. starts a stack of its own (ports from 29000, directory target/stack-bench) over a
-#      large dataset: 2 clusters (one an HA pair), ~22,000 active series, 2 days at a 30 s
-#      scrape interval, generated and backfilled in 12-hour slices (cached once built);
+#   2. starts a stack of its own (ports from 29000, directory target/stack-bench) over the 22k
+#      set of integration/bench/sets.sh: 2 clusters (one an HA pair), ~22,000 active series,
+#      32 hours at a 30 s scrape interval (generated and backfilled once, then cached), the
+#      same data the scale and steady-state benchmarks read;
 #   3. waits until the stack is idle (Prometheus compacts the backfilled blocks after start);
-#   4. runs `storeapi-exporter bench` over 1 h, 6 h and 24 h spans (gRPC with gzip as a third
-#      source on the 24 h span), the 24 h gRPC export at several stream concurrencies, and
-#      once more under perf for a CPU profile;
+#   4. runs `storeapi-exporter bench --stack-pids` over 1 h, 6 h and 24 h spans (gRPC with
+#      gzip as a third source on the 24 h span), the 24 h gRPC export at several stream
+#      concurrencies, and once more under perf for a CPU profile;
 #   5. writes docs/benchmarks.md (the part between its bench markers; the analysis around them
 #      is kept) and docs/bench.svg. The stack it started is stopped on exit.
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SPANS ("1h 6h 24h"), BENCH_PROFILE (1),
 # BENCH_CONCURRENCY ("1 4 16": --concurrency values tried on the 24 h gRPC export),
-# BENCH_BASE_PORT (29000), BENCH_STACK_DIR (target/stack-bench), and the DATA_* variables of
-# up.sh.
+# BENCH_BASE_PORT (29000), BENCH_STACK_DIR (target/stack-bench), BENCH_SET (22k).
 #
 # `bench.sh scale` runs the scale benchmark instead (below, `scale`): the 22k, 110k and largest
 # sets, one stack each; `bench.sh steady` the steady-state benchmark (integration/bench/
 # steady.sh): a simulated day of CronJob runs on the 22k and 110k sets against the HTTP path's.
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
+# shellcheck source=integration/bench/sets.sh
+source "$REPO_ROOT/integration/bench/sets.sh"
 
 if [ "${1:-}" = scale ]; then
   exec bash "$REPO_ROOT/integration/bench/scale.sh"
@@ -35,14 +37,11 @@ export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 export STACK_DIR=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
 # The historical topology only (no live scrapes, no object storage): an idle stack to measure.
 export STACK_TOPOLOGY=minimal
-export DATA_DAYS=${DATA_DAYS:-2} DATA_INTERVAL=${DATA_INTERVAL:-30} DATA_CLUSTERS=${DATA_CLUSTERS:-2}
-export DATA_NODES=${DATA_NODES:-40} DATA_PODS=${DATA_PODS:-680} DATA_BATCH=${DATA_BATCH:-4}
-export DATA_SLICE_HOURS=${DATA_SLICE_HOURS:-12}
+data_set "${BENCH_SET:-22k}"
 ROUNDS=${BENCH_ROUNDS:-3}
 SPANS=${BENCH_SPANS:-1h 6h 24h}
 PROFILE=${BENCH_PROFILE:-1}
 OUT=$REPO_ROOT/target/bench
-BIN=$REPO_ROOT/target/release/storeapi-exporter
 
 log "building the release binary"
 cargo build --release --locked --quiet
@@ -56,7 +55,7 @@ source "$STACK_DIR/env"
 data_seconds=$(sed -n 's/.*data ready in \([0-9]*\)s.*/\1/p' "$STACK_DIR.up.log")
 
 log "waiting for the stack to settle (Prometheus compacts the backfilled blocks)"
-wait_until_idle "the stack"
+settle "the stack"
 
 query() { # PromQL at a time -> the first value
   curl -fsS "$THANOS_HTTP/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2" \
@@ -70,8 +69,9 @@ raw_series=$(curl -fsS "$THANOS_HTTP/api/v1/query" --data-urlencode 'query=count
   python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
 log "dataset: $active active series across the clusters ($raw_series stored, HA replicas counted apart)"
 
-rm -rf "$OUT"
-mkdir -p "$OUT"
+# this benchmark's results only: the scale and steady-state ones live beside them
+find "$OUT" -mindepth 1 -maxdepth 1 ! -name scale ! -name steady -exec rm -rf {} + 2>/dev/null || true
+speed "$OUT"
 commands=()
 for s in $SPANS; do
   secs=$(python3 -c 'import sys; s=sys.argv[1]; print(int(s[:-1]) * {"h": 3600, "d": 86400}[s[-1]])' "$s")
@@ -82,7 +82,7 @@ for s in $SPANS; do
   sources=grpc,http
   [ "$s" = 24h ] && sources=grpc,http,grpc-gzip
   cmd=(storeapi-exporter --store "$THANOS_GRPC" --prometheus-url "$THANOS_HTTP" bench
-    --from "$from" --to "$to" --out "target/bench/$s" --rounds "$ROUNDS" --sources "$sources")
+    --from "$from" --to "$to" --out "target/bench/$s" --rounds "$ROUNDS" --sources "$sources" --stack-pids "${STACK_DIR#"$REPO_ROOT"/}/pids")
   commands+=("${cmd[*]}")
   log "bench over $s: ${cmd[*]}"
   "$BIN" "${cmd[@]:1}" --log-format text 2>"$OUT/$s.log" | tee "$OUT/$s.txt"
@@ -145,5 +145,5 @@ python3 integration/bench/report.py --out docs/benchmarks.md --bench-dir "$OUT" 
   --profile "$profile" --commands "$(printf '%s\n' "${commands[@]}")" \
   --thanos "Thanos $THANOS_VERSION (built from its Go module, tags $THANOS_TAGS)" \
   --prometheus "$(prometheus --version 2>&1 | head -n1)" \
-  --rustc "$(rustc --version)" --rev "$(git rev-parse --short HEAD)"
+  --rustc "$(rustc --version)" --rev "$(git rev-parse --short HEAD)" --speed "$(cat "$OUT/speed")"
 log "benchmark done in $((SECONDS - started))s: docs/benchmarks.md, docs/bench.svg, raw results in target/bench"

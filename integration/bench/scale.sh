@@ -7,14 +7,9 @@
 # minimal: Prometheus with backfilled blocks, a sidecar each, one Thanos Query), then
 # `storeapi-exporter bench --stack-pids` over the last hour of the data and, on the sets that
 # span a day, over the last 24 hours (the backfill a first run does), then the stack is
-# stopped. The data sets are built once and cached by their parameters (integration/stack/
-# up.sh --data), hour-granular so the largest spans only the two hours an hour's export reads:
-#
-#   22k  2 clusters (a an HA pair), 40 nodes and 680 pods each, 30 s scrapes, 25 h
-#   110k 2 clusters (a an HA pair), 200 nodes and 3,400 pods each, 120 s scrapes, 25 h
-#   1m   20 clusters (a an HA pair), 100 nodes and 3,300 pods each, 120 s scrapes, 2 h: one
-#        Prometheus and sidecar per cluster, as each Kubernetes cluster runs its own, so the
-#        Querier fans out to 21 stores and can skip the stores of other clusters
+# stopped. The data sets (integration/bench/sets.sh) are built once and cached by their
+# parameters (integration/stack/up.sh --data); the largest spans only the two hours an hour's
+# export reads, so it has no 24 h row.
 #
 # Writes target/bench/scale/<set>/{1h,24h}/bench.{json,md,svg}, then the part of
 # docs/benchmarks.md between its scale markers and docs/scale.svg (integration/bench/
@@ -22,6 +17,8 @@
 # (29000), BENCH_STACK_DIR (target/stack-bench).
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
+# shellcheck source=integration/bench/sets.sh
+source "$REPO_ROOT/integration/bench/sets.sh"
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 STACK_ROOT=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
@@ -29,20 +26,6 @@ export STACK_TOPOLOGY=minimal
 SETS=${BENCH_SETS:-22k 110k 1m}
 ROUNDS=${BENCH_ROUNDS:-1}
 OUT=$REPO_ROOT/target/bench/scale
-BIN=$REPO_ROOT/target/release/storeapi-exporter
-
-data_set() { # name: exports the DATA_* parameters of a set
-  unset DATA_DAYS
-  case $1 in
-  # DATA_SLICE_HOURS bounds the OpenMetrics text on disk while a slice is backfilled (two at
-  # a time, 1 to 2.5 GB each)
-  22k) export DATA_HOURS=25 DATA_INTERVAL=30 DATA_CLUSTERS=2 DATA_NODES=40 DATA_PODS=680 DATA_SLICE_HOURS=2 ;;
-  110k) export DATA_HOURS=25 DATA_INTERVAL=120 DATA_CLUSTERS=2 DATA_NODES=200 DATA_PODS=3400 DATA_SLICE_HOURS=5 ;;
-  1m) export DATA_HOURS=2 DATA_INTERVAL=120 DATA_CLUSTERS=20 DATA_NODES=100 DATA_PODS=3300 DATA_SLICE_HOURS=2 ;;
-  *) die "unknown data set $1 (22k, 110k, 1m)" ;;
-  esac
-  export DATA_BATCH=4
-}
 
 instant() { # PromQL at a time, dedup on or off -> the first value
   curl -fsS "$THANOS_HTTP/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2" \
@@ -73,7 +56,8 @@ for set in $SETS; do
   # shellcheck disable=SC1091
   source "$STACK_DIR/env"
   log "$set: stack up in $((SECONDS - started))s; waiting for it to settle (Prometheus compacts the backfilled blocks)"
-  wait_until_idle "the $set stack"
+  settle "the $set stack"
+  speed "$OUT/$set"
   mid=$((DATA_TO - 1800))
   # counted per cluster: one count over a million series exceeds the Querier's limits (503)
   active=0 stored=0

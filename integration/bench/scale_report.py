@@ -6,12 +6,11 @@ Everything between `<!-- scale:begin -->` and `<!-- scale:end -->` is replaced; 
 the markers gets them appended.
 """
 
-import argparse
 import json
 import math
 import os
 
-from report import write_section
+from report import string_flags, write_section
 
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 MIB = 2**20
@@ -30,13 +29,20 @@ def load(d, sets):
         with open(p) as f:
             meta = json.load(f)
         meta["name"] = name
+        speed = os.path.join(d, name, "speed")
+        if os.path.exists(speed):
+            meta["speed"] = open(speed).read().strip()
         data = os.path.join(d, f"{name}.data")
         if os.path.exists(data):
             with open(data) as f:
                 secs, kib = f.read().split()
             meta["build_seconds"], meta["disk_bytes"] = int(secs), int(kib) * 1024
-        meta["spans"] = {}
+        meta["spans"], meta["commands"] = {}, {}
         for span in ("1h", "24h"):
+            cmd = os.path.join(d, name, f"{span}.cmd")
+            if os.path.exists(cmd):
+                # named from the repository, as the scripts run it
+                meta["commands"][span] = open(cmd).read().strip().replace(os.getcwd() + "/", "")
             p = os.path.join(d, name, span, "bench.json")
             if os.path.exists(p):
                 with open(p) as f:
@@ -55,7 +61,7 @@ def fx(x):
 
 
 def section(a, sets):
-    out = [BEGIN, "", "## Scale", ""]
+    out = [BEGIN, "", "### Measured", ""]
     out.append(f"Measured by `integration/bench/bench.sh scale` at `{a.rev}` (release build); "
                "one stack per data set, each source run as a child process, "
                f"{'one round' if all(s['spans'].get('1h', {}).get('rounds', 1) == 1 for s in sets) else 'median of the rounds'}. "
@@ -63,12 +69,22 @@ def section(a, sets):
                "sidecars, Thanos Query) from /proc during the run; the Querier's own figures come "
                "from its `/metrics`. The exporter's CPU per point is its CPU time over the "
                "points written (the same files for both sources).")
-    out += ["", "![peak RSS and CPU against active series](scale.svg)", ""]
+    speeds = [f"{s['name']} {s['speed']} s" for s in sets if s.get("speed")]
+    if speeds:
+        out[-1] += (" The machine's speed before each set (a fixed CPython loop's CPU time, "
+                    "`speed` in integration/bench/sets.sh; lower is faster): "
+                    + ", ".join(speeds) + ".")
+    out += ["", "Commands, per set over its own stack (`source target/stack-bench-SET/env`):", "",
+            "```sh"]
+    out += [c for s in sets for c in s["commands"].values()]
+    out += ["```", "", "![peak RSS and CPU against active series](scale.svg)", ""]
     out += ["### Data sets", "",
             "| set | active series | stored (HA replicas apart) | clusters | stack processes | span | scrape interval | build (generate + backfill) | on disk |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in sets:
-        build = f"{s['build_seconds']} s" if s.get("build_seconds") else "cached"
+        # a set read from the cache "builds" in a second or two
+        build = (f"{s['build_seconds']} s" if s.get("build_seconds", 0) > 5
+                 else "built earlier (cached)")
         disk = f"{s['disk_bytes'] / 1e9:.2f} GB" if s.get("disk_bytes") else ""
         out.append(f"| {s['name']} | {int(float(s['active'])):,} | {int(float(s['stored'])):,} | "
                    f"{s['clusters']} | {s['processes']} | {s['hours']} h | {s['interval']} s | "
@@ -173,14 +189,17 @@ def svg(sets):
     lo, hi = math.log10(min(xs)) - 0.1, math.log10(max(xs)) + 0.1
 
     def panel(x0, title, unit, lines):
-        ymax = max((v for _, _, vals in lines for v in vals), default=1) * 1.15 or 1
+        # four ticks of a round step: 1, 2, 2.5 or 5 times a power of ten
+        raw = max((v for _, _, vals in lines for v in vals), default=1) * 1.1 / 4 or 0.25
+        mag = 10 ** math.floor(math.log10(raw))
+        ymax = 4 * next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
         o = [f'<text x="{x0}" y="{T - 8}" font-weight="bold">{title}</text>',
              f'<line x1="{x0}" y1="{T + PH}" x2="{x0 + PW}" y2="{T + PH}" stroke="#444"/>',
              f'<line x1="{x0}" y1="{T}" x2="{x0}" y2="{T + PH}" stroke="#444"/>']
         for i in range(5):
             v = ymax * i / 4
             y = T + PH - PH * i / 4
-            o.append(f'<text x="{x0 - 6}" y="{y + 4:.0f}" text-anchor="end">{v:.0f}</text>')
+            o.append(f'<text x="{x0 - 6}" y="{y + 4:.0f}" text-anchor="end">{v:g}</text>')
             o.append(f'<line x1="{x0}" y1="{y:.0f}" x2="{x0 + PW}" y2="{y:.0f}" stroke="#eee"/>')
         o.append(f'<text x="{x0 - 50}" y="{T + PH / 2}" transform="rotate(-90 {x0 - 50} '
                  f'{T + PH / 2})" text-anchor="middle">{unit}</text>')
@@ -190,6 +209,7 @@ def svg(sets):
                      f'{x / 1000:,.0f}k</text>')
         o.append(f'<text x="{x0 + PW / 2}" y="{T + PH + 34}" text-anchor="middle">active '
                  'series (log scale)</text>')
+        labels = []  # (x, y, text, color) of each point's value
         for label, (color, dash), vals in lines:
             coords = [(x0 + (math.log10(x) - lo) / (hi - lo) * PW, T + PH - v / ymax * PH)
                       for x, v in zip(xs, vals)]
@@ -197,8 +217,20 @@ def svg(sets):
                      f'stroke-dasharray="{dash}" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>')
             for (x, y), v in zip(coords, vals):
-                o.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
-                         f'<text x="{x + 5:.1f}" y="{y - 5:.1f}" font-size="9">{v:.0f}</text>')
+                o.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+                labels.append((x, y, f"{v:.0f}" if v >= 10 else f"{v:.1f}", color))
+        # values at the same x are spread 11 px apart so that none hides another; at the
+        # leftmost x they sit left of the points, where no line runs
+        columns = sorted({lx for lx, _, _, _ in labels})
+        for x in columns:
+            dx, anchor = (-6, "end") if x == columns[0] and len(columns) > 1 else (6, "start")
+            column = sorted((l for l in labels if l[0] == x), key=lambda l: l[1])
+            y_prev = None
+            for lx, ly, text, color in column:
+                y = ly - 5 if y_prev is None else max(ly - 5, y_prev + 11)
+                y_prev = y
+                o.append(f'<text x="{lx + dx:.1f}" y="{y:.1f}" font-size="9" fill="{color}" '
+                         f'text-anchor="{anchor}">{text}</text>')
         return o
 
     rss = [(f"{s} exporter", (colors[s], "none"),
@@ -225,10 +257,7 @@ def svg(sets):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for flag in ("bench-dir", "sets", "out", "svg", "rev"):
-        ap.add_argument(f"--{flag}", default="")
-    a = ap.parse_args()
+    a = string_flags(__doc__, ("bench-dir", "sets", "out", "svg", "rev"))
     sets = load(a.bench_dir, a.sets.split())
     write_section(a.out, section(a, sets), BEGIN, END)
     with open(a.svg, "w") as f:

@@ -9,16 +9,16 @@
 # --steady` for each BATCH_DELAY in BENCH_BATCH_DELAYS (default "5h 0s"): a `run` every 30
 # minutes with its state over the day [DATA_FROM+6h, DATA_FROM+30h) over the StoreAPI, and the
 # same day over HTTP as Finout's exporter runs it. The sets span 32 hours: the day, the
-# batch delay's lead before it and the settle delay after it.
+# batch delay's lead before it and the settle delay after it (integration/bench/sets.sh).
 #
-#   22k  2 clusters (a an HA pair), 40 nodes and 680 pods each, 30 s scrapes
-#   110k 2 clusters (a an HA pair), 200 nodes and 3,400 pods each, 120 s scrapes
-#
-# Writes target/bench/steady/<set>/<delay>/steady.{json,md} and the command beside it.
+# Writes target/bench/steady/<set>/<delay>/steady.{json,md} and the command beside it, then
+# the part of docs/benchmarks.md between its steady markers (integration/bench/steady_report.py).
 # Settings (environment): BENCH_SETS, BENCH_BATCH_DELAYS, BENCH_BASE_PORT (29000),
 # BENCH_STACK_DIR (target/stack-bench).
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
+# shellcheck source=integration/bench/sets.sh
+source "$REPO_ROOT/integration/bench/sets.sh"
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 STACK_ROOT=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
@@ -26,19 +26,6 @@ export STACK_TOPOLOGY=minimal
 SETS=${BENCH_SETS:-22k 110k}
 DELAYS=${BENCH_BATCH_DELAYS:-5h 0s}
 OUT=$REPO_ROOT/target/bench/steady
-# the release binary cargo builds (CARGO_TARGET_DIR=~/.cache/storeapi-exporter/image-target
-# measures the very binary integration/image/build.sh puts in the image)
-BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/storeapi-exporter
-
-data_set() { # name: exports the DATA_* parameters of a set
-  unset DATA_DAYS DATA_BATCH
-  case $1 in
-  22k) export DATA_HOURS=32 DATA_INTERVAL=30 DATA_CLUSTERS=2 DATA_NODES=40 DATA_PODS=680 DATA_SLICE_HOURS=2 ;;
-  110k) export DATA_HOURS=32 DATA_INTERVAL=120 DATA_CLUSTERS=2 DATA_NODES=200 DATA_PODS=3400 DATA_SLICE_HOURS=2 ;;
-  *) die "unknown data set $1 (22k, 110k)" ;;
-  esac
-}
-
 log "building the release binary"
 cargo build --release --locked --quiet
 for set in $SETS; do
@@ -49,9 +36,8 @@ for set in $SETS; do
   # shellcheck disable=SC1091
   source "$STACK_DIR/env"
   log "$set: stack up; waiting for it to settle (Prometheus compacts the backfilled blocks)"
-  # Prometheus plans its first compaction a minute after it starts: idle before that is not idle
-  sleep 90
-  wait_until_idle "the $set stack"
+  settle "the $set stack"
+  speed "$OUT/$set"
   for delay in $DELAYS; do
     dir=$OUT/$set/$delay
     mkdir -p "$dir"
@@ -68,3 +54,7 @@ for set in $SETS; do
   bash integration/stack/down.sh
   trap - EXIT
 done
+
+log "writing docs/benchmarks.md (steady-state section)"
+python3 integration/bench/steady_report.py --bench-dir "$OUT" --sets "$SETS" --delays "$DELAYS" \
+  --out docs/benchmarks.md --rev "$(git rev-parse --short HEAD)"

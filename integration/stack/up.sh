@@ -596,7 +596,8 @@ main() {
 
   export S3_ENDPOINT="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$ACCESS_KEY \
     AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=$REGION
-  wait_for "the S3 server" 60 python3 "$REPO_ROOT/integration/tools/s3_admin.py" ready
+  # MinIO formats its directory first: tens of seconds on a loaded 2-core machine
+  wait_for "the S3 server" 180 python3 "$REPO_ROOT/integration/tools/s3_admin.py" ready
   python3 "$REPO_ROOT/integration/tools/s3_admin.py" mkbucket $BUCKET
 
   # 4. Object storage history, its store gateways, the Queriers.
