@@ -6,7 +6,7 @@
 # For each data set (BENCH_SETS, default "22k 110k"), one stack of its own (STACK_TOPOLOGY=
 # minimal: Prometheus with backfilled blocks, a sidecar each, one Thanos Query), idle first
 # (Prometheus compacts the backfilled blocks after start), then `storeapi-exporter bench
-# --steady` for each BATCH_DELAY in BENCH_BATCH_DELAYS (default "5h 0s"): a `run` every 30
+# --steady` for each BATCH_DELAY in BENCH_BATCH_DELAYS (default "5h30m 5h 0s"): a `run` every 30
 # minutes with its state over the day [DATA_FROM+6h, DATA_FROM+30h) over the StoreAPI, and the
 # same day over HTTP as Finout's exporter runs it. The sets span 32 hours: the day, the
 # batch delay's lead before it and the settle delay after it (integration/bench/sets.sh).
@@ -24,7 +24,7 @@ export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
 STACK_ROOT=${BENCH_STACK_DIR:-$REPO_ROOT/target/stack-bench}
 export STACK_TOPOLOGY=minimal
 SETS=${BENCH_SETS:-22k 110k}
-DELAYS=${BENCH_BATCH_DELAYS:-5h 0s}
+DELAYS=${BENCH_BATCH_DELAYS:-5h30m 5h 0s}
 OUT=$REPO_ROOT/target/bench/steady
 log "building the release binary"
 cargo build --release --locked --quiet

@@ -227,8 +227,9 @@ pub struct WindowArgs {
     /// A run exports the complete windows once the oldest of them ended this long ago (after
     /// SETTLE_DELAY too), all together: runs in between export nothing. Fewer, longer requests
     /// cost the monitoring stack less; a window's files are then written at most this long
-    /// plus the CronJob's period after it ends. 0: every window as soon as it settled.
-    #[arg(long, env = "BATCH_DELAY", default_value = "5h", value_parser = parse_duration, global = true)]
+    /// plus the CronJob's period after it ends (5h30m + 30m: every hour within 6 h). 0: every
+    /// window as soon as it settled.
+    #[arg(long, env = "BATCH_DELAY", default_value = "5h30m", value_parser = parse_duration, global = true)]
     pub batch_delay: u64,
 
     /// How long exported files are kept: days (30), or a duration (30d, 12h); 0 keeps them

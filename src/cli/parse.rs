@@ -10,31 +10,54 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("{s:?} is neither unix seconds nor RFC 3339 ({e})"))
 }
 
-/// Parses a duration: a number with a unit s, m, h or d (plain numbers are seconds).
+const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
+
+/// Parses a duration: numbers with a unit s, m, h or d, largest first as Go writes them
+/// (`5h30m`; plain numbers are seconds).
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86_400),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 300s, 5m, 1h, 3d)"))
+    let bad = || format!("{s:?} is not a duration (e.g. 300s, 5m, 1h, 5h30m, 3d)");
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let (mut total, mut rest, mut smallest) = (0u64, s, u64::MAX);
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        let (_, mult) = *UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?;
+        // each unit once, largest first: `30m5h` is more likely a typo than a duration
+        if mult >= smallest {
+            return Err(bad());
+        }
+        smallest = mult;
+        total = n
+            .checked_mul(mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
-/// A duration as `parse_duration` reads it back: the largest unit that divides it (`30s`,
-/// `5m`, `1h`, `3d`; `0s`).
+/// A duration as `parse_duration` reads it back, in whole units largest first (`30s`,
+/// `1m30s`, `5h30m`, `3d`; `0s`).
 pub fn format_duration(secs: u64) -> String {
-    match [(86_400, 'd'), (3600, 'h'), (60, 'm')]
-        .into_iter()
-        .find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit))
-    {
-        Some((unit, suffix)) => format!("{}{suffix}", secs / unit),
-        None => format!("{secs}s"),
+    if secs == 0 {
+        return "0s".into();
     }
+    let mut rest = secs;
+    let mut out = String::new();
+    for (unit, mult) in UNITS {
+        if rest >= mult {
+            out.push_str(&format!("{}{unit}", rest / mult));
+            rest %= mult;
+        }
+    }
+    out
 }
 
 /// Parses BACKFILL_DAYS: a plain number is days (Finout's form), else a duration.
@@ -54,14 +77,32 @@ mod tests {
         for (secs, text) in [
             (0, "0s"),
             (30, "30s"),
-            (90, "90s"),
+            (90, "1m30s"),
             (300, "5m"),
             (3600, "1h"),
-            (5400, "90m"),
+            (5400, "1h30m"),
+            (19_800, "5h30m"),
             (259_200, "3d"),
+            (93_784, "1d2h3m4s"),
         ] {
             assert_eq!(format_duration(secs), text);
             assert_eq!(parse_duration(text), Ok(secs));
+        }
+    }
+
+    #[test]
+    fn durations_are_read_as_go_writes_them() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("90m", 5400),
+            ("330m", 19_800),
+            ("1h30m", 5400),
+        ] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text}");
+        }
+        for text in ["", "h", "5x", "5h5h", "30m5h", "1.5h", "-5m", "5 h"] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("is not a duration"), "{text}: {e}");
         }
     }
 

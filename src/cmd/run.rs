@@ -315,6 +315,34 @@ mod tests {
     }
 
     #[test]
+    fn at_the_defaults_every_hour_is_written_within_six_hours_in_batches() {
+        // the CronJob's schedule, every 30 minutes on the half hour, for two days; each pod
+        // starts a little after its time
+        let s = settings(&[]);
+        let start = NOW - NOW.rem_euclid(1800) + 40;
+        let mut exported = start - 6 * H;
+        let (mut worst, mut batches, mut windows) = (0, 0, 0);
+        for run in 0..96 {
+            let now = start + run * 1800;
+            let p = plan_run(now, Some(State::new(exported, 3600)), &s);
+            for w in &p.windows {
+                worst = worst.max(now - (w + H));
+            }
+            if let Some(&last) = p.windows.last() {
+                exported = last + H;
+                batches += 1;
+                windows += p.windows.len();
+            }
+        }
+        assert!(worst <= 6 * H, "an hour written {worst} s after it ended");
+        // the point of the delay: a request per metric covers several windows
+        assert!(
+            windows >= 5 * batches,
+            "{windows} windows in {batches} batches"
+        );
+    }
+
+    #[test]
     fn a_state_older_than_the_retention_starts_at_the_cutoff() {
         let s = settings(&["--retention-days", "2d", "--backfill", "3d"]);
         assert_eq!(s.retention, Some(Duration::from_secs(2 * 86_400)));
