@@ -20,6 +20,9 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
+    if s.is_empty() {
+        return Err(bad());
+    }
     let (mut total, mut rest, mut smallest) = (0u64, s, u64::MAX);
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -36,9 +39,6 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(bad)?;
         rest = &rest[digits + unit.len_utf8()..];
-    }
-    if s.is_empty() {
-        return Err(bad());
     }
     Ok(total)
 }

@@ -316,14 +316,14 @@ mod tests {
 
     #[test]
     fn at_the_defaults_every_hour_is_written_within_six_hours_in_batches() {
-        // the CronJob's schedule, every 30 minutes on the half hour, for two days; each pod
-        // starts a little after its time
+        // the CronJob's schedule, every 30 minutes on the hour and half hour, for two days;
+        // each pod starts a little after its time
         let s = settings(&[]);
-        let start = NOW - NOW.rem_euclid(1800) + 40;
+        let start = NOW - NOW.rem_euclid(H);
         let mut exported = start - 6 * H;
         let (mut worst, mut batches, mut windows) = (0, 0, 0);
         for run in 0..96 {
-            let now = start + run * 1800;
+            let now = start + run * 1800 + 40;
             let p = plan_run(now, Some(State::new(exported, 3600)), &s);
             for w in &p.windows {
                 worst = worst.max(now - (w + H));
