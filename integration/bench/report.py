@@ -218,6 +218,30 @@ def write_section(path, text, begin=BEGIN, end=END):
         f.write(new)
 
 
+def repo_command(path):
+    """The command a script wrote to `path`, named from the repository as the scripts run it;
+    "" when there is none."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return f.read().strip().replace(os.getcwd() + "/", "")
+
+
+def speeds_sentence(bench_dir, names):
+    """What each set's `speed` file (integration/bench/sets.sh) says, as a sentence; "" when
+    no set has one."""
+    speeds = []
+    for name in names:
+        p = os.path.join(bench_dir, name, "speed")
+        if os.path.exists(p):
+            with open(p) as f:
+                speeds.append(f"{name} {f.read().strip()} s")
+    if not speeds:
+        return ""
+    return ("The machine's speed before each set (a fixed CPython loop's CPU time, `speed` in "
+            "integration/bench/sets.sh; lower is faster): " + ", ".join(speeds) + ".")
+
+
 def string_flags(doc, names):
     """The report scripts' command lines: `--name VALUE` for each name, "" when absent."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])

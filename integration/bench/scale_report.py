@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from report import string_flags, write_section
+from report import repo_command, speeds_sentence, string_flags, write_section
 
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 MIB = 2**20
@@ -29,9 +29,6 @@ def load(d, sets):
         with open(p) as f:
             meta = json.load(f)
         meta["name"] = name
-        speed = os.path.join(d, name, "speed")
-        if os.path.exists(speed):
-            meta["speed"] = open(speed).read().strip()
         data = os.path.join(d, f"{name}.data")
         if os.path.exists(data):
             with open(data) as f:
@@ -39,10 +36,9 @@ def load(d, sets):
             meta["build_seconds"], meta["disk_bytes"] = int(secs), int(kib) * 1024
         meta["spans"], meta["commands"] = {}, {}
         for span in ("1h", "24h"):
-            cmd = os.path.join(d, name, f"{span}.cmd")
-            if os.path.exists(cmd):
-                # named from the repository, as the scripts run it
-                meta["commands"][span] = open(cmd).read().strip().replace(os.getcwd() + "/", "")
+            cmd = repo_command(os.path.join(d, name, f"{span}.cmd"))
+            if cmd:
+                meta["commands"][span] = cmd
             p = os.path.join(d, name, span, "bench.json")
             if os.path.exists(p):
                 with open(p) as f:
@@ -69,11 +65,9 @@ def section(a, sets):
                "sidecars, Thanos Query) from /proc during the run; the Querier's own figures come "
                "from its `/metrics`. The exporter's CPU per point is its CPU time over the "
                "points written (the same files for both sources).")
-    speeds = [f"{s['name']} {s['speed']} s" for s in sets if s.get("speed")]
+    speeds = speeds_sentence(a.bench_dir, [s["name"] for s in sets])
     if speeds:
-        out[-1] += (" The machine's speed before each set (a fixed CPython loop's CPU time, "
-                    "`speed` in integration/bench/sets.sh; lower is faster): "
-                    + ", ".join(speeds) + ".")
+        out[-1] += " " + speeds
     out += ["", "Commands, per set over its own stack (`source target/stack-bench-SET/env`):", "",
             "```sh"]
     out += [c for s in sets for c in s["commands"].values()]

@@ -10,7 +10,7 @@ import datetime
 import json
 import os
 
-from report import string_flags, write_section
+from report import repo_command, speeds_sentence, string_flags, write_section
 
 BEGIN, END = "<!-- steady:begin -->", "<!-- steady:end -->"
 MIB = 2**20
@@ -25,10 +25,7 @@ def load(d, sets, delays):
                 continue
             with open(p) as f:
                 r = json.load(f)
-            cmd = os.path.join(d, name, delay, "command")
-            # named from the repository, as the scripts run it
-            r["command"] = (open(cmd).read().strip().replace(os.getcwd() + "/", "")
-                            if os.path.exists(cmd) else "")
+            r["command"] = repo_command(os.path.join(d, name, delay, "command"))
             rows.append((name, delay, r))
     return rows
 
@@ -53,14 +50,9 @@ def section(a, rows):
     out += ["", "```sh"]
     out += sorted({r["command"] for _, _, r in rows if r["command"]})
     out += ["```", ""]
-    speeds = []
-    for name in dict.fromkeys(n for n, _, _ in rows):
-        p = os.path.join(a.bench_dir, name, "speed")
-        if os.path.exists(p):
-            speeds.append(f"{name} {open(p).read().strip()} s")
+    speeds = speeds_sentence(a.bench_dir, list(dict.fromkeys(n for n, _, _ in rows)))
     if speeds:
-        out += ["The machine's speed before each set (a fixed CPython loop's CPU time, `speed` in "
-                "integration/bench/sets.sh; lower is faster): " + ", ".join(speeds) + ".", ""]
+        out += [speeds, ""]
     kinds = sorted({k for _, _, r in rows for src in ("grpc", "http")
                     for k in r[src]["stack_cpu_by_kind"]})
     out += ["| set | BATCH_DELAY | whole stack CPU per window gRPC / HTTP | ratio | the day's "
