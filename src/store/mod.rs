@@ -319,24 +319,16 @@ impl StoreClient {
 
     /// A server that requires a client certificate refuses it after the TLS 1.3 handshake;
     /// whether the client then reads the alert (`CertificateRequired`) or only finds the
-    /// connection closed under its first request (a broken pipe, a reset) is a race. Info is
-    /// the first call: on a TLS endpoint without a client certificate, a connection closed
-    /// right after a successful handshake (a broken pipe, a reset, a closed connection, an
-    /// early EOF: which one is also a race) is that refusal, not an outage.
+    /// connection closed under its first request is a race. Info is the first call: on a TLS
+    /// endpoint without a client certificate, a connection closed right after a successful
+    /// handshake is that refusal, not an outage.
     fn without_client_certificate(&self, e: StoreError) -> StoreError {
         let StoreError::Status { message, .. } = &e else {
             return e;
         };
-        let m = message.to_ascii_lowercase();
-        let closed = [
-            "broken pipe",
-            "connection reset",
-            "connection closed",
-            "unexpected eof",
-        ]
-        .iter()
-        .any(|c| m.contains(c));
-        if self.cfg.endpoint.starts_with("https://") && self.cfg.tls.client_cert.is_none() && closed
+        if self.cfg.endpoint.starts_with("https://")
+            && self.cfg.tls.client_cert.is_none()
+            && closed_after_handshake(message)
         {
             return StoreError::Tls {
                 endpoint: self.cfg.endpoint.clone(),
@@ -496,6 +488,22 @@ pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> pro
     }
 }
 
+/// How a connection the server closed under the first request reads: a broken pipe, a reset,
+/// a closed connection, an early EOF, or (closed before hyper dispatched the request) a
+/// cancelled call on a connection that "was not ready"; which one is a race.
+fn closed_after_handshake(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "unexpected eof",
+        "connection was not ready",
+    ]
+    .iter()
+    .any(|c| m.contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +525,26 @@ mod tests {
             Code::Unimplemented,
         ] {
             assert!(!retryable_code(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn every_way_a_refused_handshake_reads_is_a_closed_connection() {
+        // As seen from a Thanos Query that requires client certificates, one per race outcome.
+        for m in [
+            "status: Unavailable, message: \"error trying to connect: Broken pipe (os error 32)\"",
+            "status: Unknown, message: \"transport error\", source: Connection reset by peer",
+            "status: Unavailable, message: \"connection closed before message completed\"",
+            "status: Unknown, message: \"tls handshake eof\": unexpected EOF",
+            "status: Cancelled, message: \"operation was canceled\", source: tonic::transport::Error(Transport, hyper::Error(Canceled, \"connection was not ready\"))",
+        ] {
+            assert!(closed_after_handshake(m), "{m}");
+        }
+        for m in [
+            "status: Unavailable, message: \"tcp connect error: Connection refused (os error 111)\"",
+            "status: DeadlineExceeded, message: \"Timeout expired\"",
+        ] {
+            assert!(!closed_after_handshake(m), "an outage: {m}");
         }
     }
 }
