@@ -328,3 +328,18 @@ fn stack_processes_from_pid_files_and_proc() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn every_variant_is_named_as_it_is_asked_and_runs_a_source_the_export_knows() {
+    use crate::cli::args::{SourceKind, Variant};
+    use clap::ValueEnum;
+    for &v in Variant::value_variants() {
+        assert_eq!(Variant::from_str(v.name(), false), Ok(v), "{v:?}");
+        let flags = v.export_flags();
+        assert_eq!(flags[0], "--source", "{v:?}");
+        assert!(
+            SourceKind::from_str(flags[1], false).is_ok(),
+            "{v:?}: {flags:?}"
+        );
+    }
+}

@@ -413,7 +413,8 @@ pub struct BenchArgs {
     /// Runs per source; the sources alternate, and the report shows the median run.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
-    /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses).
+    /// Sources to compare (grpc, http, grpc-gzip: gRPC with gzip-compressed responses,
+    /// remote-read: Prometheus' remote read at REMOTE_READ_URL, no sidecar and no Querier).
     #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
     pub sources: Vec<Variant>,
     /// Instead of exporting the span once per source: a simulated day of the CronJob over it
@@ -435,6 +436,8 @@ pub enum Variant {
     Grpc,
     Http,
     GrpcGzip,
+    // Prometheus' remote read straight from the exporter: no sidecar, no Querier on the way
+    RemoteRead,
 }
 
 impl Variant {
@@ -444,6 +447,7 @@ impl Variant {
             Variant::Grpc => "grpc",
             Variant::Http => "http",
             Variant::GrpcGzip => "grpc-gzip",
+            Variant::RemoteRead => "remote-read",
         }
     }
 
@@ -452,6 +456,7 @@ impl Variant {
             Variant::Grpc => &["--source", "grpc"],
             Variant::Http => &["--source", "http"],
             Variant::GrpcGzip => &["--source", "grpc", "--grpc-gzip"],
+            Variant::RemoteRead => &["--source", "remote-read"],
         }
     }
 }
