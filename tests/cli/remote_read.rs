@@ -69,6 +69,7 @@ async fn an_unknown_chunk_encoding_names_the_series_and_exits_4() {
     );
     assert!(err.contains(r#"pod=\"p1\""#), "names the series: {err}");
     assert!(files(&dir).is_empty(), "{:?}", files(&dir));
+    eprintln!("{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,4 +149,25 @@ async fn a_missing_url_is_a_configuration_error() {
     let out = export_blocking("http://127.0.0.1:1".into(), dir.clone(), 1, extra).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(stderr(&out).contains("REMOTE_READ_URL"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_url_of_several_refusing_fails_the_run_with_nothing_written() {
+    // Each URL is a replica or a cluster of its own: exporting without one would write a
+    // window with a cluster missing, or one replica's gaps, so a URL that does not answer is
+    // an outage (exit 3), not skipped as Thanos Query skips an unhealthy store
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let good = start(Script::Chunks).await;
+    let down = format!("http://127.0.0.1:{closed}/api/v1/read");
+    let (out, dir) = export(&format!("{good},{down}"), "rr-one-down", 1).await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("127.0.0.1:{closed}")),
+        "names the URL: {err}"
+    );
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
 }

@@ -1,8 +1,8 @@
 //! `--source remote-read` against the stack's real servers: one Prometheus equals its own
 //! `query_range` (its external labels added), the HA pair's two Prometheus (two URLs) equal
 //! Thanos Query's deduplicated PromQL, over the whole data (the month boundary, counter
-//! resets, churn); Grafana Mimir equals its own `query_range` over live windows, under its
-//! tenant, byte for byte.
+//! resets, churn), and with Prometheus b over live windows, byte for byte; Grafana Mimir
+//! equals its own `query_range` over live windows, under its tenant, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,7 +12,7 @@ use crate::support::exporter::{
     as_strs, describe, export_args, exporter, files, read_json, scratch,
 };
 use crate::support::stack::{stack, topology};
-use crate::topology::{LIVE_ARGS, METRICS, PREFIX, clusters_of, compare, live_windows};
+use crate::topology::{LIVE_ARGS, METRICS, PREFIX, clusters_of, compare, in_cluster, live_windows};
 
 /// `export` of `[from, to)` into `dir` over `source`, with `env` on top of the prefix and
 /// cluster name.
@@ -183,6 +183,45 @@ async fn ha_pair_read_from_both_equals_thanos_querys_deduplication() {
         v["data"]["result"][0]["metric"].get("replica").is_none(),
         "the replica label is dropped: {v}"
     );
+}
+
+#[test]
+fn live_every_prometheus_read_directly_equals_thanos_query() {
+    // The deployment that skips the sidecars and the Querier (every hour at once at a third of
+    // the stack's CPU): every Prometheus of clusters a and b, the HA pair's two replicas
+    // included, read over remote read; the oracle is the main Querier's PromQL over their
+    // sidecars, on live scrapes (head chunks, replicas scraping apart, staleness markers)
+    let (s, t) = (stack(), topology());
+    let range = live_windows(t, 2, 20);
+    let urls: Vec<String> = ["a-0", "a-1", "b"]
+        .iter()
+        .map(|i| format!("{}/api/v1/read", s.prometheus(i)))
+        .collect();
+    let rr = scratch("remote-read-live");
+    let out = export(
+        "remote-read",
+        &rr,
+        range,
+        &[("REMOTE_READ_URL", &urls.join(","))],
+        LIVE_ARGS,
+    );
+    assert!(out.status.success(), "remote read: {}", describe(&out));
+    let http = scratch("remote-read-live-http");
+    let oracle = export(
+        "http",
+        &http,
+        range,
+        &[("PROMETHEUS_URL", &s.thanos_http)],
+        LIVE_ARGS,
+    );
+    assert!(oracle.status.success(), "http: {}", describe(&oracle));
+    assert_eq!(clusters_of(&rr), ["a", "b"]);
+    let a_or_b = |f: &str| in_cluster("a")(f) || in_cluster("b")(f);
+    let p = compare(&rr, &http, a_or_b);
+    let windows = ((range.1 - range.0) / 60) as usize;
+    assert_eq!(p.files, windows * METRICS * 2, "{p:?}");
+    assert!(p.points > windows * 2000, "{p:?}");
+    assert_eq!(p.identical, p.files, "byte for byte: {p:?}");
 }
 
 /// Remote read of Mimir under `tenant` (none: no header).
