@@ -69,7 +69,6 @@ async fn an_unknown_chunk_encoding_names_the_series_and_exits_4() {
     );
     assert!(err.contains(r#"pod=\"p1\""#), "names the series: {err}");
     assert!(files(&dir).is_empty(), "{:?}", files(&dir));
-    eprintln!("{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

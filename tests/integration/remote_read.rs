@@ -1,8 +1,9 @@
 //! `--source remote-read` against the stack's real servers: one Prometheus equals its own
 //! `query_range` (its external labels added), the HA pair's two Prometheus (two URLs) equal
 //! Thanos Query's deduplicated PromQL, over the whole data (the month boundary, counter
-//! resets, churn), and with Prometheus b over live windows, byte for byte; Grafana Mimir
-//! equals its own `query_range` over live windows, under its tenant, byte for byte.
+//! resets, churn), and every Prometheus of clusters a and b read together equals it over live
+//! windows, byte for byte; Grafana Mimir equals its own `query_range` over live windows, under
+//! its tenant, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
