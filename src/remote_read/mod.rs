@@ -31,7 +31,7 @@ use crate::model::Matcher;
 use crate::observe::{Secret, error_chain};
 use crate::store::proto::{LabelMatcher, Series, SeriesRequest, label_matcher::Type};
 use crate::store::{Limits, TlsFileError, TlsFiles, tls_hint, wait_until};
-use answer::{Answer, Body, decode};
+use answer::{Answer, Body, Held, decode};
 use convert::Shaping;
 use frames::Frames;
 use proto as rr;
@@ -307,13 +307,7 @@ impl RemoteReadClient {
                 decode(a, &shaping, max, &mut out)?;
             }
             // stable: a series a server split over several frames stays in its order
-            out.sort_by(|a, b| {
-                let pairs = |s| {
-                    let s: &Series = s;
-                    s.labels.iter().map(|l| (&l.name, &l.value))
-                };
-                pairs(a).cmp(pairs(b))
-            });
+            out.sort_by(|a, b| a.cmp_labels(b));
             Ok::<_, RemoteReadError>(out)
         })
         .await
@@ -524,16 +518,17 @@ fn describe(req: &SeriesRequest) -> String {
 
 /// The series of one request, sorted by labels.
 pub struct RemoteReadStream {
-    series: std::vec::IntoIter<Series>,
+    series: std::vec::IntoIter<Held>,
     bytes: u64,
 }
 
-/// The answers were read whole: the series are in memory.
+/// The answers were read whole: the series are in memory, each made a `Series` when its turn
+/// comes.
 impl Iterator for RemoteReadStream {
     type Item = Series;
 
     fn next(&mut self) -> Option<Series> {
-        self.series.next()
+        self.series.next().map(Held::into_series)
     }
 }
 
