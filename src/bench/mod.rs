@@ -142,6 +142,12 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<String, BenchError> 
             out: &args.out,
             time_frame: tf,
             batch_delay: opts.windows.batch_delay as i64,
+            // the first in-process source asked for (grpc sorts before remote-read)
+            source: sources
+                .iter()
+                .copied()
+                .find(|v| *v != Variant::Http)
+                .unwrap_or(Variant::Grpc),
             prefix: opts
                 .destination
                 .s3_prefix

@@ -1,7 +1,7 @@
 //! `bench --steady`: the load users feel every day, not a backfill's. The CronJob's day is
 //! simulated: `run` every 30 minutes with its state, the clock (`--now`) moving over the data,
 //! once over the StoreAPI at the deployment's settings (`BATCH_DELAY` and the rest, as given
-//! to `bench`), once over HTTP as Finout's exporter runs (one `query_range` per metric and
+//! to `bench`; or over remote read, with `--sources remote-read,http`), once over HTTP as Finout's exporter runs (one `query_range` per metric and
 //! hour, each hour as soon as it settled). The StoreAPI's state starts `BATCH_DELAY` behind
 //! the day, as a deployment in its steady state is, so its batches fall as they do day after
 //! day; the HTTP path's starts with the day, as it is never more than an hour behind.
@@ -20,6 +20,7 @@ use super::child::find_summary_of;
 use super::querier::querier_sample;
 use super::stack::{self, StackProcess, kind};
 use super::{Agreement, BenchError, io};
+use crate::cli::args::Variant;
 use crate::finout::layout::window_of_key;
 
 /// The CronJob's period (Finout's `*/30 * * * *`).
@@ -54,6 +55,8 @@ pub struct SteadyReport {
     pub time_frame: i64,
     /// The state's mark when the day starts: the StoreAPI's batches' phase.
     pub starts_behind_seconds: i64,
+    /// The in-process source of the day in `grpc`: `grpc` (the StoreAPI) or `remote-read`.
+    pub source: &'static str,
     pub grpc: SteadySource,
     pub http: SteadySource,
     /// HTTP whole-stack CPU per window over gRPC's.
@@ -74,6 +77,8 @@ pub(super) struct Setup<'a> {
     pub time_frame: i64,
     /// BATCH_DELAY of the gRPC runs.
     pub batch_delay: i64,
+    /// The in-process source compared with HTTP: the StoreAPI's or remote read's.
+    pub source: Variant,
     pub prefix: &'a str,
     pub cluster_name: &'a str,
 }
@@ -85,8 +90,9 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
     // HTTP path exports each hour once it settled, so it starts with the day
     let behind = (s.batch_delay + tf - 1) / tf * tf;
     let start = from - behind;
-    let (grpc_dir, http_dir) = (s.out.join("steady/grpc"), s.out.join("steady/http"));
-    let grpc = day(s, &grpc_dir, start, (from, to), &["--source", "grpc"]).await?;
+    let grpc_dir = s.out.join("steady").join(s.source.name());
+    let http_dir = s.out.join("steady/http");
+    let grpc = day(s, &grpc_dir, start, (from, to), s.source.export_flags()).await?;
     let http = day(
         s,
         &http_dir,
@@ -105,6 +111,7 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
         to,
         time_frame: tf,
         starts_behind_seconds: behind,
+        source: s.source.name(),
         stack_ratio: http.stack_cpu_seconds_per_window
             / grpc.stack_cpu_seconds_per_window.max(1e-9),
         grpc,
@@ -266,8 +273,12 @@ pub fn render(r: &SteadyReport) -> String {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let name = match r.source {
+        "grpc" => "gRPC",
+        other => other,
+    };
     let mut t = format!(
-        "A simulated day of the CronJob (a `run` every 30 minutes with its state), {} to {}; the StoreAPI's state starts {} h behind (its batch delay), the HTTP path's with the day.\n\n| | gRPC | HTTP | HTTP / gRPC |\n|---|---:|---:|---:|\n",
+        "A simulated day of the CronJob (a `run` every 30 minutes with its state), {} to {}; the {name} runs' state starts {} h behind (their batch delay), the HTTP path's with the day.\n\n| | {name} | HTTP | HTTP / {name} |\n|---|---:|---:|---:|\n",
         crate::time::rfc3339(r.from),
         crate::time::rfc3339(r.to),
         r.starts_behind_seconds / 3600

@@ -343,3 +343,34 @@ fn every_variant_is_named_as_it_is_asked_and_runs_a_source_the_export_knows() {
         );
     }
 }
+
+#[test]
+fn the_steady_report_names_the_in_process_source_it_measured() {
+    use crate::bench::steady::{SteadyReport, SteadySource, render};
+    let day = |cpu: f64| SteadySource {
+        runs: 48,
+        exporting_runs: 24,
+        windows: 24,
+        stack_cpu_seconds_per_window: cpu,
+        ..Default::default()
+    };
+    let report = |source| SteadyReport {
+        from: 0,
+        to: 86_400,
+        time_frame: 3600,
+        starts_behind_seconds: 0,
+        source,
+        grpc: day(0.5),
+        http: day(1.5),
+        stack_ratio: 3.0,
+        agreement: Default::default(),
+    };
+    let rr = render(&report("remote-read"));
+    assert!(
+        rr.contains("| | remote-read | HTTP | HTTP / remote-read |"),
+        "{rr}"
+    );
+    assert!(rr.contains("3.00x"), "{rr}");
+    let g = render(&report("grpc"));
+    assert!(g.contains("| | gRPC | HTTP | HTTP / gRPC |"), "{g}");
+}

@@ -418,9 +418,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "grpc,http")]
     pub sources: Vec<Variant>,
     /// Instead of exporting the span once per source: a simulated day of the CronJob over it
-    /// (a `run` every 30 minutes with its state, over the StoreAPI at the settings given, and
-    /// over HTTP as Finout's exporter runs), with each window's delay (DIR/steady.json,
-    /// steady.md). --from and --to bound the day.
+    /// (a `run` every 30 minutes with its state, over the StoreAPI at the settings given, or
+    /// over remote read with --sources remote-read,http, and over HTTP as Finout's exporter
+    /// runs), with each window's delay (DIR/steady.json, steady.md). --from and --to bound the
+    /// day.
     #[arg(long)]
     pub steady: bool,
     /// Directory of the stack's pid files (`<name>.pid`, the pid first): the CPU and peak
