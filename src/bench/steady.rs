@@ -1,10 +1,11 @@
 //! `bench --steady`: the load users feel every day, not a backfill's. The CronJob's day is
 //! simulated: `run` every 30 minutes with its state, the clock (`--now`) moving over the data,
 //! once over the StoreAPI at the deployment's settings (`BATCH_DELAY` and the rest, as given
-//! to `bench`; or over remote read, with `--sources remote-read,http`), once over HTTP as Finout's exporter runs (one `query_range` per metric and
-//! hour, each hour as soon as it settled). The StoreAPI's state starts `BATCH_DELAY` behind
-//! the day, as a deployment in its steady state is, so its batches fall as they do day after
-//! day; the HTTP path's starts with the day, as it is never more than an hour behind.
+//! to `bench`; or over remote read, with `--sources remote-read,http`), once over HTTP as
+//! Finout's exporter runs (one `query_range` per metric and hour, each hour as soon as it
+//! settled). The in-process source's state starts `BATCH_DELAY` behind the day, as a
+//! deployment in its steady state is, so its batches fall as they do day after day; the HTTP
+//! path's starts with the day, as it is never more than an hour behind.
 //! Reported per source: windows exported, calls, the whole stack's CPU (per kind of process),
 //! the exporter's CPU and peak memory, each window's delay after its end, and whether the
 //! windows both exported agree.
