@@ -57,7 +57,7 @@ pub struct SteadyReport {
     /// The state's mark when the day starts: the StoreAPI's batches' phase.
     pub starts_behind_seconds: i64,
     /// The in-process source of the day in `grpc`: `grpc` (the StoreAPI) or `remote-read`.
-    pub source: &'static str,
+    pub source: Variant,
     pub grpc: SteadySource,
     pub http: SteadySource,
     /// HTTP whole-stack CPU per window over gRPC's.
@@ -112,7 +112,7 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
         to,
         time_frame: tf,
         starts_behind_seconds: behind,
-        source: s.source.name(),
+        source: s.source,
         stack_ratio: http.stack_cpu_seconds_per_window
             / grpc.stack_cpu_seconds_per_window.max(1e-9),
         grpc,
@@ -275,8 +275,8 @@ pub fn render(r: &SteadyReport) -> String {
         .into_iter()
         .collect();
     let name = match r.source {
-        "grpc" => "gRPC",
-        other => other,
+        Variant::Grpc => "gRPC",
+        other => other.name(),
     };
     let mut t = format!(
         "A simulated day of the CronJob (a `run` every 30 minutes with its state), {} to {}; the {name} runs' state starts {} h behind (their batch delay), the HTTP path's with the day.\n\n| | {name} | HTTP | HTTP / {name} |\n|---|---:|---:|---:|\n",

@@ -347,6 +347,7 @@ fn every_variant_is_named_as_it_is_asked_and_runs_a_source_the_export_knows() {
 #[test]
 fn the_steady_report_names_the_in_process_source_it_measured() {
     use crate::bench::steady::{SteadyReport, SteadySource, render};
+    use crate::cli::args::Variant;
     let day = |cpu: f64| SteadySource {
         runs: 48,
         exporting_runs: 24,
@@ -365,12 +366,17 @@ fn the_steady_report_names_the_in_process_source_it_measured() {
         stack_ratio: 3.0,
         agreement: Default::default(),
     };
-    let rr = render(&report("remote-read"));
+    let rr = render(&report(Variant::RemoteRead));
     assert!(
         rr.contains("| | remote-read | HTTP | HTTP / remote-read |"),
         "{rr}"
     );
     assert!(rr.contains("3.00x"), "{rr}");
-    let g = render(&report("grpc"));
+    let json = serde_json::to_value(report(Variant::RemoteRead)).unwrap();
+    assert_eq!(
+        json["source"], "remote-read",
+        "steady.json names it as --sources does"
+    );
+    let g = render(&report(Variant::Grpc));
     assert!(g.contains("| | gRPC | HTTP | HTTP / gRPC |"), "{g}");
 }
