@@ -7,8 +7,8 @@ use prost::Message;
 use super::RemoteReadError;
 use super::convert::Shaping;
 use super::proto as rr;
-use crate::store::proto::{Label, Series};
-use crate::store::raw_chunk;
+use crate::store::proto::Series;
+use crate::store::{label, raw_chunk};
 
 /// One URL's answer, read whole.
 pub(super) struct Answer {
@@ -102,13 +102,7 @@ impl Held {
         // the bytes came from `String`s
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         Series {
-            labels: self
-                .pairs()
-                .map(|(n, v)| Label {
-                    name: text(n),
-                    value: text(v),
-                })
-                .collect(),
+            labels: self.pairs().map(|(n, v)| label(text(n), text(v))).collect(),
             chunks: self
                 .chunks
                 .into_iter()
@@ -179,13 +173,7 @@ mod tests {
 
     fn series(labels: &[(&str, &str)], chunks: &[(i64, i64, &'static [u8])]) -> Series {
         Series {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
+            labels: labels.iter().map(|&(n, v)| label(n, v)).collect(),
             chunks: chunks
                 .iter()
                 .map(|&(min, max, data)| raw_chunk(min, max, 1, Bytes::from_static(data)))

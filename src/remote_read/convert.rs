@@ -6,7 +6,7 @@ use super::proto as rr;
 use crate::chunk;
 use crate::model::{Labels, Matcher, Sample};
 use crate::store::proto::{AggrChunk, Label, Series, chunk::Encoding};
-use crate::store::raw_chunk;
+use crate::store::{label, raw_chunk};
 
 /// Samples per chunk when samples are made into chunks: Prometheus' own target.
 const SAMPLES_PER_CHUNK: usize = 120;
@@ -45,10 +45,7 @@ impl Shaping<'_> {
         Some(
             all.iter()
                 .filter(|(n, _)| !self.replica_labels.iter().any(|r| r == n))
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
+                .map(|(n, v)| label(n, v))
                 .collect(),
         )
     }

@@ -184,18 +184,13 @@ impl InventorySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::label;
+    use crate::store::proto::LabelSet;
     use crate::store::proto::info::{StoreInfo, TsdbInfo};
-    use crate::store::proto::{Label, LabelSet};
 
     fn set(pairs: &[(&str, &str)]) -> LabelSet {
         LabelSet {
-            labels: pairs
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
+            labels: pairs.iter().map(|&(n, v)| label(n, v)).collect(),
         }
     }
 

@@ -479,6 +479,14 @@ pub fn raw_chunk(
     }
 }
 
+/// A label of a `Series`.
+pub fn label(name: impl Into<String>, value: impl Into<String>) -> proto::Label {
+    proto::Label {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
 /// A label matcher for a `SeriesRequest`.
 pub fn matcher(kind: proto::label_matcher::Type, name: &str, value: &str) -> proto::LabelMatcher {
     proto::LabelMatcher {

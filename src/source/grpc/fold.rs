@@ -457,10 +457,7 @@ mod tests {
         let series = |pairs: &[(&str, &str)], t: i64| proto::Series {
             labels: pairs
                 .iter()
-                .map(|(n, v)| proto::Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
+                .map(|&(n, v)| crate::store::label(n, v))
                 .collect(),
             chunks: vec![AggrChunk {
                 min_time: t,

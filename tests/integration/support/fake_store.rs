@@ -5,9 +5,10 @@ use std::pin::Pin;
 
 use futures::Stream;
 use storeapi_exporter::chunk::encode;
+use storeapi_exporter::store::label;
 use storeapi_exporter::store::proto::store_server::{Store, StoreServer};
 use storeapi_exporter::store::proto::{
-    AggrChunk, Chunk, Label, SeriesRequest, SeriesResponse, chunk::Encoding, series_response,
+    AggrChunk, Chunk, SeriesRequest, SeriesResponse, chunk::Encoding, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -45,13 +46,7 @@ fn series(name: &str, min: i64, max: i64, encoding: Encoding) -> SeriesResponse 
     SeriesResponse {
         result: Some(series_response::Result::Series(
             storeapi_exporter::store::proto::Series {
-                labels: labels
-                    .iter()
-                    .map(|(n, v)| Label {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
+                labels: labels.iter().map(|&(n, v)| label(n, v)).collect(),
                 chunks: vec![AggrChunk {
                     min_time: samples[0].0,
                     max_time: samples[samples.len() - 1].0,
