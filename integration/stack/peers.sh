@@ -30,6 +30,8 @@ wait_for() { # description seconds command...
 start() { # name command... (runs in the background, pid recorded for down.sh)
   local name=$1
   shift
+  # the command too, for restart.sh
+  printf '%q ' "$@" >"$STACK_DIR/pids/$name.cmd"
   nohup "$@" >"$STACK_DIR/logs/$name.log" 2>&1 &
   # pid and start time (field 22 of /proc/PID/stat): down.sh signals only that very process
   echo "$! $(proc_start_time $!)" >"$STACK_DIR/pids/$name.pid"

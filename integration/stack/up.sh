@@ -20,7 +20,12 @@
 #     in a filesystem bucket, served by a second store gateway behind a second Thanos Query;
 #   the main Thanos Query over the sidecars, the store gateway and the receiver
 #     (--query.replica-label=replica --query.replica-label=receive_replica), and a third one
-#     over the same stores whose gRPC listener requires TLS and a client certificate.
+#     over the same stores whose gRPC listener requires TLS and a client certificate;
+#   late data (the two next letters, d and e): two more Prometheus scraping the live target,
+#     each remote-writing under its own tenant through its own proxy, the link a test cuts and
+#     heals (tenant_proxy.py /-/cut), to a Receive of their own behind a Querier of their own:
+#     only the late-data test uses them, so cutting a link or restarting a Prometheus
+#     (restart.sh) disturbs no other test.
 #
 # STACK_TOPOLOGY=minimal starts only the first part without live scrapes (Prometheus with
 # backfilled blocks, sidecars, one Query, S3): the benchmark uses it, an idle stack.
@@ -81,6 +86,15 @@ MIMIR_PROXY_PORT=$((BASE_PORT + 974))
 # The run metrics: a Pushgateway, and a Prometheus of its own that scrapes it.
 PUSHGATEWAY_PORT=$((BASE_PORT + 981))
 PUSH_PROMETHEUS_PORT=$((BASE_PORT + 982))
+# Late data: its Receive, its Querier, and per cluster a Prometheus and the proxy of its link.
+LATE_RECV_GRPC_PORT=$((BASE_PORT + 985))
+LATE_RECV_HTTP_PORT=$((BASE_PORT + 986))
+LATE_RECV_WRITE_PORT=$((BASE_PORT + 987))
+LATE_RECV_CAPNP_PORT=$((BASE_PORT + 988))
+LATE_QUERY_GRPC_PORT=$((BASE_PORT + 989))
+LATE_QUERY_HTTP_PORT=$((BASE_PORT + 990))
+LATE_PROXY_PORT=$((BASE_PORT + 991))      # and the next, one per cluster
+LATE_PROMETHEUS_PORT=$((BASE_PORT + 993)) # and the next
 
 ACCESS_KEY=storeapi-test
 SECRET_KEY=storeapi-test-secret
@@ -107,14 +121,15 @@ read -ra STORE_ONLY_ARGS <<<"$(data_args "$STORE_ONLY_FROM" 1)"
 
 # What the steps below share: the instances of the generated data ("instance cluster
 # replica"), their clusters, the receiver's cluster, and what the Queriers are given.
-INSTANCES=() CLUSTERS="" LIVE_CLUSTER="" LIVE_FROM=""
+INSTANCES=() CLUSTERS="" LIVE_CLUSTER="" LIVE_FROM="" LATE_CLUSTERS=()
 ENDPOINTS=() SIDECARS=() PROMETHEUS_URLS=() PROM_DIRS=() QUERY_LABELS=(--query.replica-label=replica)
 
 # 1. Live scrapes first: the target, the receiver and Mimir with their proxies, the run
 # metrics' Pushgateway.
 start_live_peers() {
   start scrape-target python3 "$REPO_ROOT/integration/data/scrape_target.py" \
-    --port "$TARGET_PORT" --seed "$LIVE_SEED" --clusters "$(echo $CLUSTERS "$LIVE_CLUSTER" | tr ' ' ,)"
+    --port "$TARGET_PORT" --seed "$LIVE_SEED" \
+    --clusters "$(echo $CLUSTERS "$LIVE_CLUSTER" "${LATE_CLUSTERS[@]}" | tr ' ' ,)"
   start_receive receive "$STACK_DIR/run/receive" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" \
     "$RECV_WRITE_PORT" "$RECV_CAPNP_PORT"
   start_tenant_proxy tenant-proxy "$TENANT_PROXY_PORT" "$RECEIVE_TENANT" \
@@ -124,6 +139,23 @@ start_live_peers() {
     "http://127.0.0.1:$MIMIR_HTTP_PORT/api/v1/push" X-Scope-OrgID
   wait_for "the live scrape target" 30 curl -fsS "http://127.0.0.1:$TARGET_PORT/-/healthy"
   start_pushgateway "$STACK_DIR/run/prom-push"
+}
+
+# Late data: a Receive, and per cluster a Prometheus writing to it under the cluster's own
+# tenant through a proxy the test cuts, a Querier over the Receive.
+start_late_peers() {
+  local k cluster
+  start_receive late-receive "$STACK_DIR/run/late-receive" "$LATE_RECV_GRPC_PORT" \
+    "$LATE_RECV_HTTP_PORT" "$LATE_RECV_WRITE_PORT" "$LATE_RECV_CAPNP_PORT"
+  for k in "${!LATE_CLUSTERS[@]}"; do
+    cluster=${LATE_CLUSTERS[$k]}
+    start_tenant_proxy "late-proxy-$cluster" $((LATE_PROXY_PORT + k)) "late-$cluster" \
+      "http://127.0.0.1:$LATE_RECV_WRITE_PORT/api/v1/receive"
+    start_prometheus "$cluster" $((LATE_PROMETHEUS_PORT + k)) "$STACK_DIR/run/prom-$cluster" 1d \
+      "$cluster" "" "http://127.0.0.1:$((LATE_PROXY_PORT + k))/api/v1/receive,THANOS-TENANT,late-$cluster"
+  done
+  start_query late-query "$LATE_QUERY_GRPC_PORT" "$LATE_QUERY_HTTP_PORT" \
+    --query.replica-label=receive_replica --endpoint="127.0.0.1:$LATE_RECV_GRPC_PORT"
 }
 
 # 2. A Prometheus and a sidecar per instance of the data (scraping the live target in the
@@ -205,6 +237,11 @@ wait_until_served() {
     live_answers "$QUERY_HTTP_PORT" "cluster=\"$LIVE_CLUSTER\", tenant_id=\"$RECEIVE_TENANT\""
   wait_for "mimir to have cluster $LIVE_CLUSTER's live series under its tenant" 120 \
     mimir_answers "$LIVE_CLUSTER"
+  local cluster
+  for cluster in "${LATE_CLUSTERS[@]}"; do
+    wait_for "the late-data receiver to have cluster $cluster's live series" 60 \
+      live_answers "$LATE_QUERY_HTTP_PORT" "cluster=\"$cluster\", tenant_id=\"late-$cluster\""
+  done
 }
 
 # The stack's description, for the tests and the scripts (`source $STACK_DIR/env`).
@@ -249,6 +286,10 @@ export MIMIR_HTTP=http://127.0.0.1:$MIMIR_HTTP_PORT
 export MIMIR_TENANT=$MIMIR_TENANT
 export PUSHGATEWAY_URL=http://127.0.0.1:$PUSHGATEWAY_PORT
 export PUSH_PROMETHEUS_URL=http://127.0.0.1:$PUSH_PROMETHEUS_PORT
+export LATE_THANOS_GRPC=http://127.0.0.1:$LATE_QUERY_GRPC_PORT
+export LATE_THANOS_HTTP=http://127.0.0.1:$LATE_QUERY_HTTP_PORT
+export LATE_CLUSTERS="${LATE_CLUSTERS[*]}"
+export LATE_PROXY_URL=http://127.0.0.1:$LATE_PROXY_PORT
 EOF
 }
 
@@ -277,7 +318,9 @@ main() {
       "$CSTORE_HTTP_PORT" "$CQUERY_GRPC_PORT" "$CQUERY_HTTP_PORT" "$TLS_GRPC_PORT" \
       "$TLS_HTTP_PORT" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" "$RECV_WRITE_PORT" "$TENANT_PROXY_PORT" \
       "$RECV_CAPNP_PORT" "$MIMIR_HTTP_PORT" "$MIMIR_GRPC_PORT" "$MIMIR_MEMBERLIST_PORT" "$MIMIR_PROXY_PORT" \
-      "$PUSHGATEWAY_PORT" "$PUSH_PROMETHEUS_PORT"
+      "$PUSHGATEWAY_PORT" "$PUSH_PROMETHEUS_PORT" "$LATE_RECV_GRPC_PORT" "$LATE_RECV_HTTP_PORT" \
+      "$LATE_RECV_WRITE_PORT" "$LATE_RECV_CAPNP_PORT" "$LATE_QUERY_GRPC_PORT" "$LATE_QUERY_HTTP_PORT" \
+      "$LATE_PROXY_PORT" $((LATE_PROXY_PORT + 1))
   fi
   rm -rf "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs" "$STACK_DIR"/upload.*
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/pids" "$STACK_DIR/logs"
@@ -290,9 +333,16 @@ main() {
   CLUSTERS=$(printf '%s\n' "${INSTANCES[@]}" | awk '{print $2}' | sort -u)
   # The receiver's cluster: the letter after the generated clusters, so its series never
   # collide with theirs.
-  LIVE_CLUSTER=$(python3 -c 'import sys; print(chr(ord("a") + int(sys.argv[1])))' "$(echo "$CLUSTERS" | wc -l)")
+  local n
+  n=$(echo "$CLUSTERS" | wc -l)
+  LIVE_CLUSTER=$(python3 -c 'import sys; print(chr(ord("a") + int(sys.argv[1])))' "$n")
+  # the late-data clusters: the two letters after it
+  read -ra LATE_CLUSTERS <<<"$(python3 -c 'import sys; n = int(sys.argv[1]); print(chr(98 + n), chr(99 + n))' "$n")"
 
-  [ "$TOPOLOGY" = full ] && start_live_peers
+  if [ "$TOPOLOGY" = full ]; then
+    start_live_peers
+    start_late_peers
+  fi
   start_prometheus_instances "$data"
 
   # 3. S3, while the history is built (cold) or linked (warm). On a cold cache the Prometheus
@@ -322,7 +372,7 @@ main() {
 
   write_env "$data" >"$STACK_DIR/env"
   log "stack up in $((SECONDS - started))s ($TOPOLOGY): ${#INSTANCES[@]} prometheus + sidecars, thanos query, s3$(
-    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, mimir, store gateways, compacted store, TLS query"
+    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, mimir, store gateways, compacted store, TLS query, late-data receive"
   ); environment in $STACK_DIR/env"
   cat "$STACK_DIR/env"
 }

@@ -103,9 +103,9 @@ pub async fn run(opts: &Options, args: BenchArgs) -> Result<String, BenchError> 
     let mut sources = args.sources.clone();
     sources.sort();
     sources.dedup();
-    let store = crate::cli::settings::store_endpoint(&opts.source)
+    let store = crate::cli::address::store_endpoint(&opts.source)
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let base = crate::cli::settings::http_base(&opts.source);
+    let base = crate::cli::address::http_base(&opts.source);
     let metrics_url = format!("{base}/metrics");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

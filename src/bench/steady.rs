@@ -99,7 +99,14 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
         &http_dir,
         from,
         (from, to),
-        &["--source", "http", "--batch-delay", "0"],
+        // as Finout's exporter runs: no wait for late data either
+        &[
+            "--source",
+            "http",
+            "--batch-delay",
+            "0",
+            "--watermark-metric=",
+        ],
     )
     .await?;
     // the windows both wrote: the StoreAPI's first windows are the day before's, its last

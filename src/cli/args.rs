@@ -249,6 +249,28 @@ pub struct WindowArgs {
     #[arg(long, env = "ABSENT_CLUSTER_GRACE", default_value = "6h", value_parser = parse_duration, global = true)]
     pub absent_cluster_grace: u64,
 
+    /// A metric every cluster has: its newest sample per cluster tells how far the cluster's
+    /// data has reached the stores (a remote-write backlog, an agent restart), and a `run`
+    /// writes a window only once every cluster's is past its end. Empty: not checked.
+    #[arg(
+        long,
+        env = "WATERMARK_METRIC",
+        default_value = "kube_node_info",
+        global = true
+    )]
+    pub watermark_metric: String,
+
+    /// How long after its end a window waits for a cluster whose data lags; then it is written
+    /// without that cluster's late data, and written again when it arrives. 0: never wait.
+    #[arg(long, env = "LATE_DATA_GRACE", default_value = "3h", value_parser = parse_duration, global = true)]
+    pub late_data_grace: u64,
+
+    /// How long after its end a window written without a lagging cluster is still written again
+    /// when that cluster's data arrives; a cluster without data for this long is no longer
+    /// waited for.
+    #[arg(long, env = "LATE_DATA_HORIZON", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub late_data_horizon: u64,
+
     /// After SIGTERM or SIGINT, how long the window in flight may take to finish (its uploads
     /// and the state) before it is abandoned and the run exits; keep it below the pod's
     /// terminationGracePeriodSeconds.

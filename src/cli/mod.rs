@@ -2,6 +2,7 @@
 //! exporter's variable names are honoured as they are. Parsed low (`args`: as typed, grouped
 //! by what it configures), then resolved high (`settings`: checked and typed, once).
 
+pub mod address;
 pub mod args;
 pub mod budget;
 pub mod parse;

@@ -1,5 +1,6 @@
 //! The commands, wired from the command line: what `main` calls.
 
+mod late;
 mod push;
 mod run;
 mod setup;

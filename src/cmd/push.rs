@@ -43,6 +43,14 @@ pub struct RunReport {
     pub peak_rss_bytes: u64,
     /// Sources (external label sets) found missing, with their cluster where they have one.
     pub missing: Vec<(String, String)>,
+    /// Clusters whose data lags behind the clock, with the lag in seconds (`lateness`).
+    pub lagging: Vec<(String, i64)>,
+    /// Windows due that wait for a lagging cluster's data.
+    pub windows_held: u64,
+    /// (window, cluster) pairs exported without a lagging cluster's data, still awaiting it.
+    pub windows_incomplete: u64,
+    /// Windows whose files the run wrote again because late data changed them.
+    pub windows_rewritten: u64,
 }
 
 /// One metric family of the push.
@@ -125,6 +133,32 @@ impl RunReport {
                         )
                     })
                     .collect(),
+            });
+        }
+        if self.state_read {
+            families.push(Family {
+                name: "storeapi_exporter_cluster_lag_seconds",
+                help: "How far each cluster's newest sample in the stores is behind the clock, for the clusters the last run found behind: windows wait for it up to LATE_DATA_GRACE.",
+                samples: self
+                    .lagging
+                    .iter()
+                    .map(|(cluster, lag)| (vec![("source_cluster", cluster.as_str())], *lag as f64))
+                    .collect(),
+            });
+            families.push(Family {
+                name: "storeapi_exporter_windows_held",
+                help: "Windows due that the last run held for a lagging cluster's data.",
+                samples: one(self.windows_held as f64),
+            });
+            families.push(Family {
+                name: "storeapi_exporter_windows_incomplete",
+                help: "Windows exported without a lagging cluster's data (LATE_DATA_GRACE passed), one per cluster, written again if it arrives within LATE_DATA_HORIZON.",
+                samples: one(self.windows_incomplete as f64),
+            });
+            families.push(Family {
+                name: "storeapi_exporter_last_run_windows_rewritten",
+                help: "Windows whose files the last run wrote again because late data changed them.",
+                samples: one(self.windows_rewritten as f64),
             });
         }
         if let Some(t) = self.exported_until {

@@ -1,11 +1,13 @@
 //! `run`, the CronJob: export every complete window since the saved state (first run: since
-//! BACKFILL_DAYS ago) up to now minus the settle delay, advancing the state after each
-//! window, then every complete telemetry day the same way, then apply retention.
+//! BACKFILL_DAYS ago) up to now minus the settle delay that every cluster's data has reached
+//! (`late`), advancing the state after each window; write again the windows late data changed;
+//! then every complete telemetry day the same way, then apply retention.
 
 use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::late::LateRun;
 use super::push::RunReport;
 use super::{AppError, Finished, build_exporter};
 use crate::cli::Settings;
@@ -108,7 +110,7 @@ pub(super) async fn run_job(
     let RunPlan {
         mut state,
         skipped_to_retention,
-        windows: starts,
+        windows: mut starts,
         waiting,
         retention_cutoff,
     } = plan_run(now, saved, s);
@@ -133,6 +135,22 @@ pub(super) async fn run_job(
             .await
             .map_err(AppError::Preflight)?;
     }
+    let late = LateRun::new(s);
+    let late_plan = match &late {
+        Some(l) => {
+            l.plan(&exporter, &mut starts, &mut state, now, stop)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(plan) = &late_plan {
+        report.lagging = plan
+            .lagging
+            .iter()
+            .map(|l| (l.cluster.clone(), l.seconds))
+            .collect();
+        report.windows_held = plan.held as u64;
+    }
     // writing the state is the check that the bucket is writable
     store
         .save(&state)
@@ -153,11 +171,45 @@ pub(super) async fn run_job(
             Some(Checkpoint {
                 store: &store,
                 state: &mut state,
+                incomplete: late_plan
+                    .as_ref()
+                    .map(|p| p.incomplete.clone())
+                    .unwrap_or_default(),
             }),
             &mut progress,
         )
         .await;
     let mut finished = Finished::windows(result);
+    if let (Some(l), Some(plan)) = (&late, &late_plan)
+        && !plan.corrections.is_empty()
+        && !finished.failed()
+        && !stop.is_requested()
+    {
+        progress.phase("late data");
+        let corrected = l
+            .correct(
+                &exporter,
+                &plan.corrections,
+                &mut state,
+                stop,
+                &mut progress,
+            )
+            .await;
+        let saved = store.save(&state).await;
+        report.windows_rewritten = match corrected {
+            Ok(done) => done.windows,
+            Err((done, e)) => {
+                finished.export = Some(e);
+                done.windows
+            }
+        };
+        if let Err(source) = saved
+            && finished.export.is_none()
+        {
+            let window = state.exported_until;
+            finished.export = Some(ExportError::State { window, source });
+        }
+    }
     if let Some(t) = &telemetry
         && !finished.failed()
         && !stop.is_requested()
@@ -180,6 +232,7 @@ pub(super) async fn run_job(
         let checkpoint = Checkpoint {
             store: &store,
             state: &mut state,
+            incomplete: Default::default(),
         };
         finished
             .days(t.export(&plan.days, &plan.first, stop, Some(checkpoint)))
@@ -216,6 +269,7 @@ pub(super) async fn run_job(
     if let Some(c) = &exporter.completeness {
         report.missing = c.missing_sources();
     }
+    report.windows_incomplete = state.late.incomplete.values().map(|c| c.len() as u64).sum();
     finished.into_result()?;
     if stop.is_requested() {
         return Err(AppError::Export(ExportError::Interrupted(

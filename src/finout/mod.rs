@@ -65,6 +65,8 @@ pub struct Layout {
     pub default_cluster: String,
     /// This pod's shard: only the clusters it owns are written.
     pub shard: Option<Shard>,
+    /// Only these clusters are written (a correction of late data); `None`: every one.
+    pub only: Option<BTreeSet<String>>,
 }
 
 impl Layout {
@@ -78,6 +80,7 @@ impl Layout {
 
     fn owns(&self, cluster: &str) -> bool {
         self.shard.is_none_or(|s| s.owns(cluster))
+            && self.only.as_ref().is_none_or(|o| o.contains(cluster))
     }
 
     /// The files of one metric's series (sorted by labels) in the window starting at
@@ -214,6 +217,7 @@ mod tests {
             cluster_label: "cluster".into(),
             default_cluster: "home".into(),
             shard,
+            only: None,
         }
     }
 

@@ -7,13 +7,14 @@
 //! loop; the telemetry day loop (`telemetry`) after the windows.
 
 pub mod completeness;
+pub mod lateness;
 pub mod progress;
 pub mod retention;
 pub mod retry;
 pub mod state;
 pub mod telemetry;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,6 +171,16 @@ struct BatchDone {
 pub struct Checkpoint<'a, 'b> {
     pub store: &'a StateStore<'b>,
     pub state: &'a mut State,
+    /// The windows of this export written without lagging clusters (`lateness`): moved into
+    /// the state as each is written, to be corrected once their data arrives.
+    pub incomplete: BTreeMap<i64, BTreeMap<String, u64>>,
+}
+
+/// What one pass over windows reads and writes: every cluster, or only some (a correction of
+/// late data).
+struct Pass {
+    source: Source,
+    layout: Arc<Layout>,
 }
 
 impl Exporter {
@@ -182,13 +193,55 @@ impl Exporter {
         &self,
         starts: &[i64],
         stop: &Stop,
+        checkpoint: Option<Checkpoint<'_, '_>>,
+        progress: &mut Progress,
+    ) -> Result<Summary, (Summary, ExportError)> {
+        let pass = self.pass(None);
+        self.export_pass(&pass, starts, stop, checkpoint, progress)
+            .await
+    }
+
+    /// Writes again the files of `clusters` only in the windows `starts` (late data arrived
+    /// for them), at the same keys; the state is not touched.
+    pub async fn rewrite(
+        &self,
+        starts: &[i64],
+        clusters: &BTreeSet<String>,
+        stop: &Stop,
+        progress: &mut Progress,
+    ) -> Result<Summary, (Summary, ExportError)> {
+        let pass = self.pass(Some(clusters));
+        self.export_pass(&pass, starts, stop, None, progress).await
+    }
+
+    fn pass(&self, only: Option<&BTreeSet<String>>) -> Pass {
+        Pass {
+            source: match only {
+                Some(clusters) => self.source.only(clusters),
+                None => self.source.clone(),
+            },
+            layout: Arc::new(Layout {
+                prefix: self.prefix.clone(),
+                cluster_label: self.cluster_label.clone(),
+                default_cluster: self.cluster_name.clone(),
+                shard: self.shard,
+                only: only.cloned(),
+            }),
+        }
+    }
+
+    async fn export_pass(
+        &self,
+        pass: &Pass,
+        starts: &[i64],
+        stop: &Stop,
         mut checkpoint: Option<Checkpoint<'_, '_>>,
         progress: &mut Progress,
     ) -> Result<Summary, (Summary, ExportError)> {
         let mut summary = Summary::default();
         let mut batches = futures::stream::iter(starts.chunks(self.windows_per_request.max(1)))
             .take_while(|_| std::future::ready(!stop.is_requested()))
-            .map(|batch| self.export_batch(batch, stop))
+            .map(|batch| self.export_batch(pass, batch, stop))
             .buffered(self.window_concurrency.max(1));
         let abandon = stop.abandoned(self.shutdown_timeout);
         tokio::pin!(abandon);
@@ -205,6 +258,9 @@ impl Exporter {
                         if let Some(c) = &self.completeness {
                             let window = (w.window, self.time_frame);
                             c.remember(&mut cp.state.sources, &w.served, window, &w.seen);
+                        }
+                        if let Some(lagging) = cp.incomplete.remove(&w.window) {
+                            cp.state.late.incomplete.insert(w.window, lagging);
                         }
                     }
                     if let Some(packing) = self.source.packing() {
@@ -257,23 +313,19 @@ impl Exporter {
         Ok(summary)
     }
 
-    fn layout(&self) -> Layout {
-        Layout {
-            prefix: self.prefix.clone(),
-            cluster_label: self.cluster_label.clone(),
-            default_cluster: self.cluster_name.clone(),
-            shard: self.shard,
-        }
-    }
-
     /// Evaluates a batch of windows and writes their files as results arrive, with retries
     /// of the whole batch on transient errors; then the empty files of each window. Windows
     /// whose expected sources are not all served are refused (`Completeness`): the batch's
     /// first one fails the batch, a later one ends it before that window.
-    async fn export_batch(&self, batch: &[i64], stop: &Stop) -> Result<BatchDone, ExportError> {
+    async fn export_batch(
+        &self,
+        pass: &Pass,
+        batch: &[i64],
+        stop: &Stop,
+    ) -> Result<BatchDone, ExportError> {
         debug_assert!(!batch.is_empty());
-        let layout = Arc::new(self.layout());
-        let names = Arc::new(self.source.entry_names());
+        let layout = &pass.layout;
+        let names = Arc::new(pass.source.entry_names());
         let tf = self.time_frame;
         let attempt = async || {
             // the sources every window expects are served before its streams...
@@ -289,8 +341,8 @@ impl Exporter {
             let mut tallies: Vec<(WindowTally, u64, u64)> =
                 ready.iter().map(|_| Default::default()).collect();
             let (tx, rx) = tokio::sync::mpsc::channel::<Part>(1);
-            let produce = self.source.evaluate_windows(ready, tx);
-            let consume = self.write_parts(rx, ready, &layout, &names, &mut tallies);
+            let produce = pass.source.evaluate_windows(ready, tx);
+            let consume = self.write_parts(rx, ready, layout, &names, &mut tallies);
             let (produced, consumed) = tokio::join!(produce, consume);
             // a write that failed has had its own retries: the batch fails with it
             if let Err(e) = consumed {
@@ -338,7 +390,7 @@ impl Exporter {
         let mut done = Vec::with_capacity(batch.len());
         for (k, &w) in batch.iter().enumerate() {
             let (tally, files, bytes) = &mut tallies[k];
-            let missing = tally.missing(&layout, names.len());
+            let missing = tally.missing(layout, names.len());
             let empty: Vec<OutputFile> = missing
                 .iter()
                 .map(|(cluster, e)| layout.empty_file(w, &names[*e], cluster))

@@ -1,12 +1,15 @@
 //! The exporter's state: a small JSON object under `<S3_PREFIX>/<CLUSTER_NAME>/` recording the
 //! end of the last fully exported window, the clusters this exporter writes (retention
-//! deletes only those), and how far each telemetry's daily files are written.
+//! deletes only those), how far each telemetry's daily files are written, and what the checks
+//! of later windows need: the sources seen (`completeness`), each cluster's newest sample and
+//! the windows written while clusters lagged (`lateness`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::lateness::LateData;
 use crate::finout::cluster_folder;
 use crate::sink::{Sink, SinkError};
 use crate::source::grpc::Packing;
@@ -36,6 +39,10 @@ pub struct State {
     /// (`completeness`). Absent from states written before the check, which read as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourceSeen>,
+    /// Each cluster's newest sample seen, and the windows written while clusters lagged
+    /// (`lateness`). Absent from states written before the check, which read as before.
+    #[serde(default, skip_serializing_if = "LateData::is_empty")]
+    pub late: LateData,
     /// What the StoreAPI requests of earlier runs gave per entry and cluster: a run's first
     /// window is packed from it instead of being asked entry by entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -105,6 +112,7 @@ impl State {
             clusters: BTreeSet::new(),
             telemetry: BTreeMap::new(),
             sources: BTreeMap::new(),
+            late: LateData::default(),
             packing: Packing::new(),
             last_success: 0,
             updated_at: 0,

@@ -296,6 +296,55 @@ impl HttpSource {
         Ok((out, stats))
     }
 
+    /// The raw sample times of a range-vector expression (`metric[10m]`) evaluated at `at_ms`,
+    /// per series, HA replicas apart (no dedup): what the watermark reads over HTTP.
+    pub async fn raw_samples(
+        &self,
+        expr: &str,
+        at_ms: i64,
+    ) -> Result<(Vec<(Labels, Vec<i64>)>, Stats), SourceError> {
+        let name = "(watermark)";
+        let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
+        let form = [
+            ("query", expr.to_string()),
+            ("time", time),
+            ("dedup", "false".to_string()),
+            ("partial_response", "false".to_string()),
+        ];
+        let what = format!("query {expr} at {}", form[1].1);
+        let (data, bytes) = self.call(name, "query", &form, what).await?;
+        if data.result_type != "matrix" {
+            return Err(SourceError::Http {
+                metric: name.into(),
+                message: format!(
+                    "expected a matrix, got {} (a range vector's answer)",
+                    data.result_type
+                ),
+                retryable: false,
+            });
+        }
+        let mut stats = Stats {
+            bytes_in: bytes,
+            calls: 1,
+            ..Default::default()
+        };
+        let out: Vec<(Labels, Vec<i64>)> = data
+            .result
+            .into_iter()
+            .map(|r| {
+                let times: Vec<i64> = r
+                    .values
+                    .iter()
+                    .map(|(t, _)| (t * 1000.0).round() as i64)
+                    .collect();
+                stats.series += 1;
+                stats.samples += times.len() as u64;
+                (Labels::from_pairs(r.metric), times)
+            })
+            .collect();
+        Ok((out, stats))
+    }
+
     /// POSTs `form` to `/api/v1/<endpoint>` (tracked in flight as `what`) and returns the
     /// answer's data and its size; a failed, partial or unreadable answer is the error.
     async fn call(

@@ -5,6 +5,9 @@ pub mod grpc;
 pub mod http;
 pub mod inventory;
 pub mod part;
+pub mod watermark;
+
+use std::collections::BTreeSet;
 
 use thiserror::Error;
 
@@ -18,6 +21,7 @@ use crate::store::StoreError;
 use grpc::GrpcSource;
 use http::HttpSource;
 pub use part::{Part, Parts};
+use watermark::{WatermarkQuery, Watermarks};
 
 /// Where the catalog is evaluated.
 #[derive(Clone)]
@@ -53,6 +57,28 @@ impl Source {
     pub fn seed_packing(&self, packing: &grpc::Packing) {
         if let Source::Grpc(s) = self {
             s.seed_packing(packing);
+        }
+    }
+
+    /// The same source asking only for `clusters`' series where it can narrow its requests
+    /// (the HTTP source evaluates every series; the files are chosen by the layout).
+    pub fn only(&self, clusters: &BTreeSet<String>) -> Source {
+        match self {
+            Source::Grpc(s) => Source::Grpc(Box::new(s.only(clusters))),
+            Source::Http(_) => self.clone(),
+        }
+    }
+
+    /// Every cluster's watermark over `range` (milliseconds): the newest sample of the
+    /// watermark metric, and its samples per window.
+    pub async fn watermarks(
+        &self,
+        q: &WatermarkQuery,
+        range: (i64, i64),
+    ) -> Result<Watermarks, SourceError> {
+        match self {
+            Source::Grpc(s) => watermark::from_series(s.client(), q, range).await,
+            Source::Http(s) => watermark::from_http(s, q, range).await,
         }
     }
 

@@ -12,6 +12,8 @@ mod bad_input;
 mod export;
 /// The fault matrix: peers frozen, killed, restarted; exit codes, times to exit, reruns.
 mod faults;
+/// Late data: a cluster's link cut and healed, its Prometheus restarted; held, corrected.
+mod late_data;
 /// What the HTTP API refuses (points, samples, timeouts) and gRPC exports.
 mod limits;
 /// The run metrics, pushed to a Pushgateway and read back through Prometheus.

@@ -39,6 +39,8 @@ pub struct ClusterScope {
     pub default_cluster: String,
     /// This pod's shard: only the clusters it owns are asked for.
     pub shard: Option<crate::shard::Shard>,
+    /// Only these clusters are asked for (a correction of late data); `None`: every one.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// How the gRPC source asks for series and evaluates them.
@@ -122,6 +124,26 @@ impl GrpcSource {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The transport the series are read from.
+    pub fn client(&self) -> &SeriesClient {
+        &self.client
+    }
+
+    /// The same source asking for the series of `clusters` only (where requests are narrowed
+    /// by cluster at all): what a correction of late data reads.
+    pub fn only(&self, clusters: &std::collections::BTreeSet<String>) -> GrpcSource {
+        let clusters = self.clusters.as_deref().map(|scope| {
+            Arc::new(ClusterScope {
+                only: Some(clusters.clone()),
+                ..scope.clone()
+            })
+        });
+        GrpcSource {
+            clusters,
+            ..self.clone()
+        }
     }
 
     /// Evaluates every catalog entry over the windows starting at `starts` (seconds), sending

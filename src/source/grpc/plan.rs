@@ -67,9 +67,13 @@ pub(super) struct Scopes {
 
 impl Scopes {
     /// One matcher per cluster among `values` (the cluster label's values the store knows)
-    /// that the shard owns, the default cluster's matching series without the label too.
+    /// that the shard owns (of those asked for, with `only`), the default cluster's matching
+    /// series without the label too.
     pub fn of(scope: &ClusterScope, values: &[String]) -> Result<Scopes, SourceError> {
-        let owns = |c: &str| scope.shard.is_none_or(|s| s.owns(c));
+        let owns = |c: &str| {
+            scope.shard.is_none_or(|s| s.owns(c))
+                && scope.only.as_ref().is_none_or(|o| o.contains(c))
+        };
         let owned: Vec<&str> = values
             .iter()
             .map(String::as_str)
@@ -90,10 +94,10 @@ impl Scopes {
                 true,
             ))?);
         }
-        // without a shard, all clusters are every series
-        let all = match scope.shard {
-            None => None,
-            Some(_) => {
+        // without a shard or a choice of clusters, all clusters are every series
+        let all = match (scope.shard, &scope.only) {
+            (None, None) => None,
+            _ => {
                 let mut values = owned;
                 if default {
                     values.push(&scope.default_cluster);

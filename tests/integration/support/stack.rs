@@ -125,6 +125,13 @@ pub struct Topology {
     /// The Pushgateway the run metrics go to, and the Prometheus that scrapes it.
     pub pushgateway_url: String,
     pub push_prometheus_url: String,
+    /// Late data: the Querier (StoreAPI and HTTP) over a Receive of their own fed by the
+    /// Prometheus of these clusters, each through a proxy the test cuts (`LATE_PROXY_URL`'s
+    /// port, plus the cluster's index).
+    pub late_grpc: String,
+    pub late_http: String,
+    pub late_clusters: Vec<String>,
+    pub late_proxy_url: String,
 }
 
 pub fn topology() -> &'static Topology {
@@ -157,6 +164,13 @@ pub fn topology() -> &'static Topology {
             mimir_tenant: get("MIMIR_TENANT"),
             pushgateway_url: get("PUSHGATEWAY_URL"),
             push_prometheus_url: get("PUSH_PROMETHEUS_URL"),
+            late_grpc: get("LATE_THANOS_GRPC"),
+            late_http: get("LATE_THANOS_HTTP"),
+            late_clusters: get("LATE_CLUSTERS")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            late_proxy_url: get("LATE_PROXY_URL"),
         }
     })
 }

@@ -120,6 +120,7 @@ ambiguous (the API server keeps the last, kubectl and server-side apply disagree
   "CLUSTER_LABEL_NAME" "clusterLabel" "TIME_FRAME" "timeFrame" "BACKFILL_DAYS" "backfillDays"
   "STORE_ENDPOINT" "storeEndpoint" "RETENTION_DAYS" "retentionDays" "BATCH_DELAY" "batchDelay"
   "ABSENT_CLUSTER_GRACE" "absentClusterGrace" "SHUTDOWN_TIMEOUT" "shutdownTimeout"
+  "LATE_DATA_GRACE" "lateDataGrace" "LATE_DATA_HORIZON" "lateDataHorizon"
   "TELEMETRY_PREFIX" "telemetryPrefix" "PUSHGATEWAY_URL" "pushgateway.url"
   "CATALOG_FILE" "catalog" "JOB_COMPLETIONS" "sharding" "SHARD" "sharding"
   "LOG_FORMAT" "(fixed: json, for log collectors)" "HOME" "(fixed: /tmp, the writable scratch volume)"

@@ -189,6 +189,7 @@ fn clusters_are_scoped_to_the_shard_and_the_default_folder() {
         cluster_label: "cluster".into(),
         default_cluster: "home".into(),
         shard,
+        only: None,
     };
     let values = ["a", "b", "", "home"].map(String::from);
     let s = Scopes::of(&scope(None), &values).unwrap();
@@ -209,6 +210,16 @@ fn clusters_are_scoped_to_the_shard_and_the_default_folder() {
         s.each.len(),
         ["a", "b", "home"].iter().filter(|v| shard.owns(v)).count()
     );
+    // a correction asks for its clusters only
+    let only = ClusterScope {
+        only: Some(["b".to_string()].into()),
+        ..scope(None)
+    };
+    let s = Scopes::of(&only, &values).unwrap();
+    assert_eq!(s.each.len(), 1);
+    assert_eq!(s.each[0].key(), Matcher::eq("cluster", "b").key());
+    let all = s.all.expect("only b's series");
+    assert!(all.matches_value("b") && !all.matches_value("a") && !all.matches_value(""));
 }
 
 #[test]
