@@ -115,16 +115,8 @@ mod base64_lite {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::{Cli, Options};
-
-    fn opts(args: &[&str]) -> Options {
-        let mut argv = vec!["storeapi-exporter"];
-        argv.extend_from_slice(args);
-        Cli::parse_from(argv).opts
-    }
+    use crate::cli::settings::opts;
 
     #[test]
     fn basic_auth_encoding() {

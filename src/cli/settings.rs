@@ -360,18 +360,18 @@ pub(crate) const MINIMAL: [&str; 8] = [
     "/tmp/x",
 ];
 
+/// The options of a command line given without the program's name, for tests.
+#[cfg(test)]
+pub(crate) fn opts(args: &[&str]) -> Options {
+    use clap::Parser;
+    let mut argv = vec!["storeapi-exporter"];
+    argv.extend_from_slice(args);
+    crate::cli::Cli::parse_from(argv).opts
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::Cli;
-
-    fn opts(args: &[&str]) -> Options {
-        let mut argv = vec!["storeapi-exporter"];
-        argv.extend_from_slice(args);
-        Cli::parse_from(argv).opts
-    }
 
     #[test]
     fn zero_timeouts_are_refused() {

@@ -135,6 +135,12 @@ impl LateRun {
             bytes_in = marks.stats.bytes_in,
             "clusters' watermarks"
         );
+        if marks.clusters.is_empty() {
+            warn!(
+                metric = %self.query.metric,
+                "no series of the watermark metric: late data cannot be waited for (set WATERMARK_METRIC to a metric every cluster has, or empty to stop asking)"
+            );
+        }
         Ok(marks)
     }
 
