@@ -143,7 +143,7 @@ cp "$OUT/24h/bench.svg" docs/bench.svg 2>/dev/null || cp "$OUT/$(echo "$SPANS" |
 python3 integration/bench/report.py --out docs/benchmarks.md --bench-dir "$OUT" --spans "$SPANS" \
   --active "$active" --stored "$raw_series" --data-seconds "$data_seconds" \
   --profile "$profile" --commands "$(printf '%s\n' "${commands[@]}")" \
-  --thanos "Thanos $THANOS_VERSION (built from its Go module, tags $THANOS_TAGS)" \
+  --thanos "Thanos $THANOS_VERSION (built from its Go module, tags $(thanos_tags "$THANOS_VERSION"))" \
   --prometheus "$(prometheus --version 2>&1 | head -n1)" \
   --rustc "$(rustc --version)" --rev "$(git rev-parse --short HEAD)" --speed "$(cat "$OUT/speed")"
 log "benchmark done in $((SECONDS - started))s: docs/benchmarks.md, docs/bench.svg, raw results in target/bench"

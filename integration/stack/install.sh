@@ -28,9 +28,9 @@ install_prometheus() {
 }
 
 # go build of a module that has replace directives: download it, copy it somewhere writable,
-# build in place.
-go_build_module() { # module version package output [build tags]
-  local module=$1 version=$2 pkg=$3 out=$4 tags=${5:-}
+# build in place; `fix`, a command run in the copy first (a dependency today's Go needs).
+go_build_module() { # module version package output [build tags] [ldflags] [fix]
+  local module=$1 version=$2 pkg=$3 out=$4 tags=${5:-} ldflags=${6:-} fix=${7:-}
   command -v go >/dev/null || die "go is not installed: install go >= 1.26 to build $module"
   local dir src
   dir=$(GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -40,16 +40,33 @@ go_build_module() { # module version package output [build tags]
   chmod -R u+w "$src"
   log "building $module@$version (takes minutes on a cold machine)"
   rm -f "$out.tmp"
-  (cd "$src" && GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -tags "$tags" -o "$out.tmp" "$pkg" 2>&1 |
-    grep -v '^go: downloading' >&2 || true)
+  if [ -n "$fix" ]; then
+    (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=mod bash -c "$fix" 2>&1 | grep -v '^go: downloading' >&2 || true)
+  fi
+  (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "$tags" \
+    -ldflags "$ldflags" -o "$out.tmp" "$pkg" 2>&1 | grep -v '^go: downloading' >&2 || true)
   [ -s "$out.tmp" ] || die "building $module@$version failed"
   mv "$out.tmp" "$out"
   rm -rf "$src"
 }
 
-install_thanos() {
-  [ -x "$THANOS_BIN" ] && return 0
-  go_build_module github.com/thanos-io/thanos "$THANOS_VERSION" ./cmd/thanos "$THANOS_BIN" "$THANOS_TAGS"
+# Today's Go builds the older releases with two fixes: v0.31's go4.org/unsafe/assume-no-moving-gc
+# panics at start on Go >= 1.22 (a newer one knows them), and v0.37 to v0.39 need
+# zenhack.net/go/util, whose domain expired, from its GitHub module (Thanos does this itself
+# from v0.40.0).
+thanos_fix() { # version
+  case $1 in
+  v0.31.*) echo "go get go4.org/unsafe/assume-no-moving-gc@v0.0.0-20231121144256-b99613f794b6" ;;
+  v0.3[7-9].*) echo "go mod edit -replace zenhack.net/go/util=github.com/zenhack/go-util@v0.0.0-20231005031245-66f5419c2aea" ;;
+  esac
+}
+
+install_thanos() { # version
+  local bin
+  bin=$(thanos_bin "$1")
+  [ -x "$bin" ] && return 0
+  go_build_module github.com/thanos-io/thanos "$1" ./cmd/thanos "$bin" "$(thanos_tags "$1")" \
+    "-X github.com/prometheus/common/version.Version=${1#v}" "$(thanos_fix "$1")"
 }
 
 install_mimir() {
@@ -82,7 +99,10 @@ fi
 command -v python3 >/dev/null || apt_install python3
 command -v curl >/dev/null || apt_install curl
 command -v openssl >/dev/null || apt_install openssl
-install_thanos
-[ "${STACK_TOPOLOGY:-full}" = full ] && install_mimir
+install_thanos "$THANOS_VERSION"
+if [ "${STACK_TOPOLOGY:-full}" = full ]; then
+  install_mimir
+  for v in $THANOS_OLDER; do install_thanos "$v"; done
+fi
 install_s3
 log "peers installed under $BIN_DIR"

@@ -16,7 +16,10 @@ STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
 # misread Prometheus 3's label layout and the sidecar panics in grpc's buffer pool ("index out
 # of range [64] with length 63") on the Querier's first Info call.
 THANOS_VERSION=${THANOS_VERSION:-v0.42.4}
-THANOS_TAGS=netgo,slicelabels
+# The releases the version matrix reads beside it (tests/integration/releases.rs), one per era
+# of Thanos Query's PromQL: v0.31.0, the oldest the exporter reads (Prometheus 2.42 inside),
+# and v0.37.2 (Prometheus 2.55); v0.38 and later evaluate as the pinned one.
+THANOS_OLDER=${THANOS_OLDER:-v0.31.0 v0.37.2}
 # MinIO publishes no semver tags on the Go module proxy; this is its last pseudo-version there.
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 S3SFS_VERSION=${S3SFS_VERSION:-0.14.1}
@@ -25,7 +28,16 @@ S3SFS_VERSION=${S3SFS_VERSION:-0.14.1}
 MIMIR_VERSION=${MIMIR_VERSION:-v1.3.1-0.20260423142704-aced80d74930}
 
 BIN_DIR=$CACHE_DIR/bin
-THANOS_BIN=$BIN_DIR/thanos-$THANOS_VERSION-slicelabels
+# A Thanos release as its own release build makes it: its build tags, and its version in
+# /api/v1/status/buildinfo and --version (empty without the ldflags), which the exporter reads.
+thanos_bin() { echo "$BIN_DIR/thanos-$1-release"; }
+thanos_tags() { # version: its .promu.yml's tags
+  case $1 in
+  v0.3[0-9].*) echo netgo ;;
+  *) echo netgo,slicelabels ;;
+  esac
+}
+THANOS_BIN=$(thanos_bin "$THANOS_VERSION")
 MINIO_BIN=$BIN_DIR/minio-$MINIO_VERSION
 MIMIR_BIN=$BIN_DIR/mimir-$MIMIR_VERSION
 

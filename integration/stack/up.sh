@@ -261,6 +261,7 @@ export STACK_DIR=$STACK_DIR
 export STACK_TOPOLOGY=$TOPOLOGY
 export SIDECARS="${SIDECARS[*]}"
 export PROMETHEUS_URLS="${PROMETHEUS_URLS[*]}"
+export THANOS_OLDER="$([ "$TOPOLOGY" = full ] && echo "$THANOS_OLDER")"
 EOF
   [ "$TOPOLOGY" = full ] || return 0
   cat <<EOF

@@ -124,6 +124,13 @@ pub struct SourceArgs {
     /// Lookback delta of instant selectors; must equal the Querier's --query.lookback-delta.
     #[arg(long, env = "LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration, global = true)]
     pub lookback_delta: u64,
+
+    /// The Thanos release of the Querier (v0.34.1), whose PromQL the files equal: its engine's
+    /// semantics changed in v0.35 and v0.38. auto: read from its HTTP API's
+    /// /api/v1/status/buildinfo when its address is known (PROMETHEUS_URL, or HOSTNAME and
+    /// PORT), else inferred from its Info answer.
+    #[arg(long, env = "QUERIER_VERSION", default_value = "auto", global = true)]
+    pub querier_version: String,
 }
 
 /// Where the files go.

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use super::address::{auth_headers, env_hostname, http_base_with, store_endpoint_with};
 use super::args::{Options, SourceKind, WindowArgs};
+use crate::engine::Semantics;
 use crate::pipeline::lateness::LateSettings;
 use crate::remote_read::RemoteReadConfig;
 use crate::shard::Shard;
@@ -44,6 +45,8 @@ pub enum ConfigError {
     TelemetryPrefix { telemetry: String, prefix: String },
     #[error("{0} must be at least 1s")]
     ZeroTimeout(&'static str),
+    #[error("QUERIER_VERSION: {0}")]
+    QuerierVersion(String),
     #[error(
         "WATERMARK_METRIC {0:?} is not a metric name: give the name of a metric every cluster has (e.g. kube_node_info), or an empty value to turn the wait for late data off"
     )]
@@ -119,6 +122,9 @@ pub struct Settings {
     pub absent_grace: Option<Duration>,
     /// How `run` waits for late data; `None`: it does not (WATERMARK_METRIC empty).
     pub late: Option<LateSettings>,
+    /// The Thanos release of the Querier, with its semantics, when given (QUERIER_VERSION);
+    /// `None`: found at start.
+    pub querier_version: Option<(String, Semantics)>,
 }
 
 impl Settings {
@@ -324,6 +330,13 @@ impl Settings {
             absent_grace: (win.absent_cluster_grace > 0)
                 .then(|| Duration::from_secs(win.absent_cluster_grace)),
             late: late_settings(win)?,
+            querier_version: match src.querier_version.trim() {
+                "" | "auto" => None,
+                v => Some((
+                    v.to_string(),
+                    Semantics::of_thanos(v).map_err(ConfigError::QuerierVersion)?,
+                )),
+            },
         })
     }
 }
@@ -421,6 +434,18 @@ mod tests {
             Err(ConfigError::Concurrency)
         ));
         assert_eq!(with(&["--retention-days", "0"]).unwrap().retention, None);
+        assert_eq!(s.querier_version, None, "auto: found at start");
+        assert_eq!(
+            with(&["--querier-version", "v0.34.1"])
+                .unwrap()
+                .querier_version,
+            Some(("v0.34.1".to_string(), Semantics::ThanosLegacy))
+        );
+        let old = with(&["--querier-version", "v0.30.0"]).unwrap_err();
+        assert!(
+            matches!(old, ConfigError::QuerierVersion(ref m) if m.contains("v0.31.0")),
+            "{old}"
+        );
         assert_eq!(with(&["--shard", "0/1"]).unwrap().shard, None);
         assert_eq!(
             with(&["--telemetry-prefix", "/finout/telemetry/"])

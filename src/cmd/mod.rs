@@ -3,6 +3,7 @@
 mod late;
 mod push;
 mod run;
+mod semantics;
 mod setup;
 
 use std::io::IsTerminal;

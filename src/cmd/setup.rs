@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tracing::{error, info};
 
 use super::AppError;
+use super::semantics::semantics;
 use crate::catalog::Catalog;
 use crate::cli::{ConfigError, Destination, Settings, SourceSettings};
-use crate::engine::{self, Plan, Semantics};
+use crate::engine::{self, Plan};
 use crate::finout::cluster_folder;
 use crate::pipeline::Exporter;
 use crate::pipeline::completeness::Completeness;
@@ -21,6 +22,7 @@ use crate::source::grpc::{GrpcSettings, GrpcSource, SeriesClient};
 use crate::source::http::HttpSource;
 use crate::source::inventory::InventorySource;
 use crate::store::StoreClient;
+use crate::store::proto::info::InfoResponse;
 
 /// Builds the exporter from the settings: catalog, source (with its preflight), sink; and the
 /// telemetry day exporter when the catalog has telemetry entries (shard 0 writes them: the
@@ -126,7 +128,7 @@ async fn sources(
             };
             let telemetry_source = telemetry.then(|| http(telemetry_catalog)).transpose()?;
             let inventory = match store {
-                Some(cfg) => match connect(&SourceSettings::Grpc(cfg.clone())).await? {
+                Some(cfg) => match connect(&SourceSettings::Grpc(cfg.clone())).await?.0 {
                     SeriesClient::Store(client) => InventorySource::Info(client),
                     SeriesClient::RemoteRead(_) => unreachable!("a StoreAPI endpoint"),
                 },
@@ -140,8 +142,8 @@ async fn sources(
         SourceSettings::Grpc(_) | SourceSettings::RemoteRead(_) => {
             let plans = engine::compile(catalog)?;
             let telemetry_plans = engine::compile_telemetry(catalog)?;
-            let client = connect(&s.source).await?;
-            let semantics = semantics(&client).await;
+            let (client, info) = connect(&s.source).await?;
+            let semantics = semantics(s, &client, info.as_ref()).await?;
             let with = |plans: Vec<Plan>| {
                 Arc::new(
                     plans
@@ -170,58 +172,36 @@ async fn sources(
     }
 }
 
-/// Whose PromQL the files equal: Thanos Query's over the StoreAPI, and over remote read from
-/// several servers (an HA pair, deduplicated as Thanos Query would over their sidecars); the
-/// server's own over remote read from one (a Prometheus, a Mimir tenant), by its build info.
-async fn semantics(client: &SeriesClient) -> Semantics {
-    let SeriesClient::RemoteRead(rr) = client else {
-        return Semantics::Thanos;
-    };
-    let [url] = rr.urls() else {
-        info!(
-            "remote read from several servers: the files equal Thanos Query's over their sidecars (deduplicated, counters as Thanos reads them)"
-        );
-        return Semantics::Thanos;
-    };
-    let info = rr.build_info(url).await;
-    let semantics = match info.as_ref().and_then(|i| i.prometheus_major()) {
-        Some(2) => Semantics::Prometheus2,
-        _ => Semantics::Prometheus3,
-    };
-    let server = info.map_or_else(
-        || "unknown (no build info: taken for Prometheus 3)".into(),
-        |i| match i.application.as_str() {
-            "" => format!("Prometheus {}", i.version),
-            app => format!("{app} {}", i.version),
-        },
-    );
-    info!(%server, ?semantics, "remote read from one server: the files equal its own query_range");
-    semantics
-}
-
-/// The raw series' transport, connected and answering (the preflight).
-async fn connect(source: &SourceSettings) -> Result<SeriesClient, AppError> {
+/// The raw series' transport, connected and answering (the preflight), with the StoreAPI
+/// endpoint's Info answer when it gave one.
+async fn connect(
+    source: &SourceSettings,
+) -> Result<(SeriesClient, Option<InfoResponse>), AppError> {
     match source {
         SourceSettings::Grpc(cfg) => {
             let client = StoreClient::connect((**cfg).clone())
                 .await
                 .map_err(|e| AppError::Preflight(e.into()))?;
             // Info: every StoreAPI component serves it (Querier, sidecar, store, receiver)
-            match client.info().await {
+            let info = match client.info().await {
                 Ok(info) => {
-                    let range = info.store.map(|s| (s.min_time, s.max_time));
+                    let range = info.store.as_ref().map(|s| (s.min_time, s.max_time));
                     info!(endpoint = %cfg.endpoint, component = %info.component_type, time_range = ?range, "storeapi answers");
+                    Some(info)
                 }
-                Err(e) if e.is_unimplemented() => info!(
-                    endpoint = %cfg.endpoint,
-                    "storeapi has no info service; skipping its preflight"
-                ),
+                Err(e) if e.is_unimplemented() => {
+                    info!(
+                        endpoint = %cfg.endpoint,
+                        "storeapi has no info service; skipping its preflight"
+                    );
+                    None
+                }
                 Err(e) => {
                     error!(endpoint = %cfg.endpoint, error = %e, "storeapi preflight failed");
                     return Err(AppError::Preflight(e.into()));
                 }
-            }
-            Ok(client.into())
+            };
+            Ok((client.into(), info))
         }
         SourceSettings::RemoteRead(cfg) => {
             let client = RemoteReadClient::new((**cfg).clone())
@@ -232,7 +212,7 @@ async fn connect(source: &SourceSettings) -> Result<SeriesClient, AppError> {
                 return Err(AppError::Preflight(e.into()));
             }
             info!(urls = ?client.urls(), "remote read answers");
-            Ok(client.into())
+            Ok((client.into(), None))
         }
         SourceSettings::Http(_) => unreachable!("the HTTP source reads no raw series"),
     }

@@ -139,14 +139,38 @@ pub fn replica_samples(
     Ok(())
 }
 
-/// Decodes and deduplicates one series' chunks for a query over `[mint, maxt]`; `counter`
-/// when the function nearest the selector is a counter function.
+/// How Thanos Query reads a series for one query.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The function nearest the selector is a counter function: counters without resets, and
+    /// adjusted at switches between replicas.
+    pub counter: bool,
+    /// The merge's first sample counts as a switch between replicas (Thanos before v0.35,
+    /// whose `dedupSeriesIterator` started with `useA` false: a first sample from the first
+    /// replica then adjusts the second by the difference).
+    pub first_sample_switches: bool,
+}
+
+impl From<bool> for Reading {
+    /// The current releases' reading, `counter` or not.
+    fn from(counter: bool) -> Self {
+        Reading {
+            counter,
+            first_sample_switches: false,
+        }
+    }
+}
+
+/// Decodes and deduplicates one series' chunks for a query over `[mint, maxt]`, read as
+/// `reading` says (a bool: whether the function nearest the selector is a counter function).
 pub fn series_samples(
     chunks: &[AggrChunk],
     mint: i64,
     maxt: i64,
-    counter: bool,
+    reading: impl Into<Reading>,
 ) -> Result<Vec<Sample>, SeriesDataError> {
+    let reading = reading.into();
+    let counter = reading.counter;
     let groups = split_overlapping(chunks);
     if groups.len() == 1 {
         let mut out = Vec::new();
@@ -159,7 +183,7 @@ pub fn series_samples(
         replica_samples(chunks, g, mint, maxt, counter, &mut s)?;
         replicas.push(s);
     }
-    Ok(merge(replicas, counter))
+    Ok(merge(replicas, reading))
 }
 
 /// Decodes one series' chunks for a query over `[mint, maxt]` as Prometheus (or Mimir) reads

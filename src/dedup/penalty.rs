@@ -2,20 +2,27 @@
 //! pairwise mergers over the pseudo-replicas' samples, with the counter adjustment at each
 //! switch between replicas.
 
+use super::Reading;
 use crate::model::Sample;
 
 /// The penalty before the first switch, in milliseconds (Thanos' `initialPenalty`).
 const INITIAL_PENALTY: i64 = 5000;
 
-/// Merges replicas' samples with the penalty rule; `counter` enables the counter adjustment.
-pub fn merge(replicas: Vec<Vec<Sample>>, counter: bool) -> Vec<Sample> {
+/// Merges replicas' samples with the penalty rule, read as `reading` says (a bool: whether
+/// to adjust counters at switches).
+pub fn merge(replicas: Vec<Vec<Sample>>, reading: impl Into<Reading>) -> Vec<Sample> {
+    let Reading {
+        counter,
+        first_sample_switches,
+    } = reading.into();
     let mut it = replicas.into_iter();
     let Some(first) = it.next() else {
         return Vec::new();
     };
     let mut node = Node::replica(first, counter);
     for r in it {
-        node = Node::Merge(Box::new(Merger::new(node, Node::replica(r, counter))));
+        let merger = Merger::new(node, Node::replica(r, counter), !first_sample_switches);
+        node = Node::Merge(Box::new(merger));
     }
     let mut out = Vec::new();
     while node.next() {
@@ -135,7 +142,9 @@ impl Node {
 }
 
 impl Merger {
-    fn new(mut a: Node, mut b: Node) -> Merger {
+    /// `use_a`: the replica taken last before the first sample (Thanos' `useA`), which the
+    /// first sample switches away from when it is not the same.
+    fn new(mut a: Node, mut b: Node, use_a: bool) -> Merger {
         let a_ok = a.next();
         let b_ok = b.next();
         Merger {
@@ -147,7 +156,7 @@ impl Merger {
             last_is_a: true,
             pen_a: 0,
             pen_b: 0,
-            use_a: true,
+            use_a,
         }
     }
 

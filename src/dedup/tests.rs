@@ -236,3 +236,26 @@ fn a_window_cut_from_a_longer_request_is_the_windows_own_request() {
     let whole: Vec<AggrChunk> = a.chunks(120).map(chunk).collect();
     assert!(!trimmed_to(&whole, 3_300_001, 7_200_000));
 }
+
+#[test]
+fn before_v0_35_the_first_sample_is_a_switch_that_lifts_the_other_replica() {
+    // a starts 100 above b and stops after two samples. Thanos v0.31 to v0.34 began the merge
+    // as if it had last taken b: taking a's first sample was a switch, which lifted b by the
+    // difference to a's first value (100 - 1 = 99) at once; the later switch back to b then
+    // found b high enough. Current releases lift b only at that switch, by 101 - 4 = 97.
+    let a = vec![(0, 100.0), (10_000, 101.0)];
+    let b = scrape(5_000, 10_000, 6, |t| 1.0 + ((t - 5_000) / 10_000) as f64);
+    let legacy = Reading {
+        counter: true,
+        first_sample_switches: true,
+    };
+    let now = merge(vec![a.clone(), b.clone()], true);
+    let then = merge(vec![a, b], legacy);
+    assert_eq!(now[..2], then[..2], "a's samples are a's: {now:?} {then:?}");
+    let lifted = |got: &[Sample]| got[2].1 - (1.0 + ((got[2].0 - 5_000) / 10_000) as f64);
+    assert_eq!(
+        (lifted(&now), lifted(&then)),
+        (97.0, 99.0),
+        "{now:?} {then:?}"
+    );
+}

@@ -77,7 +77,7 @@ pub(super) fn range_fn(
     if s.is_empty() {
         return None;
     }
-    let clamp_first = semantics == Semantics::Prometheus2;
+    let clamp_first = semantics.clamp_first();
     match func {
         RangeFunc::Rate => extrapolated_rate(s, ts, range, true, true, clamp_first),
         RangeFunc::Increase => extrapolated_rate(s, ts, range, true, false, clamp_first),

@@ -6,10 +6,10 @@
 //! pushed one at a time as they stream in and folded into the first aggregation's per-step
 //! accumulators, so memory follows the output (groups × steps), never the input samples.
 //!
-//! Semantics are those of the Prometheus 3 engine inside the pinned Thanos Query (`Semantics`:
-//! Prometheus 2 where a plan is set to it): range selectors select `(t - range, t]`
-//! (left-open; Prometheus 2 selected `[t - range, t]`), instant selectors the newest sample in
-//! `(t - lookback, t]`, staleness markers end a series,
+//! Semantics are those of the Prometheus 3 engine inside Thanos Query v0.38 and later
+//! (`Semantics`: older Thanos releases, Prometheus 2 or 3 where a plan is set to them): range
+//! selectors select `(t - range, t]` (left-open; Prometheus 2 selected `[t - range, t]`),
+//! instant selectors the newest sample in `(t - lookback, t]`, staleness markers end a series,
 //! `rate`/`increase`/`delta` extrapolate as `extrapolatedRate` does, and `sum`/`avg` use the
 //! same Kahan-Neumaier summation in the same series order, so results are bit-identical.
 

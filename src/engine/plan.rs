@@ -118,14 +118,25 @@ pub enum Leaf {
     Range(RangeFunc, i64),
 }
 
-/// Whose PromQL the results equal, where Thanos Query, Prometheus 3 and Prometheus 2 part.
+/// Whose PromQL the results equal, where Thanos Query's releases, Prometheus 3 and
+/// Prometheus 2 part. Thanos Query evaluates with the Prometheus engine it was built with:
+/// 2.42 to 2.48 in v0.31 to v0.34, 2.51 to 2.55 in v0.35 to v0.37, 3.x from v0.38 on (each
+/// release's go.mod).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Semantics {
-    /// Thanos Query (the Prometheus 3 engine over its stores): counters under rate, increase,
-    /// irate read through Thanos' reset-removing iterator, replicas merged by its penalty
-    /// deduplication (`dedup::series_samples`).
+    /// Thanos Query v0.38 and later (a Prometheus 3 engine over its stores): counters under
+    /// rate, increase, irate read through Thanos' reset-removing iterator, replicas merged by
+    /// its penalty deduplication (`dedup::series_samples`).
     #[default]
     Thanos,
+    /// Thanos Query v0.35 to v0.37 (Prometheus 2.51 to 2.55 inside): read the same way, with
+    /// range selectors and the lookback closed on the left (`[t - range, t]`).
+    ThanosClosedRanges,
+    /// Thanos Query v0.31 to v0.34 (Prometheus before 2.51 inside): closed ranges too, `rate`
+    /// clamping its extrapolation to zero before the 1.1-interval threshold (as Prometheus 2
+    /// did until 2.51), and a penalty merge whose first sample counts as a switch between
+    /// replicas (Thanos #7271 changed that in v0.35).
+    ThanosLegacy,
     /// Prometheus 3 and Mimir over their own TSDB: raw samples (`dedup::prometheus_samples`).
     Prometheus3,
     /// Prometheus 2: raw samples too; range selectors and the lookback are closed on the left
@@ -135,9 +146,56 @@ pub enum Semantics {
 }
 
 impl Semantics {
-    /// Whether a selection starting at `t - range` includes a sample at `t - range`.
+    /// The semantics of the Thanos release `version` (`v0.34.1`, `0.42.4`, `0.40.0-rc.1`);
+    /// an error names a release before v0.31, which the exporter does not read, or a version
+    /// it cannot read.
+    pub fn of_thanos(version: &str) -> Result<Semantics, String> {
+        let v = version.trim().trim_start_matches('v');
+        let mut parts = v.split(['.', '-', '+']);
+        let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
+        let (Some(major), Some(minor)) = (number(parts.next()), number(parts.next())) else {
+            return Err(format!(
+                "{version:?} is not a Thanos release (write it as v0.34.1)"
+            ));
+        };
+        Ok(match (major, minor) {
+            (0, ..=30) => {
+                return Err(format!(
+                    "Thanos {version} is older than v0.31.0, the oldest release the exporter reads (its stores cannot drop the replica labels, without_replica_labels): upgrade Thanos, or use --source http"
+                ));
+            }
+            (0, ..=34) => Semantics::ThanosLegacy,
+            (0, ..=37) => Semantics::ThanosClosedRanges,
+            _ => Semantics::Thanos,
+        })
+    }
+
+    /// Whether a selection starting at `t - range` includes a sample at `t - range` (and
+    /// the lookback a sample exactly `lookback` old).
     pub fn closed_left(self) -> bool {
-        self == Semantics::Prometheus2
+        matches!(
+            self,
+            Semantics::Prometheus2 | Semantics::ThanosClosedRanges | Semantics::ThanosLegacy
+        )
+    }
+
+    /// Whether `rate` clamps its extrapolation to zero before the 1.1-interval threshold.
+    pub fn clamp_first(self) -> bool {
+        matches!(self, Semantics::Prometheus2 | Semantics::ThanosLegacy)
+    }
+
+    /// Whether the penalty merge's first sample counts as a switch between replicas.
+    pub fn first_sample_switches(self) -> bool {
+        self == Semantics::ThanosLegacy
+    }
+
+    /// Whether series are read as Thanos Query reads them (counters without resets under
+    /// counter functions, replicas merged), not raw.
+    pub fn thanos_reading(self) -> bool {
+        matches!(
+            self,
+            Semantics::Thanos | Semantics::ThanosClosedRanges | Semantics::ThanosLegacy
+        )
     }
 }
 

@@ -445,3 +445,43 @@ fn prometheus_2_closes_its_ranges_on_the_left_and_clamps_before_the_threshold() 
     assert!((inc(p3) - 25.0).abs() < 1e-9, "{}", inc(p3));
     assert!((inc(p2) - 27.0).abs() < 1e-9, "{}", inc(p2));
 }
+
+#[test]
+fn each_thanos_release_evaluates_with_the_prometheus_engine_it_was_built_with() {
+    use Semantics::*;
+    for (release, want) in [
+        ("v0.31.0", ThanosLegacy),
+        ("0.34.1", ThanosLegacy),
+        ("v0.35.0", ThanosClosedRanges),
+        ("v0.37.2", ThanosClosedRanges),
+        ("v0.38.0-rc.0", Thanos),
+        ("0.42.4", Thanos),
+        ("v1.0.0", Thanos),
+    ] {
+        assert_eq!(Semantics::of_thanos(release), Ok(want), "{release}");
+    }
+    let old = Semantics::of_thanos("v0.30.2").unwrap_err();
+    assert!(
+        old.contains("v0.31.0") && old.contains("--source http"),
+        "{old}"
+    );
+    assert!(Semantics::of_thanos("latest").is_err());
+    // what each era changes: the range's left edge, rate's zero clamp, the merge's start
+    let edge = [(0, 1.0), (30_000, 2.0), (60_000, 3.0)];
+    let sum = |s| instant("sum_over_time(x[1m])", s, 60_000, &edge);
+    assert_eq!(sum(Thanos), Some(5.0));
+    assert_eq!(
+        (sum(ThanosClosedRanges), sum(ThanosLegacy)),
+        (Some(6.0), Some(6.0))
+    );
+    let young = [(20_000, 7.0), (30_000, 17.0), (40_000, 27.0)];
+    let inc = |s| instant("increase(x[40s])", s, 40_000, &young).unwrap();
+    assert!((inc(ThanosClosedRanges) - 25.0).abs() < 1e-9);
+    assert!((inc(ThanosLegacy) - 27.0).abs() < 1e-9);
+    assert!(ThanosLegacy.first_sample_switches() && !ThanosClosedRanges.first_sample_switches());
+    assert!(
+        [Thanos, ThanosClosedRanges, ThanosLegacy]
+            .iter()
+            .all(|s| s.thanos_reading())
+    );
+}

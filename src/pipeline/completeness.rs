@@ -121,6 +121,11 @@ impl Completeness {
             );
             return Ok(());
         };
+        if inventory.coarse && !inventory.served.is_empty() {
+            warn!(
+                "the endpoint tells its stores' label sets but not each TSDB's time range (a Thanos Querier before v0.32, stores older than it, or /api/v1/stores): a dropped store stays unnoticed while another announces its labels; the wait for late data (WATERMARK_METRIC) still holds a cluster whose samples stop"
+            );
+        }
         self.expect(remembered, &inventory);
         Ok(())
     }

@@ -16,6 +16,7 @@ use crate::inflight;
 use crate::model::{Labels, Series, Steps};
 use crate::observe::{Secret, error_chain};
 use crate::query_range;
+use crate::remote_read::BuildInfo;
 use crate::store::{TlsFileError, TlsFiles};
 
 /// How to reach the HTTP API (`--source http`, and the readiness probe of any source).
@@ -124,6 +125,23 @@ impl HttpSettings {
             }
         }
         Err(ReadinessError::NotReady(last))
+    }
+
+    /// What serves the API, from its `/api/v1/status/buildinfo` (Thanos Query, Prometheus and
+    /// Mimir all answer it); `None` when there is no known address or it does not say.
+    pub async fn build_info(&self) -> Option<BuildInfo> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: BuildInfo,
+        }
+        self.readiness_path.as_ref()?;
+        let client = self.client(READINESS_TIMEOUT.min(self.timeout)).ok()?;
+        let url = format!("{}/api/v1/status/buildinfo", self.base);
+        let resp = client.get(&url).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json::<Answer>().await.ok().map(|a| a.data)
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Served {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inventory {
     pub served: Vec<Served>,
+    /// Its stores' label sets stand for their whole time range (a Querier before v0.32, or
+    /// one whose stores are all older, lists no TSDBs; `/api/v1/stores`): coarser, so a store
+    /// gateway announcing a dropped sidecar's labels makes that cluster look served.
+    pub coarse: bool,
 }
 
 impl Inventory {
@@ -59,7 +63,10 @@ impl Inventory {
                 }
             })
             .collect();
-        Inventory { served }
+        Inventory {
+            served,
+            coarse: false,
+        }
     }
 
     /// From a Querier's (or any StoreAPI component's) Info answer: its TSDBs, or, from an
@@ -85,7 +92,10 @@ impl Inventory {
             .label_sets
             .iter()
             .map(|s| (pairs(s), store.min_time, store.max_time));
-        Inventory::from_sets(sets, replica_labels)
+        Inventory {
+            coarse: true,
+            ..Inventory::from_sets(sets, replica_labels)
+        }
     }
 
     /// From Thanos Query's `/api/v1/stores` answer: the label sets of every healthy store.
@@ -124,7 +134,10 @@ impl Inventory {
                     .into_iter()
                     .map(move |set| (set.into_iter().collect(), min, max))
             });
-        Ok(Inventory::from_sets(sets, replica_labels))
+        Ok(Inventory {
+            coarse: true,
+            ..Inventory::from_sets(sets, replica_labels)
+        })
     }
 }
 
@@ -241,6 +254,7 @@ mod tests {
         old.store.as_mut().unwrap().tsdb_infos.clear();
         let inv = Inventory::from_info(&old, &replicas);
         assert_eq!(inv.served.len(), 1);
+        assert!(inv.coarse && !Inventory::from_info(&info, &replicas).coarse);
         assert_eq!(
             (inv.served[0].min_time, inv.served[0].max_time),
             (0, i64::MAX)

@@ -144,7 +144,7 @@ pub enum SourceError {
     #[error("{0}")]
     Eval(#[from] EvalError),
     #[error(
-        "the StoreAPI sent series out of order ({0}): the endpoint must support without_replica_labels (a Thanos Querier, sidecar, store or receiver of v0.30 or later)"
+        "the StoreAPI sent series out of order ({0}): the endpoint must support without_replica_labels (a Thanos Querier, sidecar, store or receiver of v0.31.0 or later)"
     )]
     Order(String),
     #[error("HTTP query for {metric} failed: {message}")]

@@ -18,6 +18,8 @@ mod late_data;
 mod limits;
 /// The run metrics, pushed to a Pushgateway and read back through Prometheus.
 mod metrics;
+/// The Thanos releases users run: each era's Querier followed, a mixed fleet.
+mod releases;
 /// `--source remote-read` against Prometheus (one, and an HA pair) and Grafana Mimir.
 mod remote_read;
 /// `run` against S3: state, resume, retention, credentials, faults.

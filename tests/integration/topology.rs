@@ -24,7 +24,7 @@ pub(crate) const PREFIX: &str = "k8s/prometheus";
 pub(crate) const METRICS: usize = 19;
 
 /// `export` of `[from, to)` into `dir` from `store` (gRPC source) or `http` (HTTP source).
-fn export(
+pub(crate) fn export(
     source: &str,
     dir: &Path,
     (from, to): (i64, i64),

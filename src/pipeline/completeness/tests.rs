@@ -46,7 +46,10 @@ fn guard(grace_h: Option<i64>) -> Completeness {
 }
 
 fn inventory(served: Vec<Served>) -> Inventory {
-    Inventory { served }
+    Inventory {
+        served,
+        coarse: false,
+    }
 }
 
 /// The state a run left that exported up to `until` with these sources serving, ten minutes

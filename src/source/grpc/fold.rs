@@ -8,8 +8,10 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
-use crate::dedup::{cut_to, prometheus_samples, series_samples, split_overlapping, trimmed_to};
-use crate::engine::{Evaluator, Plan, Semantics};
+use crate::dedup::{
+    Reading, cut_to, prometheus_samples, series_samples, split_overlapping, trimmed_to,
+};
+use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, Series, Steps};
 use crate::source::{SourceError, Stats};
 use crate::store::proto::{self, AggrChunk};
@@ -121,14 +123,20 @@ pub(super) fn push_series(
         }
         any = true;
         // the one place the semantics part: how a series' chunks become samples
-        let (way, read) = match (plan.semantics, plan.counter_func) {
-            (Semantics::Thanos, counter) => (usize::from(counter), Some(counter)),
-            (Semantics::Prometheus3 | Semantics::Prometheus2, _) => (2, None),
+        let (way, read) = match (plan.semantics.thanos_reading(), plan.counter_func) {
+            (true, counter) => (usize::from(counter), Some(counter)),
+            (false, _) => (2, None),
         };
         let slot = &mut decoded[way];
         if slot.is_none() {
             let s = match read {
-                Some(counter) => series_samples(chunks, mint, maxt, counter),
+                Some(counter) => {
+                    let reading = Reading {
+                        counter,
+                        first_sample_switches: plan.semantics.first_sample_switches(),
+                    };
+                    series_samples(chunks, mint, maxt, reading)
+                }
                 None => prometheus_samples(chunks, mint, maxt),
             }
             .map_err(data)?;
@@ -164,7 +172,7 @@ pub(super) fn set_aside(
     }
     // A single replica's samples inside a window do not depend on the cut, only Thanos'
     // reading does: a counter's running total and the pseudo-replicas of overlapping chunks.
-    let thanos = |i: &usize| plans[*i].semantics == Semantics::Thanos && read(i);
+    let thanos = |i: &usize| plans[*i].semantics.thanos_reading() && read(i);
     let cut = (entries.iter().any(thanos) && split_overlapping(chunks).len() > 1)
         || entries.iter().any(|i| thanos(i) && plans[*i].counter_func);
     if cut && !trimmed_to(chunks, request.0, request.1) {

@@ -215,6 +215,16 @@ impl Peers {
     /// A Thanos Query as `name` over `endpoints` (gRPC host:port); returns its gRPC and HTTP
     /// URLs once it sees every endpoint.
     pub async fn start_query(&mut self, name: &str, endpoints: &[String]) -> (String, String) {
+        self.start_query_of(name, None, endpoints).await
+    }
+
+    /// The same, of Thanos `release` (one the stack built, `THANOS_OLDER`), else the pinned one.
+    pub async fn start_query_of(
+        &mut self,
+        name: &str,
+        release: Option<&str>,
+        endpoints: &[String],
+    ) -> (String, String) {
         let (gp, hp) = (port(), port());
         let mut args = vec![
             script("thanos.sh"),
@@ -224,10 +234,41 @@ impl Peers {
             "--query.replica-label=replica".into(),
         ];
         args.extend(endpoints.iter().map(|e| format!("--endpoint={e}")));
-        self.start(name, &args, &[]);
+        self.start(name, &args, &release_env(release));
         let http = format!("http://127.0.0.1:{hp}");
         self.wait_for_query(name, &http, endpoints.len()).await;
         (format!("http://127.0.0.1:{gp}"), http)
+    }
+
+    /// A Thanos sidecar of `release` as `name` in front of the Prometheus at `prometheus`
+    /// (its URL, with its data in `data`); returns its gRPC address (host:port) once ready.
+    pub async fn start_sidecar_of(
+        &mut self,
+        name: &str,
+        release: &str,
+        prometheus: &str,
+        data: &Path,
+    ) -> String {
+        let (sg, sh) = (port(), port());
+        self.start(
+            name,
+            &[
+                script("thanos.sh"),
+                "sidecar".into(),
+                format!("--prometheus.url={prometheus}"),
+                format!("--tsdb.path={}", data.display()),
+                format!("--grpc-address=127.0.0.1:{sg}"),
+                format!("--http-address=127.0.0.1:{sh}"),
+            ],
+            &release_env(Some(release)),
+        );
+        let ready = format!("http://127.0.0.1:{sh}/-/ready");
+        self.wait_for(&format!("{name}: sidecar of {release}"), || {
+            let ready = ready.clone();
+            async move { get_ok(&ready).await }
+        })
+        .await;
+        format!("127.0.0.1:{sg}")
     }
 
     /// Waits until the Thanos Query `name` at `http` sees `n` stores, every one healthy (a
@@ -353,6 +394,12 @@ impl Peers {
         .await;
         format!("127.0.0.1:{sg}")
     }
+}
+
+fn release_env(release: Option<&str>) -> Vec<(String, String)> {
+    release
+        .map(|r| vec![("THANOS_RELEASE".to_string(), r.to_string())])
+        .unwrap_or_default()
 }
 
 async fn get_ok(url: &str) -> bool {

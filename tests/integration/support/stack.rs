@@ -18,6 +18,10 @@ pub struct Stack {
     /// The Prometheus' HTTP addresses by instance (`a-0`, `a-1`, `b`): remote read at
     /// `/api/v1/read`, PromQL at `/api/v1/query_range`.
     pub prometheus: Vec<(String, String)>,
+    /// The stack's directory: each Prometheus' data in `run/prom-<instance>/data`.
+    pub dir: PathBuf,
+    /// The Thanos releases built beside the pinned one (`THANOS_OLDER`), oldest first.
+    pub thanos_older: Vec<String>,
 }
 
 impl Stack {
@@ -87,6 +91,11 @@ pub fn stack() -> &'static Stack {
         access_key: get("AWS_ACCESS_KEY_ID"),
         secret_key: get("AWS_SECRET_ACCESS_KEY"),
         prometheus: pairs(&get("PROMETHEUS_URLS")),
+        dir: PathBuf::from(get("STACK_DIR")),
+        thanos_older: get("THANOS_OLDER")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     })
 }
 
