@@ -17,10 +17,12 @@ use std::path::Path;
 
 use storeapi_exporter::engine::Semantics;
 
-use crate::support::exporter::{describe, files, read_json, scratch};
+use std::process::Output;
+
+use crate::support::exporter::{describe, files, read_json, run, scratch, window_of};
 use crate::support::peers::Peers;
 use crate::support::stack::{stack, topology};
-use crate::topology::{LIVE_ARGS, Parity, compare, export, live_windows};
+use crate::topology::{LIVE_ARGS, PREFIX, Parity, compare, export, live_windows};
 
 /// Six windows of the history: a container restart (hour 3) and replica a-0's 15 minutes
 /// without scrapes (hour 5), pods of batch jobs starting and ending inside them.
@@ -29,16 +31,44 @@ fn history() -> (i64, i64) {
     (s.data_from + 2 * 3600, s.data_from + 8 * 3600)
 }
 
-/// Sidecars of `release` in front of the stack's Prometheus; their gRPC addresses.
-async fn sidecars(peers: &mut Peers, release: &str) -> Vec<String> {
+/// Sidecars of `release` in front of the stack's Prometheus (as `sidecar-<instance>`); their
+/// gRPC addresses by instance.
+async fn sidecars(peers: &mut Peers, release: &str) -> Vec<(String, String)> {
     let s = stack();
     let mut out = Vec::new();
     for (inst, url) in &s.prometheus {
         let data = s.dir.join(format!("run/prom-{inst}/data"));
         let name = format!("sidecar-{inst}");
-        out.push(peers.start_sidecar_of(&name, release, url, &data).await);
+        let addr = peers.start_sidecar_of(&name, release, url, &data).await;
+        out.push((inst.clone(), addr));
     }
     out
+}
+
+fn addrs(sidecars: &[(String, String)]) -> Vec<String> {
+    sidecars.iter().map(|(_, a)| a.clone()).collect()
+}
+
+/// `run` with its state in `dir` against the Querier at `(grpc, http)`, the clock `hours` into
+/// the data (and ten minutes), from its start.
+async fn run_at(dir: &Path, (grpc, http): (&str, &str), hours: i64) -> Output {
+    let s = stack();
+    let now = (s.data_from + hours * 3600 + 600).to_string();
+    let backfill = format!("{hours}h");
+    let env: Vec<(String, String)> = [
+        ("STORE_ENDPOINT", grpc),
+        ("PROMETHEUS_URL", http),
+        ("OUTPUT_DIR", dir.to_str().unwrap()),
+        ("S3_PREFIX", PREFIX),
+        ("CLUSTER_NAME", "home"),
+        ("EXPORTER_NOW", now.as_str()),
+        ("BACKFILL_DAYS", backfill.as_str()),
+        ("RETENTION_DAYS", "0"),
+        ("RETRIES", "2"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    run(&[], env).await
 }
 
 /// gRPC (the release found from `http`'s build info, or `extra`'s QUERIER_VERSION) against
@@ -84,7 +114,9 @@ async fn every_release_s_querier_is_followed() {
         let dir = scratch(&format!("release-{release}"));
         let mut peers = Peers::new(&dir);
         let stores = sidecars(&mut peers, release).await;
-        let (grpc, http) = peers.start_query_of("query", Some(release), &stores).await;
+        let (grpc, http) = peers
+            .start_query_of("query", Some(release), &addrs(&stores))
+            .await;
         let name = format!("release-{release}-history");
         let (g, h, log) = both(&name, &grpc, &http, history(), &[]);
         assert!(
@@ -115,6 +147,37 @@ async fn every_release_s_querier_is_followed() {
         let (g, h, _) = both(&name, &grpc, &http, live, LIVE_ARGS);
         let p = parity(&g, &h);
         assert!(p.points > 1000, "{release}: live {p:?}");
+
+        // completeness: cluster b's only sidecar dropped by this Querier is not a cluster
+        // without data; no file of its windows, the state before them
+        let dir = scratch(&format!("release-{release}-completeness"));
+        let out = run_at(&dir, (&grpc, &http), 3).await;
+        assert!(out.status.success(), "{release}: {}", describe(&out));
+        let (_, b) = stores.iter().find(|(i, _)| i == "b").unwrap();
+        peers.kill("sidecar-b");
+        peers.wait_for_store_error(&http, b).await;
+        let out = run_at(&dir, (&grpc, &http), 6).await;
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let refused =
+            out.status.code() == Some(3) && err.contains("no queryable store serves cluster b (");
+        let held = out.status.code() == Some(0) && err.contains("cluster b's data lags by");
+        eprintln!(
+            "{release}: b's sidecar dropped: exit {:?} (refused: {refused}, held: {held})",
+            out.status.code()
+        );
+        assert!(refused || held, "{release}: {}", describe(&out));
+        let state = dir.join(PREFIX).join("home/storeapi-exporter-state.json");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        let start = s.data_from + 3 * 3600;
+        assert_eq!(state["exported_until"].as_i64(), Some(start), "{release}");
+        assert!(
+            files(&dir)
+                .iter()
+                .filter(|f| f.ends_with(".json.gz"))
+                .all(|f| window_of(f) < start),
+            "{release}: no file of the windows without b"
+        );
     }
 }
 
@@ -129,7 +192,7 @@ async fn the_newest_querier_over_the_oldest_sidecars_exports_what_the_newest_fle
     let dir = scratch("release-mixed");
     let mut peers = Peers::new(&dir);
     let stores = sidecars(&mut peers, oldest).await;
-    let (grpc, http) = peers.start_query_of("query", None, &stores).await;
+    let (grpc, http) = peers.start_query_of("query", None, &addrs(&stores)).await;
     let before_gap = (history().0, s.data_from + 5 * 3600);
     let g = scratch("release-mixed-grpc");
     let out = export("grpc", &g, before_gap, &grpc, &http, &[]);
