@@ -218,8 +218,8 @@ async fn day(
 fn without(common: &[String], flags: &[&str]) -> Vec<String> {
     let set: Vec<&str> = flags
         .iter()
-        .copied()
         .filter(|f| f.starts_with("--"))
+        .filter_map(|f| f.split('=').next())
         .collect();
     let mut out = Vec::new();
     let mut skip_value = false;
@@ -409,10 +409,12 @@ mod tests {
             "--source=grpc",
             "--step",
             "60",
+            "--watermark-metric=",
         ]
         .map(String::from)
         .into();
-        let got = super::without(&common, &["--source", "http", "--batch-delay", "0"]);
+        let http = ["--source", "http", "--batch-delay", "0", "--watermark-metric="];
+        let got = super::without(&common, &http);
         assert_eq!(got, ["--store", "x", "--step", "60"]);
     }
 }
