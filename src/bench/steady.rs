@@ -413,7 +413,13 @@ mod tests {
         ]
         .map(String::from)
         .into();
-        let http = ["--source", "http", "--batch-delay", "0", "--watermark-metric="];
+        let http = [
+            "--source",
+            "http",
+            "--batch-delay",
+            "0",
+            "--watermark-metric=",
+        ];
         let got = super::without(&common, &http);
         assert_eq!(got, ["--store", "x", "--step", "60"]);
     }
