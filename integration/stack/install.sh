@@ -3,7 +3,9 @@
 #   prometheus + promtool (Debian package), thanos (built from its Go module at a pinned
 #   version), grafana mimir (the same way; only the full topology runs it), minio (built from its Go module; s3s-fs from crates.io if that build fails),
 #   python3 for the data generator and the live scrape target, openssl for the TLS test
-#   certificates, prometheus-pushgateway (Debian package) for the run metrics.
+#   certificates, prometheus-pushgateway (Debian package) for the run metrics; for the full
+#   topology the older Thanos releases of the version matrix and an OpenTelemetry Collector
+#   (integration/otelcol, built from its Go modules).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$BIN_DIR"
@@ -69,6 +71,18 @@ install_thanos() { # version
     "-X github.com/prometheus/common/version.Version=${1#v}" "$(thanos_fix "$1")"
 }
 
+# The Collector: our own module (integration/otelcol), its dependencies from the Go module proxy.
+install_otelcol() {
+  [ -x "$OTELCOL_BIN" ] && return 0
+  command -v go >/dev/null || die "go is not installed: install go >= 1.26 to build the OpenTelemetry Collector"
+  log "building the OpenTelemetry Collector $OTELCOL_VERSION (integration/otelcol; takes minutes on a cold machine)"
+  rm -f "$OTELCOL_BIN.tmp"
+  (cd "$REPO_ROOT/integration/otelcol" && GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath \
+    -o "$OTELCOL_BIN.tmp" . 2>&1 | grep -v '^go: downloading' >&2 || true)
+  [ -s "$OTELCOL_BIN.tmp" ] || die "building the OpenTelemetry Collector failed"
+  mv "$OTELCOL_BIN.tmp" "$OTELCOL_BIN"
+}
+
 install_mimir() {
   [ -x "$MIMIR_BIN" ] && return 0
   go_build_module github.com/grafana/mimir "$MIMIR_VERSION" ./cmd/mimir "$MIMIR_BIN"
@@ -102,6 +116,7 @@ command -v openssl >/dev/null || apt_install openssl
 install_thanos "$THANOS_VERSION"
 if [ "${STACK_TOPOLOGY:-full}" = full ]; then
   install_mimir
+  install_otelcol
   for v in $THANOS_OLDER; do install_thanos "$v"; done
 fi
 install_s3

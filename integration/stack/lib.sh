@@ -27,6 +27,10 @@ S3SFS_VERSION=${S3SFS_VERSION:-0.14.1}
 # proxy serves pseudo-versions of its main branch only. This one needs go >= 1.25.9.
 MIMIR_VERSION=${MIMIR_VERSION:-v1.3.1-0.20260423142704-aced80d74930}
 
+# The OpenTelemetry Collector distribution of integration/otelcol (its go.mod pins every module
+# at one release), cached by its sources.
+OTELCOL_VERSION=v0.165.0
+
 BIN_DIR=$CACHE_DIR/bin
 # A Thanos release as its own release build makes it: its build tags, and its version in
 # /api/v1/status/buildinfo and --version (empty without the ldflags), which the exporter reads.
@@ -38,6 +42,7 @@ thanos_tags() { # version: its .promu.yml's tags
   esac
 }
 THANOS_BIN=$(thanos_bin "$THANOS_VERSION")
+OTELCOL_BIN=$BIN_DIR/otelcol-$OTELCOL_VERSION-$(cat "$REPO_ROOT"/integration/otelcol/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
 MINIO_BIN=$BIN_DIR/minio-$MINIO_VERSION
 MIMIR_BIN=$BIN_DIR/mimir-$MIMIR_VERSION
 

@@ -21,7 +21,10 @@
 #   the main Thanos Query over the sidecars, the store gateway and the receiver
 #     (--query.replica-label=replica --query.replica-label=receive_replica), and a third one
 #     over the same stores whose gRPC listener requires TLS and a client certificate;
-#   late data (the two next letters, d and e): two more Prometheus scraping the live target,
+#   cluster f (the letter after those): an OpenTelemetry Collector (integration/otelcol) scrapes
+#     the live target and remote-writes to the same Thanos Receive under its own tenant,
+#     no Prometheus at all (the seeds' Collector -> Receive topology);
+#   late data (the two letters after c, d and e): two more Prometheus scraping the live target,
 #     each remote-writing under its own tenant through its own proxy, the link a test cuts and
 #     heals (tenant_proxy.py /-/cut), to a Receive of their own behind a Querier of their own:
 #     only the late-data test uses them, so cutting a link or restarting a Prometheus
@@ -102,6 +105,7 @@ BUCKET=finout-metrics
 THANOS_BUCKET=thanos
 REGION=us-east-1
 RECEIVE_TENANT=live-tenant
+OTEL_TENANT=otel-tenant
 MIMIR_TENANT=mimir-tenant
 
 here=$(dirname "${BASH_SOURCE[0]}")
@@ -121,7 +125,7 @@ read -ra STORE_ONLY_ARGS <<<"$(data_args "$STORE_ONLY_FROM" 1)"
 
 # What the steps below share: the instances of the generated data ("instance cluster
 # replica"), their clusters, the receiver's cluster, and what the Queriers are given.
-INSTANCES=() CLUSTERS="" LIVE_CLUSTER="" LIVE_FROM="" LATE_CLUSTERS=()
+INSTANCES=() CLUSTERS="" LIVE_CLUSTER="" LIVE_FROM="" LATE_CLUSTERS=() OTEL_CLUSTER=""
 ENDPOINTS=() SIDECARS=() PROMETHEUS_URLS=() PROM_DIRS=() QUERY_LABELS=(--query.replica-label=replica)
 
 # 1. Live scrapes first: the target, the receiver and Mimir with their proxies, the run
@@ -129,11 +133,16 @@ ENDPOINTS=() SIDECARS=() PROMETHEUS_URLS=() PROM_DIRS=() QUERY_LABELS=(--query.r
 start_live_peers() {
   start scrape-target python3 "$REPO_ROOT/integration/data/scrape_target.py" \
     --port "$TARGET_PORT" --seed "$LIVE_SEED" \
-    --clusters "$(echo $CLUSTERS "$LIVE_CLUSTER" "${LATE_CLUSTERS[@]}" | tr ' ' ,)"
+    --clusters "$(echo $CLUSTERS "$LIVE_CLUSTER" "${LATE_CLUSTERS[@]}" "$OTEL_CLUSTER" | tr ' ' ,)"
   start_receive receive "$STACK_DIR/run/receive" "$RECV_GRPC_PORT" "$RECV_HTTP_PORT" \
     "$RECV_WRITE_PORT" "$RECV_CAPNP_PORT"
   start_tenant_proxy tenant-proxy "$TENANT_PROXY_PORT" "$RECEIVE_TENANT" \
     "http://127.0.0.1:$RECV_WRITE_PORT/api/v1/receive"
+  # the Collector sets its tenant header itself
+  render otelcol.yml CLUSTER="$OTEL_CLUSTER" INTERVAL="$LIVE_INTERVAL" TARGET_PORT="$TARGET_PORT" \
+    ENDPOINT="http://127.0.0.1:$RECV_WRITE_PORT/api/v1/receive" TENANT="$OTEL_TENANT" \
+    >"$STACK_DIR/run/otelcol.yml"
+  start otelcol "$OTELCOL_BIN" --config="$STACK_DIR/run/otelcol.yml"
   start_mimir "$STACK_DIR/run/mimir"
   start_tenant_proxy mimir-proxy "$MIMIR_PROXY_PORT" "$MIMIR_TENANT" \
     "http://127.0.0.1:$MIMIR_HTTP_PORT/api/v1/push" X-Scope-OrgID
@@ -237,6 +246,8 @@ wait_until_served() {
     live_answers "$QUERY_HTTP_PORT" "cluster=\"$LIVE_CLUSTER\", tenant_id=\"$RECEIVE_TENANT\""
   wait_for "mimir to have cluster $LIVE_CLUSTER's live series under its tenant" 120 \
     mimir_answers "$LIVE_CLUSTER"
+  wait_for "the receiver to have cluster $OTEL_CLUSTER's series from the OpenTelemetry Collector" 60 \
+    live_answers "$QUERY_HTTP_PORT" "cluster=\"$OTEL_CLUSTER\", tenant_id=\"$OTEL_TENANT\""
   local cluster
   for cluster in "${LATE_CLUSTERS[@]}"; do
     wait_for "the late-data receiver to have cluster $cluster's live series" 60 \
@@ -280,9 +291,11 @@ export STORE_ONLY_FROM=$STORE_ONLY_FROM
 export STORE_ONLY_TO=$DATA_FROM
 export LIVE_FROM=$LIVE_FROM
 export LIVE_INTERVAL=$LIVE_INTERVAL
-export LIVE_CLUSTERS="$(echo $CLUSTERS) $LIVE_CLUSTER"
+export LIVE_CLUSTERS="$(echo $CLUSTERS) $LIVE_CLUSTER $OTEL_CLUSTER"
 export RECEIVE_CLUSTER=$LIVE_CLUSTER
 export RECEIVE_TENANT=$RECEIVE_TENANT
+export OTEL_CLUSTER=$OTEL_CLUSTER
+export OTEL_TENANT=$OTEL_TENANT
 export MIMIR_HTTP=http://127.0.0.1:$MIMIR_HTTP_PORT
 export MIMIR_TENANT=$MIMIR_TENANT
 export PUSHGATEWAY_URL=http://127.0.0.1:$PUSHGATEWAY_PORT
@@ -339,6 +352,8 @@ main() {
   LIVE_CLUSTER=$(python3 -c 'import sys; print(chr(ord("a") + int(sys.argv[1])))' "$n")
   # the late-data clusters: the two letters after it
   read -ra LATE_CLUSTERS <<<"$(python3 -c 'import sys; n = int(sys.argv[1]); print(chr(98 + n), chr(99 + n))' "$n")"
+  # the Collector's cluster: the letter after those
+  OTEL_CLUSTER=$(python3 -c 'import sys; print(chr(100 + int(sys.argv[1])))' "$n")
 
   if [ "$TOPOLOGY" = full ]; then
     start_live_peers
@@ -373,7 +388,7 @@ main() {
 
   write_env "$data" >"$STACK_DIR/env"
   log "stack up in $((SECONDS - started))s ($TOPOLOGY): ${#INSTANCES[@]} prometheus + sidecars, thanos query, s3$(
-    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, mimir, store gateways, compacted store, TLS query, late-data receive"
+    [ "$TOPOLOGY" = full ] && echo ", live scrapes, receive, mimir, an OpenTelemetry Collector, store gateways, compacted store, TLS query, late-data receive"
   ); environment in $STACK_DIR/env"
   cat "$STACK_DIR/env"
 }

@@ -18,6 +18,8 @@ mod late_data;
 mod limits;
 /// The run metrics, pushed to a Pushgateway and read back through Prometheus.
 mod metrics;
+/// An OpenTelemetry Collector's cluster (no Prometheus) through Receive: equal to PromQL.
+mod otel;
 /// The Thanos releases users run: each era's Querier followed, a mixed fleet.
 mod releases;
 /// `--source remote-read` against Prometheus (one, and an HA pair) and Grafana Mimir.

@@ -540,8 +540,8 @@ fn live_ha_pair_and_single_prometheus_grpc_equal_http() {
     let windows = ((range.1 - range.0) / 60) as usize;
     assert_eq!(
         p.files,
-        windows * METRICS * 3,
-        "19 metrics x clusters a, b, c: {p:?}"
+        windows * METRICS * 4,
+        "19 metrics x clusters a, b, c and the Collector's: {p:?}"
     );
     assert!(p.points > windows * 4000, "{p:?}");
 }
@@ -614,8 +614,8 @@ fn live_receiver_tenant_grpc_equals_http() {
 
 #[test]
 fn live_direct_sidecar_and_receiver_equal_the_queriers_http() {
-    // (f) live windows with --store straight at the receiver (cluster c) and at cluster b's
-    // sidecar (remote read of the Prometheus head).
+    // (f) live windows with --store straight at the receiver (clusters c and the Collector's) and
+    // at cluster b's sidecar (remote read of the Prometheus head).
     let (s, t) = (stack(), topology());
     let range = live_windows(t, 2, 20);
     let sidecar_b = t
@@ -628,13 +628,11 @@ fn live_direct_sidecar_and_receiver_equal_the_queriers_http() {
     let h = scratch("topology-live-direct-http");
     let out = export("http", &h, range, &s.thanos_grpc, &s.thanos_http, LIVE_ARGS);
     assert!(out.status.success(), "http export: {}", describe(&out));
-    for (name, store, cluster) in [
-        (
-            "receiver",
-            t.receive_grpc.clone(),
-            t.receive_cluster.clone(),
-        ),
-        ("sidecar", sidecar_b, "b".to_string()),
+    // the receiver holds two clusters: the Prometheus' and the Collector's
+    let receiver = vec![t.receive_cluster.clone(), t.otel_cluster.clone()];
+    for (name, store, clusters) in [
+        ("receiver", t.receive_grpc.clone(), receiver),
+        ("sidecar", sidecar_b, vec!["b".to_string()]),
     ] {
         let g = scratch(&format!("topology-live-direct-{name}"));
         let out = export("grpc", &g, range, &store, &s.thanos_http, LIVE_ARGS);
@@ -643,12 +641,10 @@ fn live_direct_sidecar_and_receiver_equal_the_queriers_http() {
             "grpc from the {name}: {}",
             describe(&out)
         );
-        assert_eq!(
-            clusters_of(&g),
-            std::slice::from_ref(&cluster),
-            "{name}: its own cluster only"
-        );
-        let p = compare(&g, &h, in_cluster(&cluster));
-        assert!(p.points > 1000, "{name}: {p:?}");
+        assert_eq!(clusters_of(&g), clusters, "{name}: its own clusters only");
+        for cluster in &clusters {
+            let p = compare(&g, &h, in_cluster(cluster));
+            assert!(p.points > 1000, "{name}, cluster {cluster}: {p:?}");
+        }
     }
 }

@@ -127,6 +127,10 @@ pub struct Topology {
     /// The cluster whose Prometheus only remote-writes to the receiver, and its tenant.
     pub receive_cluster: String,
     pub receive_tenant: String,
+    /// The cluster an OpenTelemetry Collector scrapes and remote-writes to the same receiver
+    /// (no Prometheus), and its tenant.
+    pub otel_cluster: String,
+    pub otel_tenant: String,
     /// Grafana Mimir (HTTP; remote read at `/prometheus/api/v1/read`), fed by that same
     /// Prometheus under this tenant.
     pub mimir_http: String,
@@ -169,6 +173,8 @@ pub fn topology() -> &'static Topology {
             live_interval: int("LIVE_INTERVAL"),
             receive_cluster: get("RECEIVE_CLUSTER"),
             receive_tenant: get("RECEIVE_TENANT"),
+            otel_cluster: get("OTEL_CLUSTER"),
+            otel_tenant: get("OTEL_TENANT"),
             mimir_http: get("MIMIR_HTTP"),
             mimir_tenant: get("MIMIR_TENANT"),
             pushgateway_url: get("PUSHGATEWAY_URL"),
