@@ -16,7 +16,8 @@ use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::exporter::{
-    as_strs, describe, export_args, exporter, files, read_json, run, scratch, window_of,
+    as_strs, describe, export_args, exporter, files, read_json, run, scratch, state_of, window_of,
+    windows_of,
 };
 use crate::support::stack::{Topology, topology};
 use crate::topology::{PREFIX, compare};
@@ -45,7 +46,7 @@ fn seed_state(dir: &Path, from: i64) {
 }
 
 fn state(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(state_file(dir)).unwrap()).unwrap()
+    state_of(dir, PREFIX)
 }
 
 fn exported_until(dir: &Path) -> i64 {
@@ -227,10 +228,7 @@ async fn live_late_data_is_waited_for_then_exported_equal_to_thanos_query() {
         "held from the window of the cut at {cut_at}, not {until_held}"
     );
     assert!(
-        files(&held)
-            .iter()
-            .filter(|f| f.ends_with(".json.gz"))
-            .all(|f| window_of(f) < until_held),
+        windows_of(&held).iter().all(|&w| w < until_held),
         "no file of a held window"
     );
     let out = run_late(t, &held_http, &http).await;

@@ -19,7 +19,7 @@ use storeapi_exporter::engine::Semantics;
 
 use std::process::Output;
 
-use crate::support::exporter::{describe, files, read_json, run, scratch, window_of};
+use crate::support::exporter::{describe, files, read_json, run, scratch, state_of, windows_of};
 use crate::support::peers::Peers;
 use crate::support::stack::{stack, topology};
 use crate::topology::{LIVE_ARGS, PREFIX, Parity, compare, export, live_windows};
@@ -166,16 +166,11 @@ async fn every_release_s_querier_is_followed() {
             out.status.code()
         );
         assert!(refused || held, "{release}: {}", describe(&out));
-        let state = dir.join(PREFIX).join("home/storeapi-exporter-state.json");
-        let state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
         let start = s.data_from + 3 * 3600;
-        assert_eq!(state["exported_until"].as_i64(), Some(start), "{release}");
+        let until = state_of(&dir, PREFIX)["exported_until"].as_i64();
+        assert_eq!(until, Some(start), "{release}: the state did not move");
         assert!(
-            files(&dir)
-                .iter()
-                .filter(|f| f.ends_with(".json.gz"))
-                .all(|f| window_of(f) < start),
+            windows_of(&dir).iter().all(|&w| w < start),
             "{release}: no file of the windows without b"
         );
     }

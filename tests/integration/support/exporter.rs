@@ -106,6 +106,22 @@ pub fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The windows of the data files (not the state) below `dir`, in order.
+pub fn windows_of(dir: &Path) -> std::collections::BTreeSet<i64> {
+    files(dir)
+        .iter()
+        .filter(|f| f.ends_with(".json.gz"))
+        .map(|f| window_of(f))
+        .collect()
+}
+
+/// The state object a `run` into the directory `dir` keeps, with `CLUSTER_NAME=home`.
+pub fn state_of(dir: &Path, prefix: &str) -> serde_json::Value {
+    let path = dir.join(prefix).join("home/storeapi-exporter-state.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).expect("the state is JSON")
+}
+
 /// A gzip file's JSON.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap();
