@@ -48,6 +48,10 @@ pub enum ConfigError {
     #[error("QUERIER_VERSION: {0}")]
     QuerierVersion(String),
     #[error(
+        "LATE_DATA_HORIZON ({horizon}s) is shorter than LATE_DATA_GRACE ({grace}s): a window written without a lagging cluster after the grace must still be correctable; raise LATE_DATA_HORIZON"
+    )]
+    LateDataHorizon { horizon: u64, grace: u64 },
+    #[error(
         "WATERMARK_METRIC {0:?} is not a metric name: give the name of a metric every cluster has (e.g. kube_node_info), or an empty value to turn the wait for late data off"
     )]
     WatermarkMetric(String),
@@ -353,6 +357,12 @@ fn late_settings(win: &WindowArgs) -> Result<Option<LateSettings>, ConfigError> 
     if !metric.chars().enumerate().all(name_char) {
         return Err(ConfigError::WatermarkMetric(metric.to_string()));
     }
+    if win.late_data_horizon < win.late_data_grace {
+        return Err(ConfigError::LateDataHorizon {
+            horizon: win.late_data_horizon,
+            grace: win.late_data_grace,
+        });
+    }
     Ok(Some(LateSettings {
         metric: metric.to_string(),
         grace: Duration::from_secs(win.late_data_grace),
@@ -441,6 +451,10 @@ mod tests {
                 .querier_version,
             Some(("v0.34.1".to_string(), Semantics::ThanosLegacy))
         );
+        assert!(matches!(
+            with(&["--late-data-grace", "5h", "--late-data-horizon", "4h"]),
+            Err(ConfigError::LateDataHorizon { .. })
+        ));
         let old = with(&["--querier-version", "v0.30.0"]).unwrap_err();
         assert!(
             matches!(old, ConfigError::QuerierVersion(ref m) if m.contains("v0.31.0")),

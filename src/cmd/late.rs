@@ -55,7 +55,10 @@ impl LateRun {
         now: i64,
         stop: &Stop,
     ) -> Result<Option<LatePlan>, AppError> {
-        let Some(since) = self.lateness.since(starts, &state.late) else {
+        let Some(since) = self
+            .lateness
+            .since(starts, &state.late, state.exported_until)
+        else {
             return Ok(None);
         };
         let marks = self.watermarks(exporter, (since, now * 1000), stop).await?;
@@ -64,26 +67,24 @@ impl LateRun {
         if plan.ready < starts.len()
             && let Some(c) = &exporter.completeness
         {
-            let held = &starts[plan.ready..];
-            let verdict = c
-                .check(held, exporter.time_frame)
+            // the clusters of a store missing for the held windows: refused there (exit 3) or
+            // exported without past ABSENT_CLUSTER_GRACE, by the completeness check alone
+            c.check(&starts[plan.ready..], exporter.time_frame)
                 .await
                 .map_err(AppError::Preflight)?;
             let missing: BTreeSet<String> = c
                 .missing_sources()
                 .into_iter()
-                .map(|(_, cluster)| cluster)
-                .filter(|c| !c.is_empty())
+                .map(|(_, cluster)| match cluster.as_str() {
+                    "" => self.query.default_cluster.clone(),
+                    _ => cluster,
+                })
                 .collect();
-            if verdict.refused.is_some() {
+            if !missing.is_empty() {
                 info!(
-                    window = %rfc3339(starts[plan.ready + verdict.complete]),
-                    "a store the windows expect is missing: the completeness check decides, not the wait for late data"
+                    clusters = %missing.iter().cloned().collect::<Vec<_>>().join(","),
+                    "a store the held windows expect is missing: the completeness check decides for its clusters, not the wait for late data"
                 );
-                plan.ready = starts.len();
-                plan.held = 0;
-                plan.holding.clear();
-            } else if !missing.is_empty() {
                 plan = self
                     .lateness
                     .plan(starts, &marks, &state.late, now, &missing);
@@ -92,6 +93,7 @@ impl LateRun {
         self.tell(&plan, starts);
         starts.truncate(plan.ready);
         self.lateness.remember(&mut state.late, &marks, now);
+        state.late.lagging = plan.lagging.iter().map(|l| l.cluster.clone()).collect();
         for (w, c, _) in &plan.settled {
             if let Some(clusters) = state.late.incomplete.get_mut(w) {
                 clusters.remove(c);
@@ -119,13 +121,7 @@ impl LateRun {
             async || exporter.source.watermarks(&self.query, range).await,
         )
         .await
-        .map_err(|(source, attempts)| {
-            AppError::Export(ExportError::Window {
-                window: range.0 / 1000,
-                attempts,
-                source,
-            })
-        })?;
+        .map_err(|(source, attempts)| AppError::Export(ExportError::Watermarks { attempts, source }))?;
         info!(
             metric = %self.query.metric,
             from = %rfc3339(range.0 / 1000),
@@ -185,6 +181,9 @@ impl LateRun {
                 }
                 Settled::Retired => {
                     warn!(cluster = %c, window = %rfc3339(*w), "cluster's late data did not arrive within LATE_DATA_HORIZON ({horizon}): its files of the window stay as exported, and it is no longer waited for")
+                }
+                Settled::Expired => {
+                    warn!(cluster = %c, window = %rfc3339(*w), "the window ended longer than LATE_DATA_HORIZON ({horizon}) ago: its files are no longer written again for the cluster's late data")
                 }
             }
         }

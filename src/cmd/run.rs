@@ -215,8 +215,11 @@ pub(super) async fn run_job(
         && !stop.is_requested()
     {
         progress.phase("telemetry");
+        // a day's instant query waits for a lagging cluster's data as its windows do
+        let arrived = late_plan.as_ref().and_then(|p| p.complete_until);
+        let settle = s.settle_delay.as_secs() as i64;
         let plan = plan_days(
-            now,
+            arrived.map_or(now, |t| now.min(t + settle)),
             &state.telemetry,
             &t.names(),
             s.backfill.as_secs() as i64,

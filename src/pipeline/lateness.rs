@@ -58,11 +58,16 @@ pub struct LateData {
     /// cluster → its samples of the watermark metric in the window when it was written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub incomplete: BTreeMap<i64, BTreeMap<String, u64>>,
+    /// The clusters the last answer found behind the clock: while there are any, every run
+    /// asks again (those that only wait for BATCH_DELAY too), so that the lag it reports is
+    /// current.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub lagging: BTreeSet<String>,
 }
 
 impl LateData {
     pub fn is_empty(&self) -> bool {
-        self.clusters.is_empty() && self.incomplete.is_empty()
+        self.clusters.is_empty() && self.incomplete.is_empty() && self.lagging.is_empty()
     }
 }
 
@@ -89,6 +94,9 @@ pub struct LatePlan {
     pub holding: Vec<Lag>,
     /// Every expected cluster behind the clock by more than its tolerance.
     pub lagging: Vec<Lag>,
+    /// Up to when (seconds) every expected cluster's data has arrived, when one lags and its
+    /// lag is within the grace: what else reads the data (the telemetry days) waits too.
+    pub complete_until: Option<i64>,
     /// Windows written without clusters whose data has arrived since and changed them: window
     /// start → the clusters whose files are written again.
     pub corrections: BTreeMap<i64, BTreeSet<String>>,
@@ -105,6 +113,9 @@ pub enum Settled {
     /// The cluster had no data for the horizon: no longer expected (a window it lags behind is
     /// older than its newest sample, so past the horizon too).
     Retired,
+    /// The window ended longer than the horizon ago: its files are no longer written again
+    /// (a rewrite that kept failing).
+    Expired,
 }
 
 /// Decides from the watermarks which windows a run writes and which it corrects.
@@ -117,23 +128,23 @@ pub struct Lateness {
 
 impl Lateness {
     /// Where the run's watermark request starts (milliseconds): the first window to write or to
-    /// check again; `None` when there is neither.
-    pub fn since(&self, windows: &[i64], late: &LateData) -> Option<i64> {
+    /// check again, else, while clusters lag, the first window not exported (`exported_until`,
+    /// seconds); `None` when there is nothing to ask.
+    pub fn since(&self, windows: &[i64], late: &LateData, exported_until: i64) -> Option<i64> {
         let first = windows.first().copied();
         let remembered = late.incomplete.keys().next().copied();
-        first.into_iter().chain(remembered).min().map(|s| s * 1000)
+        let lagging = (!late.lagging.is_empty()).then_some(exported_until);
+        first
+            .into_iter()
+            .chain(remembered)
+            .min()
+            .or(lagging)
+            .map(|s| s * 1000)
     }
 
     /// The expected clusters' marks: those of the answer and those the state remembers, by
-    /// their newest sample either knows, unless older than the horizon, of another shard, or
-    /// `excused`.
-    fn expected(
-        &self,
-        marks: &Watermarks,
-        late: &LateData,
-        now: i64,
-        excused: &BTreeSet<String>,
-    ) -> BTreeMap<String, Mark> {
+    /// their newest sample either knows, unless older than the horizon or of another shard.
+    fn expected(&self, marks: &Watermarks, late: &LateData, now: i64) -> BTreeMap<String, Mark> {
         let horizon_ms = self.settings.horizon.as_millis() as i64;
         let mut out: BTreeMap<String, Mark> = BTreeMap::new();
         let remembered = late.clusters.iter().map(|(c, &newest)| (c, newest, None));
@@ -150,15 +161,14 @@ impl Lateness {
             m.interval_ms = m.interval_ms.or(interval_ms);
         }
         out.retain(|c, m| {
-            now * 1000 - m.newest_ms <= horizon_ms
-                && self.shard.is_none_or(|s| s.owns(c))
-                && !excused.contains(c)
+            now * 1000 - m.newest_ms <= horizon_ms && self.shard.is_none_or(|s| s.owns(c))
         });
         out
     }
 
     /// The plan for `windows` (starts, seconds, in time order) at the clock `now` (seconds),
-    /// not waiting for the `excused` clusters (a missing store's: the completeness check's).
+    /// not waiting for the `excused` clusters (a missing store's: the completeness check's,
+    /// whose corrections wait for the store too).
     pub fn plan(
         &self,
         windows: &[i64],
@@ -167,9 +177,15 @@ impl Lateness {
         now: i64,
         excused: &BTreeSet<String>,
     ) -> LatePlan {
-        let expected = self.expected(marks, late, now, excused);
+        let all = self.expected(marks, late, now);
+        let expected: BTreeMap<String, Mark> = all
+            .iter()
+            .filter(|(c, _)| !excused.contains(*c))
+            .map(|(c, m)| (c.clone(), *m))
+            .collect();
         let now_ms = now * 1000;
         let grace = self.settings.grace.as_secs() as i64;
+        let horizon = self.settings.horizon.as_secs() as i64;
         let lag = |c: &str, m: &Mark| Lag {
             cluster: c.to_string(),
             newest_ms: m.newest_ms,
@@ -183,13 +199,20 @@ impl Lateness {
                 .copied()
                 .unwrap_or(0)
         };
+        let lagging: Vec<Lag> = expected
+            .iter()
+            .filter(|(_, m)| !m.current(now_ms))
+            .map(|(c, m)| lag(c, m))
+            .collect();
+        let complete_until = lagging
+            .iter()
+            .map(|l| l.newest_ms.div_euclid(1000))
+            .min()
+            .filter(|&t| now - t < grace);
         let mut plan = LatePlan {
             ready: windows.len(),
-            lagging: expected
-                .iter()
-                .filter(|(_, m)| !m.current(now_ms))
-                .map(|(c, m)| lag(c, m))
-                .collect(),
+            lagging,
+            complete_until,
             ..Default::default()
         };
         for (k, &w) in windows.iter().enumerate() {
@@ -213,7 +236,9 @@ impl Lateness {
         for (&w, clusters) in &late.incomplete {
             let end = w + self.time_frame;
             for (c, &then) in clusters {
-                let settled = match expected.get(c) {
+                let settled = match all.get(c) {
+                    _ if now - end > horizon => Some(Settled::Expired),
+                    Some(_) if excused.contains(c) => None,
                     None => Some(Settled::Retired),
                     Some(m) if m.past(end * 1000, now_ms) => {
                         if samples(c, w) == then {

@@ -59,6 +59,8 @@ pub enum ExportError {
     Sink { window: i64, source: SinkError },
     #[error("saving the state after window {window} ({}): {source}", rfc3339(*window))]
     State { window: i64, source: SinkError },
+    #[error("asking the clusters' watermarks failed after {attempts} attempt(s): {source}")]
+    Watermarks { attempts: u32, source: SourceError },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("interrupted before window {0} ({utc}): stopped starting new windows", utc = rfc3339(*.0))]
@@ -109,7 +111,9 @@ impl ExportError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ExportError::Window { source, .. } => source.exit_code(),
+            ExportError::Window { source, .. } | ExportError::Watermarks { source, .. } => {
+                source.exit_code()
+            }
             ExportError::Sink { source, .. } | ExportError::State { source, .. } => {
                 source.exit_code()
             }

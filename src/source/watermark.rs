@@ -160,24 +160,31 @@ fn data_error(labels: &Labels, e: crate::chunk::ChunkError) -> SourceError {
     }
 }
 
-/// The marks from the HTTP API: the metric's raw samples over `[from_ms, to_ms]` as a range
-/// vector (an instant query at `to_ms`, the replicas apart).
+/// The longest span one HTTP query asks: a first run's days of a large fleet's nodes in one
+/// answer would pass the API's sample limit (Thanos' --query.max-samples, 50 million).
+const HTTP_SPAN_MS: i64 = 6 * 3600 * 1000;
+
+/// The marks from the HTTP API: the metric's raw samples over `[from_ms, to_ms]` as range
+/// vectors (instant queries, the replicas apart), `HTTP_SPAN_MS` at a time.
 pub async fn from_http(
     http: &HttpSource,
     q: &WatermarkQuery,
     (from_ms, to_ms): (i64, i64),
 ) -> Result<Watermarks, SourceError> {
-    // a range selector `[r]` at t selects (t - r, t]: one millisecond more reaches from_ms
-    let range_ms = (to_ms - from_ms + 1).max(1);
-    let expr = format!("{}[{range_ms}ms]", q.metric);
-    let (series, stats) = http.raw_samples(&expr, to_ms).await?;
-    let mut marks = Watermarks {
-        stats,
-        ..Default::default()
-    };
+    let mut marks = Watermarks::default();
     let mut intervals = Intervals::default();
-    for (labels, mut times) in series {
-        marks.add_series(q, &labels, &mut times, (from_ms, to_ms), &mut intervals);
+    let mut lo = from_ms;
+    while lo <= to_ms {
+        let hi = (lo + HTTP_SPAN_MS - 1).min(to_ms);
+        // `[r]` at hi selects (hi - r, hi]: exactly [lo, hi]; an engine that closes ranges on
+        // the left adds a sample at lo - 1, which `add_series` drops, as it drops nothing twice
+        let expr = format!("{}[{}ms]", q.metric, hi - lo + 1);
+        let (series, stats) = http.raw_samples(&expr, hi).await?;
+        marks.stats += stats;
+        for (labels, mut times) in series {
+            marks.add_series(q, &labels, &mut times, (lo, hi), &mut intervals);
+        }
+        lo = hi + 1;
     }
     Ok(marks.finish(intervals))
 }

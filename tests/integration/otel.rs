@@ -100,11 +100,15 @@ async fn live_otel_collector_restarted_still_equals_http() {
     let t = topology();
     live_windows(t, 2, 20);
     let killed = now();
-    let restart = std::process::Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/stack/restart.sh"))
-        .args(["otelcol", "20"])
-        .output()
-        .expect("integration/stack/restart.sh");
+    let restart = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/stack/restart.sh"))
+            .args(["otelcol", "20"])
+            .output()
+            .expect("integration/stack/restart.sh")
+    })
+    .await
+    .unwrap();
     assert!(
         restart.status.success(),
         "{}",

@@ -76,6 +76,10 @@ fn a_lagging_cluster_holds_the_first_window_past_its_data() {
     assert_eq!(plan.holding, vec![lag.clone()]);
     assert_eq!(plan.lagging, vec![lag]);
     assert!(plan.incomplete.is_empty());
+    // what else reads the data waits for b's newest sample too, within the grace
+    assert_eq!(plan.complete_until, Some(T0 + 3 * TF + 20));
+    let plan = lateness(60, 86_400).plan(&windows(10), &m, &LateData::default(), now, &none());
+    assert_eq!(plan.complete_until, None, "b lags past the grace");
 }
 
 #[test]
@@ -201,27 +205,44 @@ fn incomplete_windows_are_corrected_once_their_cluster_caught_up_with_new_sample
         plan.settled,
         vec![(w(12), "b".to_string(), Settled::Unchanged)]
     );
-    // c's last sample older than the horizon: no longer expected, its entry let go
+    // past the horizon a window is no longer written again, whatever its cluster does
     let plan = lateness(600, 4 * 3600).plan(&[], &m, &late, now, &none());
     assert_eq!(
         plan.settled,
         vec![
-            (w(11), "c".to_string(), Settled::Retired),
-            (w(12), "b".to_string(), Settled::Unchanged),
+            (w(10), "b".to_string(), Settled::Expired),
+            (w(11), "b".to_string(), Settled::Expired),
+            (w(11), "c".to_string(), Settled::Expired),
+            (w(12), "b".to_string(), Settled::Expired),
         ]
     );
-    assert_eq!(plan.corrections.len(), 2, "{plan:?}");
+    assert!(plan.corrections.is_empty(), "{plan:?}");
+    // a cluster whose store is missing keeps its windows for when the store is back
+    let excused = BTreeSet::from(["b".to_string()]);
+    let plan = lateness(600, 5 * 3600).plan(&[], &m, &late, now, &excused);
+    assert!(
+        plan.corrections.is_empty() && plan.settled.is_empty(),
+        "{plan:?}"
+    );
 }
 
 #[test]
 fn the_request_starts_at_the_first_window_to_write_or_to_check_again() {
     let l = lateness(3600, 86_400);
     let mut late = LateData::default();
-    assert_eq!(l.since(&[], &late), None);
-    assert_eq!(l.since(&[T0, T0 + TF], &late), Some(T0 * S));
+    let until = T0 - 2 * TF;
+    assert_eq!(
+        l.since(&[], &late, until),
+        None,
+        "nothing to write, nothing lags"
+    );
+    assert_eq!(l.since(&[T0, T0 + TF], &late, until), Some(T0 * S));
+    // while a cluster lags, the runs that only wait ask too
+    late.lagging.insert("b".into());
+    assert_eq!(l.since(&[], &late, until), Some(until * S));
     late.incomplete.insert(T0 - 5 * TF, BTreeMap::new());
-    assert_eq!(l.since(&[T0], &late), Some((T0 - 5 * TF) * S));
-    assert_eq!(l.since(&[], &late), Some((T0 - 5 * TF) * S));
+    assert_eq!(l.since(&[T0], &late, until), Some((T0 - 5 * TF) * S));
+    assert_eq!(l.since(&[], &late, until), Some((T0 - 5 * TF) * S));
 }
 
 #[test]
