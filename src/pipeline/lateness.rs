@@ -95,7 +95,9 @@ pub struct LatePlan {
     /// Every expected cluster behind the clock by more than its tolerance.
     pub lagging: Vec<Lag>,
     /// Up to when (seconds) every expected cluster's data has arrived, when one lags and its
-    /// lag is within the grace: what else reads the data (the telemetry days) waits too.
+    /// lag is within the grace: what else reads the data (the telemetry days) waits too. As
+    /// for a window, a sample within an interval of an end counts as past it: a cluster whose
+    /// data stopped at the end of a day has arrived up to that day's end.
     pub complete_until: Option<i64>,
     /// Windows written without clusters whose data has arrived since and changed them: window
     /// start → the clusters whose files are written again.
@@ -204,9 +206,10 @@ impl Lateness {
             .filter(|(_, m)| !m.current(now_ms))
             .map(|(c, m)| lag(c, m))
             .collect();
-        let complete_until = lagging
-            .iter()
-            .map(|l| l.newest_ms.div_euclid(1000))
+        let complete_until = expected
+            .values()
+            .filter(|m| !m.current(now_ms))
+            .map(|m| (m.newest_ms + m.interval()).div_euclid(1000))
             .min()
             .filter(|&t| now - t < grace);
         let mut plan = LatePlan {
@@ -282,7 +285,12 @@ impl Mark {
     /// How far behind the clock the cluster may be and still be current: two intervals (a
     /// scrape in flight, and one of the HA pair's replicas), and a remote write's batching.
     fn tolerance_ms(&self) -> i64 {
-        2 * self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS) + CURRENT_SLACK_MS
+        2 * self.interval() + CURRENT_SLACK_MS
+    }
+
+    /// Its scrape interval (milliseconds), when the answer showed one.
+    fn interval(&self) -> i64 {
+        self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS)
     }
 
     fn current(&self, now_ms: i64) -> bool {
@@ -293,8 +301,7 @@ impl Mark {
     /// it (the last scrape before the end of a cluster that stopped there), or current (a
     /// window that ended moments ago has no sample past its end yet).
     fn past(&self, end_ms: i64, now_ms: i64) -> bool {
-        self.newest_ms >= end_ms - self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS)
-            || self.current(now_ms)
+        self.newest_ms >= end_ms - self.interval() || self.current(now_ms)
     }
 }
 

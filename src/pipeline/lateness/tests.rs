@@ -76,8 +76,16 @@ fn a_lagging_cluster_holds_the_first_window_past_its_data() {
     assert_eq!(plan.holding, vec![lag.clone()]);
     assert_eq!(plan.lagging, vec![lag]);
     assert!(plan.incomplete.is_empty());
-    // what else reads the data waits for b's newest sample too, within the grace
-    assert_eq!(plan.complete_until, Some(T0 + 3 * TF + 20));
+    // what else reads the data waits for b's data too, within the grace: up to its newest
+    // sample and an interval (10 s here), as for a window's end
+    assert_eq!(plan.complete_until, Some(T0 + 3 * TF + 20 + 10));
+    // a cluster whose last scrape came an interval before an end has arrived up to that end
+    // (the telemetry day ending there is not held for it)
+    let stopped = marks(&[("a", now - 3, &[]), ("b", T0 + 4 * TF - 10, &[])]);
+    let plan =
+        lateness(3600, 86_400).plan(&windows(10), &stopped, &LateData::default(), now, &none());
+    assert_eq!(plan.ready, 4);
+    assert_eq!(plan.complete_until, Some(T0 + 4 * TF));
     let plan = lateness(60, 86_400).plan(&windows(10), &m, &LateData::default(), now, &none());
     assert_eq!(plan.complete_until, None, "b lags past the grace");
 }
