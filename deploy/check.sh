@@ -9,7 +9,7 @@
 # Prometheus Operator reads; the IAM policies are JSON. Fails on the first invalid one; the
 # renders are left in target/deploy-check.
 #
-# kustomize, kubeconform and helm are built from their Go modules; the schemas come from the
+# kustomize, kubeconform, helm and actionlint are built from their Go modules; the schemas come from the
 # PyPI package kubernetes-validate, which bundles them per Kubernetes version (kubeconform's
 # usual source is GitHub, which the machines here cannot reach). All are cached by version
 # under CACHE_DIR and skipped when present; a cold helm build takes about 12 minutes.
@@ -20,6 +20,7 @@ cd "$REPO_ROOT"
 KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.2}
 KUBECONFORM_VERSION=${KUBECONFORM_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v4.3.2}
+ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 # Reads the renders for the checks below, when python3 has no yaml module of its own.
 PYYAML_VERSION=${PYYAML_VERSION:-6.0.3}
 K8S_SCHEMAS_PACKAGE_VERSION=${K8S_SCHEMAS_PACKAGE_VERSION:-1.37.0}
@@ -31,6 +32,7 @@ KUBERNETES_VERSIONS=${KUBERNETES_VERSIONS:-1.31.0 1.37.0}
 KUSTOMIZE_BIN=$BIN_DIR/kustomize-$KUSTOMIZE_VERSION
 KUBECONFORM_BIN=$BIN_DIR/kubeconform-$KUBECONFORM_VERSION
 HELM_BIN=$BIN_DIR/helm-$HELM_VERSION
+ACTIONLINT_BIN=$BIN_DIR/actionlint-$ACTIONLINT_VERSION
 CHART=deploy/helm/storeapi-exporter
 SCHEMA_DIR=$CACHE_DIR/k8s-schemas/kubernetes-validate-$K8S_SCHEMAS_PACKAGE_VERSION
 
@@ -162,9 +164,27 @@ PY
 mkdir -p "$CACHE_DIR"
 go_install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "$KUSTOMIZE_BIN"
 go_install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" kubeconform "$KUBECONFORM_BIN"
+go_install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint "$ACTIONLINT_BIN"
 helm_install
 install_schemas
 install_pyyaml
+
+# The release workflow runs only on a tag, on GitHub: its syntax, expressions, action inputs and
+# job outputs are checked here, and its scripts by shellcheck (Debian's, which actionlint runs).
+if ! command -v shellcheck >/dev/null; then
+  log "installing shellcheck from debian"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    --no-install-recommends shellcheck >/dev/null; } ||
+    die "shellcheck is not installed and apt-get could not install it: apt-get install shellcheck"
+fi
+workflows=(.github/workflows/*.yml)
+"$ACTIONLINT_BIN" -no-color "${workflows[@]}" || die "actionlint found problems in .github/workflows"
+log "actionlint: ${#workflows[@]} workflow(s) valid"
+
+python3 deploy/helm/readme.py --check || die "the chart's README is not the one its values.yaml gives"
+log "the chart's README is current with its values.yaml"
 
 out=$REPO_ROOT/target/deploy-check
 rm -rf "$out"
@@ -220,7 +240,21 @@ expect_failure "a deadline reaching into the next slot" "the schedule's period" 
   "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set activeDeadlineSeconds=1780
 expect_failure "a variable the chart sets, in env" "batchDelay" \
   "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set env.BATCH_DELAY=1h
-log "helm lint and template refuse the missing required values and the inconsistent deadlines"
+expect_failure "a client certificate without its key" "tls.keyKey" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set tls.existingSecret=tls --set tls.keyKey=
+expect_failure "a TLS variable in env beside tls.existingSecret" "TLS_CA_FILE is set by the chart from tls.existingSecret" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set tls.existingSecret=tls --set env.TLS_CA_FILE=/ca.pem
+expect_failure "an extra volume named like the chart's own" "extraVolumes: tmp" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set 'extraVolumes[0].name=tmp' --set 'extraVolumes[0].emptyDir.medium=Memory'
+expect_failure "a mount of no volume" "extraVolumeMounts: ca names no volume" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set 'extraVolumeMounts[0].name=ca' --set 'extraVolumeMounts[0].mountPath=/ca'
+expect_failure "a common label replacing the chart's own" "commonLabels: app.kubernetes.io/name" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set 'commonLabels.app\.kubernetes\.io/name=x'
+expect_failure "a misspelt security context field" "runAsUsr" \
+  "$HELM_BIN" lint --strict "$CHART" -f "$defaults" --set podSecurityContext.runAsUsr=1000
+expect_failure "alerts without run metrics" "pushgateway.url" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set prometheusRule.enabled=true
+log "helm lint and template refuse the missing required values, the inconsistent deadlines and the contradicting values"
 
 for v in $KUBERNETES_VERSIONS; do
   log "validating against Kubernetes $v"
@@ -250,185 +284,7 @@ check_shards "$out/chart-sharded.yaml" 4
 # What kubeconform cannot see: the chart's default render against the base, references
 # between the chart's objects, and the PrometheusRule's structure. Stops at the first
 # difference, naming the field.
-python3 - "$out" <<'PY' || die "the chart's renders failed the checks above; they are in target/deploy-check"
-import glob, os, re, sys
-import yaml
-
-out = sys.argv[1]
-
-def load(name):
-    with open(os.path.join(out, name)) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
-
-def fail(msg):
-    sys.exit(f"error: {msg}")
-
-def one(docs, kind, where):
-    found = [d for d in docs if d.get("kind") == kind]
-    if len(found) != 1:
-        fail(f"{where}: {len(found)} {kind} objects, expected 1")
-    return found[0]
-
-def get(obj, path):
-    for key in path.split("."):
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-def first_diff(a, b, path):
-    """The path of the first leaf where a and b differ, with both values; None if equal."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            d = first_diff(a.get(k), b.get(k), f"{path}.{k}")
-            if d:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list):
-        for i in range(max(len(a), len(b))):
-            d = first_diff(a[i] if i < len(a) else None, b[i] if i < len(b) else None, f"{path}[{i}]")
-            if d:
-                return d
-        return None
-    return None if a == b else (path, a, b)
-
-def same(a, b, where, path):
-    d = first_diff(a, b, path)
-    if d:
-        fail(f"{where}: {d[0]} differs: base {d[1]!r}, chart {d[2]!r}")
-
-def exporter(cronjob, where):
-    containers = get(cronjob, "spec.jobTemplate.spec.template.spec.containers") or []
-    named = [c for c in containers if c.get("name") == "exporter"]
-    if len(named) != 1:
-        fail(f"{where}: no single container named exporter (podFailurePolicy names it)")
-    return named[0]
-
-# The base's placeholders (<BUCKET_NAME>) stand for any value.
-PLACEHOLDER = re.compile(r"^<[A-Z_]+>$")
-
-def compare_to_base():
-    base, chart = load("base.yaml"), load("chart-default.yaml")
-    where = "chart-default.yaml against base.yaml"
-    b, c = one(base, "CronJob", "base.yaml"), one(chart, "CronJob", "chart-default.yaml")
-    pod = "spec.jobTemplate.spec.template.spec."
-    job = "spec.jobTemplate.spec."
-    paths = ["spec.schedule", "spec.concurrencyPolicy", "spec.startingDeadlineSeconds",
-             "spec.successfulJobsHistoryLimit", "spec.failedJobsHistoryLimit", "spec.suspend",
-             job + "activeDeadlineSeconds", job + "backoffLimit", job + "backoffLimitPerIndex",
-             job + "completionMode", job + "completions", job + "parallelism",
-             job + "ttlSecondsAfterFinished", job + "podFailurePolicy",
-             pod + "restartPolicy", pod + "terminationGracePeriodSeconds",
-             pod + "securityContext", pod + "automountServiceAccountToken", pod + "volumes",
-             pod + "hostNetwork", pod + "serviceAccountName"]
-    for p in paths:
-        same(get(b, p), get(c, p), where, f"CronJob {p}")
-    bc, cc = exporter(b, "base.yaml"), exporter(c, "chart-default.yaml")
-    for p in ["image", "imagePullPolicy", "command", "args", "securityContext", "resources",
-              "volumeMounts", "envFrom"]:
-        same(bc.get(p), cc.get(p), where, f"container exporter {p}")
-    benv = {e["name"]: e for e in bc.get("env", [])}
-    cenv = {e["name"]: e for e in cc.get("env", [])}
-    if set(benv) != set(cenv):
-        fail(f"{where}: env names differ: only in the base {sorted(set(benv) - set(cenv))}, "
-             f"only in the chart {sorted(set(cenv) - set(benv))}")
-    for name in benv:
-        be, ce = benv[name], cenv[name]
-        if "value" in be and "value" in ce:
-            if not PLACEHOLDER.match(str(be["value"])) and str(be["value"]) != str(ce["value"]):
-                fail(f"{where}: env {name} differs: base {be['value']!r}, chart {ce['value']!r}")
-        else:
-            same(be, ce, where, f"env {name}")
-    # Selectors written for the base (kubectl logs -l ...) must find the chart's objects.
-    for p in ["metadata.labels", "spec.jobTemplate.spec.template.metadata.labels"]:
-        missing = {k: v for k, v in (get(b, p) or {}).items() if (get(c, p) or {}).get(k) != v}
-        if missing:
-            fail(f"{where}: CronJob {p} lacks the base's {missing}")
-    bs, cs = one(base, "ServiceAccount", "base.yaml"), one(chart, "ServiceAccount", "chart-default.yaml")
-    if bs.get("automountServiceAccountToken") != cs.get("automountServiceAccountToken"):
-        fail(f"{where}: ServiceAccount automountServiceAccountToken differs")
-    print(f"chart-default.yaml keeps the base's safety settings and its {len(benv)} env variables")
-
-def check_references(name):
-    docs = load(name)
-    c = one(docs, "CronJob", name)
-    spec = get(c, "spec.jobTemplate.spec.template.spec")
-    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    sa = spec.get("serviceAccountName")
-    if ("ServiceAccount", sa) not in names:
-        fail(f"{name}: serviceAccountName {sa} is not rendered")
-    mounts = {m["name"]: m for m in exporter(c, name).get("volumeMounts", [])}
-    for vol in spec.get("volumes", []):
-        if vol["name"] not in mounts:
-            fail(f"{name}: volume {vol['name']} is mounted nowhere")
-        cm = get(vol, "configMap.name")
-        if cm and ("ConfigMap", cm) not in names:
-            fail(f"{name}: volume {vol['name']} names ConfigMap {cm}, which is not rendered")
-    env = {e["name"]: e.get("value") for e in exporter(c, name).get("env", [])}
-    if "CATALOG_FILE" in env:
-        key = os.path.basename(env["CATALOG_FILE"])
-        dirs = [m for m in mounts.values() if m["mountPath"] == os.path.dirname(env["CATALOG_FILE"])]
-        cms = [d for d in docs if d["kind"] == "ConfigMap" and key in d.get("data", {})]
-        if not dirs or not dirs[0].get("readOnly") or not cms:
-            fail(f"{name}: CATALOG_FILE {env['CATALOG_FILE']} is not a read-only mounted ConfigMap key")
-    # One release per cluster in one namespace: no object may keep another release's name.
-    for kind, obj in names:
-        if not obj.startswith(c["metadata"]["name"]):
-            fail(f"{name}: {kind} {obj} is not named after the release ({c['metadata']['name']})")
-
-ALERTS = {
-    "StoreapiExporterNoSuccess": "storeapi_exporter_last_success_timestamp_seconds",
-    "StoreapiExporterFallingBehind": "storeapi_exporter_exported_until_timestamp_seconds",
-    "StoreapiExporterMissingCluster": "storeapi_exporter_missing_sources",
-    "StoreapiExporterLastRunFailed": "storeapi_exporter_last_run_exit_code",
-}
-DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
-
-def check_prometheus_rule():
-    name = "chart-prometheusrule.yaml"
-    rule = one(load(name), "PrometheusRule", name)
-    if rule.get("apiVersion") != "monitoring.coreos.com/v1":
-        fail(f"{name}: PrometheusRule apiVersion {rule.get('apiVersion')}")
-    groups = get(rule, "spec.groups")
-    if not isinstance(groups, list) or not groups:
-        fail(f"{name}: spec.groups is not a non-empty list")
-    alerts = {}
-    for g in groups:
-        if not isinstance(g.get("name"), str) or not g["name"]:
-            fail(f"{name}: a group without a name")
-        rules = g.get("rules")
-        if not isinstance(rules, list) or not rules:
-            fail(f"{name}: group {g['name']}: rules is not a non-empty list")
-        for r in rules:
-            what = r.get("alert") or r.get("record")
-            if not isinstance(what, str) or ("alert" in r) == ("record" in r):
-                fail(f"{name}: a rule of {g['name']} needs exactly one of alert and record")
-            if not isinstance(r.get("expr"), str) or not r["expr"].strip():
-                fail(f"{name}: {what}: expr is not a non-empty string")
-            if "for" in r and not DURATION.match(str(r["for"])):
-                fail(f"{name}: {what}: for {r['for']!r} is not a Prometheus duration")
-            for m in ("labels", "annotations"):
-                if not all(isinstance(v, str) for v in (r.get(m) or {}).values()):
-                    fail(f"{name}: {what}: {m} must map to strings")
-            alerts[what] = r["expr"]
-    for alert, metric in ALERTS.items():
-        if metric not in alerts.get(alert, ""):
-            fail(f"{name}: alert {alert} on {metric} is missing")
-    with open(os.path.join(out, "chart-prometheusrule.rules.yaml"), "w") as f:
-        yaml.safe_dump({"groups": groups}, f, sort_keys=False)
-    print(f"{name}: {sum(len(g['rules']) for g in groups)} rules in {len(groups)} groups, well formed")
-
-compare_to_base()
-for path in sorted(glob.glob(os.path.join(out, "chart-*.yaml"))):
-    name = os.path.basename(path)
-    if name.endswith(".rules.yaml"):
-        continue
-    check_references(name)
-    rules = [d for d in load(name) if d.get("kind") == "PrometheusRule"]
-    if rules and name != "chart-prometheusrule.yaml":
-        fail(f"{name}: renders a PrometheusRule, which is off unless prometheusRule.enabled")
-check_prometheus_rule()
-PY
+python3 deploy/check_renders.py "$out" || die "the chart's renders failed the checks above; they are in target/deploy-check"
 
 # promtool parses the expressions too; Debian's prometheus package brings it (the integration
 # stack installs it), so only where it is.
@@ -436,9 +292,20 @@ if command -v promtool >/dev/null; then
   promtool check rules "$out/chart-prometheusrule.rules.yaml" >"$out/promtool.log" 2>&1 ||
     { cat "$out/promtool.log" >&2; die "promtool rejects the chart's PrometheusRule"; }
   log "promtool check rules: the PrometheusRule's expressions parse"
+  cp deploy/prometheusrule-test.yaml "$out/"
+  promtool test rules "$out/prometheusrule-test.yaml" >"$out/promtool-test.log" 2>&1 ||
+    { cat "$out/promtool-test.log" >&2; die "the PrometheusRule fails its unit tests (deploy/prometheusrule-test.yaml)"; }
+  log "promtool test rules: the alerts fire on a failing and on a never-started CronJob, not on a healthy one"
 else
   log "promtool not installed: the PrometheusRule's expressions are not parsed"
 fi
+
+# What the release workflow pushes: the packaged chart, with its README and without its tests.
+"$HELM_BIN" package "$CHART" --destination "$out/package" >/dev/null || die "helm package $CHART failed"
+package=$(ls "$out"/package/storeapi-exporter-*.tgz)
+"$HELM_BIN" show readme "$package" | grep -q '^## Values' || die "$package: helm show readme prints no values table"
+! tar tzf "$package" | grep -q '/ci/' || die "$package packs the ci/ value sets (.helmignore)"
+log "helm package: $(basename "$package") with its README, without ci/"
 
 policies=(deploy/*.json)
 for f in "${policies[@]}"; do

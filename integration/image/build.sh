@@ -22,9 +22,12 @@ for tool in buildah dpkg-deb apt-get; do
   command -v "$tool" >/dev/null || die "$tool is not installed: run integration/stack/install.sh (Debian: apt-get install buildah podman)"
 done
 
-log "building the release binary (target dir $IMAGE_CARGO_TARGET_DIR)"
-CARGO_TARGET_DIR=$IMAGE_CARGO_TARGET_DIR cargo build --release --locked --quiet
-binary=$IMAGE_CARGO_TARGET_DIR/release/storeapi-exporter
+# The platform's binary built as deploy/Dockerfile's build stage builds it (deploy/build-binary.sh),
+# for this machine's architecture (the image runs here).
+IMAGE_PLATFORM=${IMAGE_PLATFORM:-linux/$(dpkg --print-architecture)}
+log "building the release binary for $IMAGE_PLATFORM (target dir $IMAGE_CARGO_TARGET_DIR)"
+binary=$IMAGE_CARGO_TARGET_DIR/image/storeapi-exporter
+CARGO_TARGET_DIR=$IMAGE_CARGO_TARGET_DIR bash deploy/build-binary.sh "$IMAGE_PLATFORM" "$binary" >&2
 version=$("$binary" --version | awk '{print $2}')
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE=${IMAGE:-localhost/storeapi-exporter:$version}
@@ -78,7 +81,7 @@ chmod 1777 "$root/tmp"
 cp "$binary" "$context/storeapi-exporter"
 
 log "building $IMAGE with buildah"
-buildah build --quiet --layers=false -f integration/image/Containerfile -t "$IMAGE" \
+buildah build --quiet --layers=false --platform "$IMAGE_PLATFORM" -f integration/image/Containerfile -t "$IMAGE" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" "$context" >/dev/null
 
 # The image's own root, as containers-storage holds it (not the context it was built from).
@@ -89,4 +92,5 @@ cp -a "$mount" "$OUT/root"
 buildah umount "$container" >/dev/null
 buildah rm "$container" >/dev/null
 printf '%s\n' "$IMAGE" >"$OUT/name"
+printf '%s\n' "$IMAGE_PLATFORM" >"$OUT/platform"
 log "built $IMAGE ($(du -sh "$OUT/root" | cut -f1) unpacked in $OUT/root)"

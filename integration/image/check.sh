@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the runtime image (integration/image/build.sh) and checks it is what users deploy:
-#   - its config: user 65532:65532, the exporter as entrypoint and no CMD, the OCI labels
-#     (version = the binary's, revision = this commit), no shell anywhere in its root, a CA
-#     bundle, tzdata and /etc/passwd with nonroot;
+#   - its config: its platform that of the binary's ELF machine, user 65532:65532, the exporter
+#     as entrypoint and no CMD, the OCI labels (version = the binary's, revision = this
+#     commit), no shell anywhere in its root, a CA bundle, tzdata and /etc/passwd with nonroot;
 #   - it runs: the image's binary exports the last two hours of the stack's data read-only as
 #     user 65532, exit 0, into one S3 prefix, the same binary on the host into another, and
 #     every object must be byte-identical.
@@ -25,15 +25,22 @@ version=$("$binary" --version | awk '{print $2}')
 
 log "checking the config of $IMAGE"
 podman image inspect --format '{{json .Config}}' "$IMAGE" >target/image/config.json
-python3 - "$version" "$(git rev-parse HEAD)" target/image/config.json <<'PY'
+podman image inspect --format '{{.Os}}/{{.Architecture}}' "$IMAGE" >target/image/platform.inspected
+# e_machine, offset 18 of the ELF header: 62 x86-64, 183 aarch64.
+elf_machine=$(od -An -tu2 -j18 -N2 "$binary" | tr -d ' ')
+python3 - "$version" "$(git rev-parse HEAD)" target/image/config.json "$(cat target/image/platform)" \
+  "$(cat target/image/platform.inspected)" "$elf_machine" <<'PY'
 import json, sys
-version, revision, path = sys.argv[1], sys.argv[2], sys.argv[3]
+version, revision, path, platform, inspected, machine = sys.argv[1:7]
 config = json.load(open(path))
 labels = config.get("Labels") or {}
 problems = []
 def expect(what, got, want):
     if got != want:
         problems.append(f"{what} is {got!r}, want {want!r}")
+# The platform a node pulls by must be the one the binary runs on.
+expect("platform", inspected, platform)
+expect("the binary's ELF machine", machine, {"linux/amd64": "62", "linux/arm64": "183"}.get(platform))
 expect("User", config.get("User"), "65532:65532")
 expect("Entrypoint", config.get("Entrypoint"), ["/usr/local/bin/storeapi-exporter"])
 expect("Cmd", config.get("Cmd") or None, None)

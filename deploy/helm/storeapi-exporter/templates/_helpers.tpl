@@ -45,6 +45,9 @@ app.kubernetes.io/component: cost-metrics-exporter
 helm.sh/chart: {{ include "storeapi-exporter.chart" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "storeapi-exporter.serviceAccountName" -}}
@@ -74,6 +77,23 @@ run without an upgrade.
 
 {{- define "storeapi-exporter.catalogPath" -}}
 /etc/storeapi-exporter/catalog.yaml
+{{- end }}
+
+{{- define "storeapi-exporter.tlsPath" -}}
+/etc/storeapi-exporter/tls
+{{- end }}
+
+{{/*
+The TLS variables tls.existingSecret sets, as YAML (variable: the Secret's key): the keys of
+tls that are not empty.
+*/}}
+{{- define "storeapi-exporter.tlsFiles" -}}
+{{- $t := .Values.tls }}
+{{- range $name, $key := dict "TLS_CA_FILE" $t.caKey "TLS_CERT_FILE" $t.certKey "TLS_KEY_FILE" $t.keyKey }}
+{{- if $key }}
+{{ $name }}: {{ $key | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -127,6 +147,45 @@ ambiguous (the API server keeps the last, kubectl and server-side apply disagree
   "PROMETHEUS_AUTH_TOKEN" "existingSecret" "PROMETHEUS_BEARER_AUTH_TOKEN" "existingSecret"
   "PROMETHEUS_USERNAME" "existingSecret" "PROMETHEUS_PASSWORD" "existingSecret"
   "PROMETHEUS_X_SCOPE_ORGID" "existingSecret" }}
+{{- if $v.tls.existingSecret }}
+{{- $_ := set $owned "TLS_CA_FILE" "tls.existingSecret" }}
+{{- $_ := set $owned "TLS_CERT_FILE" "tls.existingSecret" }}
+{{- $_ := set $owned "TLS_KEY_FILE" "tls.existingSecret" }}
+{{- /* The exporter refuses a certificate without its key and the reverse. */}}
+{{- if ne (empty $v.tls.certKey) (empty $v.tls.keyKey) }}
+{{- fail (printf "tls.certKey (%q) and tls.keyKey (%q) go together: a client certificate needs its key; set both, or both to \"\" without mTLS" $v.tls.certKey $v.tls.keyKey) }}
+{{- end }}
+{{- end }}
+{{- /* A second volume or mount of the same name is refused by the API server only at the
+Job's creation, when every run fails to start. */}}
+{{- range $v.extraVolumes }}
+{{- if has .name (list "tmp" "catalog" "tls") }}
+{{- fail (printf "extraVolumes: %s is the name of a volume of the chart's own (tmp, catalog, tls): name it differently" .name) }}
+{{- end }}
+{{- end }}
+{{- $volumes := list "tmp" }}
+{{- if $v.catalog }}{{ $volumes = append $volumes "catalog" }}{{ end }}
+{{- if $v.tls.existingSecret }}{{ $volumes = append $volumes "tls" }}{{ end }}
+{{- range $v.extraVolumes }}{{ $volumes = append $volumes .name }}{{ end }}
+{{- range $v.extraVolumeMounts }}
+{{- if not (has .name $volumes) }}
+{{- fail (printf "extraVolumeMounts: %s names no volume: add it to extraVolumes" .name) }}
+{{- end }}
+{{- end }}
+{{- /* The chart's own labels select its pods and name its release: never replaced. */}}
+{{- range $name, $_ := $v.commonLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $name) (eq $name "helm.sh/chart") }}
+{{- fail (printf "commonLabels: %s is one of the chart's own labels: choose another name" $name) }}
+{{- end }}
+{{- if and $v.prometheusRule.enabled (hasKey $v.prometheusRule.labels $name) }}
+{{- fail (printf "commonLabels and prometheusRule.labels both set %s: set it in one of them" $name) }}
+{{- end }}
+{{- end }}
+{{- /* Without pushed run metrics every alert is silent but StoreapiExporterNeverSucceeded,
+which then always fires. */}}
+{{- if and $v.prometheusRule.enabled (not $v.pushgateway.url) }}
+{{- fail "prometheusRule.enabled needs pushgateway.url: the alerts read the run metrics the exporter pushes there" }}
+{{- end }}
 {{- $names := keys $v.env }}
 {{- range $v.extraEnv }}
 {{- $names = append $names .name }}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the release binary for a platform (linux/amd64 or linux/arm64) on whatever machine runs
+# it, and copies it to OUT. Native: plain `cargo build --release`. Another architecture: a cross
+# build (`--target`), with Debian's cross gcc for aws-lc-sys' C and the link, so that an arm64
+# image is compiled at native speed instead of under emulation. Either way the binary's ELF
+# machine must be the platform's, or this fails: nothing else would notice an amd64 binary in an
+# arm64 image before a pod on a Graviton node failed with "exec format error".
+#
+# deploy/Dockerfile's build stage runs it for each TARGETPLATFORM, and CI's image build
+# (integration/image/build.sh) for linux/amd64, so both build the binary one way.
+# Usage: deploy/build-binary.sh PLATFORM OUT. CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+platform=${1:?usage: build-binary.sh PLATFORM OUT}
+out=${2:?usage: build-binary.sh PLATFORM OUT}
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# The platform's Rust target, Debian architecture and ELF e_machine.
+case "$platform" in
+  linux/amd64) triple=x86_64-unknown-linux-gnu arch=amd64 gnu=x86_64-linux-gnu machine=62 ;;
+  linux/arm64 | linux/arm64/v8) triple=aarch64-unknown-linux-gnu arch=arm64 gnu=aarch64-linux-gnu machine=183 ;;
+  *) die "unsupported platform $platform: linux/amd64 and linux/arm64 are built" ;;
+esac
+host=$(rustc -vV | sed -n 's/^host: //p')
+target_dir=${CARGO_TARGET_DIR:-target}
+
+if [ "$host" = "$triple" ]; then
+  cargo build --release --locked --quiet
+  binary=$target_dir/release/storeapi-exporter
+else
+  if ! command -v "$gnu-gcc" >/dev/null; then
+    command -v apt-get >/dev/null || die "$gnu-gcc is not installed (the C cross compiler for $platform)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "gcc-$gnu" "libc6-dev-$arch-cross" >/dev/null
+  fi
+  rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+  upper=$(tr 'a-z-' 'A-Z_' <<<"$triple")
+  lower=${triple//-/_}
+  export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc" "CC_${lower}=$gnu-gcc" "AR_${lower}=$gnu-ar"
+  cargo build --release --locked --quiet --target "$triple"
+  binary=$target_dir/$triple/release/storeapi-exporter
+fi
+
+# e_machine: the 16-bit little-endian field at offset 18 of the ELF header.
+got=$(od -An -tu2 -j18 -N2 "$binary" | tr -d ' ')
+[ "$got" = "$machine" ] || die "$binary has ELF machine $got, $platform needs $machine"
+install -D -m 0755 "$binary" "$out"
+echo "built $out for $platform ($triple)"
