@@ -15,6 +15,44 @@ pub fn trimmed_to(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
         .all(|c| c.min_time >= mint && c.max_time <= maxt)
 }
 
+/// Whether trimmed chunks (see `trimmed_to`) show the store trimmed them: the series' first
+/// sample lies within an interval and a half after `mint`, or its last as near before `maxt`
+/// (its interval estimated from its chunks' spans and sample counts). A series born and ended
+/// inside the range, away from both edges, is sent alike by a trimming store and by one that
+/// sends whole chunks; `false` for it, and for a series of single-sample chunks.
+pub fn reaches_an_edge(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
+    let interval = chunks
+        .iter()
+        .filter_map(|c| {
+            let n = i64::from(
+                crate::chunk::XorIter::new(&c.raw.as_ref()?.data)
+                    .ok()?
+                    .len(),
+            );
+            (n > 1).then(|| (c.max_time - c.min_time) / (n - 1))
+        })
+        .min();
+    let (Some(interval), Some(first), Some(last)) = (
+        interval,
+        chunks.iter().map(|c| c.min_time).min(),
+        chunks.iter().map(|c| c.max_time).max(),
+    ) else {
+        return false;
+    };
+    let near = interval + interval / 2;
+    first - mint <= near || maxt - last <= near
+}
+
+/// Whether a chunk spans an edge of one of `ranges`: cutting the chunks to each range
+/// changes them.
+pub fn crosses_a_range(chunks: &[AggrChunk], ranges: &[(i64, i64)]) -> bool {
+    chunks.iter().any(|c| {
+        ranges.iter().any(|&(mint, maxt)| {
+            (c.min_time < mint && c.max_time >= mint) || (c.min_time <= maxt && c.max_time > maxt)
+        })
+    })
+}
+
 /// The chunks a trimming store (see `trimmed_to`) sends for a request over `[mint, maxt]`,
 /// from the chunks it sent for a longer request: those inside the range as they are, the
 /// ones across an edge re-encoded with their samples inside it, in the order the Querier's

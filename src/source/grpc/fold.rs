@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, cut_to, prometheus_samples, series_samples, split_overlapping, trimmed_to,
+    Reading, crosses_a_range, cut_to, prometheus_samples, reaches_an_edge, series_samples,
+    split_overlapping, trimmed_to,
 };
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, Series, Steps};
@@ -154,10 +155,25 @@ pub(super) fn push_series(
 /// `(window, chunks)`: a series' chunks as each window reads them.
 pub(super) type WindowChunks = Vec<(usize, Vec<AggrChunk>)>;
 
+/// What a series set aside shows of how its store cuts a request's edge chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Edges {
+    /// Its chunks reach an edge of the request and stop there: the store trimmed them.
+    Trimmed,
+    /// It was cut for its windows, but lies inside the request away from both edges: a
+    /// store that trims and one that sends whole chunks (a receiver, a store gateway) send
+    /// it alike, so only another series of the request can tell which the windows' own
+    /// requests would get.
+    Unknown,
+    /// Neither.
+    Silent,
+}
+
 /// A series of a multi-window request (over `request`), as each window (`ranges`) reads it:
 /// `(window, chunks)` for the windows it has chunks in (none when no entry reads it), cut as
 /// a request for that window alone gets them wherever the cut matters (see
-/// `request`); `None` when the cut mattered and a store sent whole chunks.
+/// `request`), with what the series shows of its store's cuts; `None` when the cut mattered
+/// and a store sent whole chunks.
 pub(super) fn set_aside(
     plans: &[Plan],
     entries: &[usize],
@@ -165,19 +181,27 @@ pub(super) fn set_aside(
     request: (i64, i64),
     labels: &Labels,
     chunks: &[AggrChunk],
-) -> Result<Option<WindowChunks>, SourceError> {
+) -> Result<Option<(WindowChunks, Edges)>, SourceError> {
+    let trimmed = trimmed_to(chunks, request.0, request.1);
+    let shows = trimmed && reaches_an_edge(chunks, request.0, request.1);
     let read = |i: &usize| plans[*i].matches(labels);
     if !entries.iter().any(read) {
-        return Ok(Some(Vec::new()));
+        let edges = if shows { Edges::Trimmed } else { Edges::Silent };
+        return Ok(Some((Vec::new(), edges)));
     }
     // A single replica's samples inside a window do not depend on the cut, only Thanos'
     // reading does: a counter's running total and the pseudo-replicas of overlapping chunks.
     let thanos = |i: &usize| plans[*i].semantics.thanos_reading() && read(i);
     let cut = (entries.iter().any(thanos) && split_overlapping(chunks).len() > 1)
         || entries.iter().any(|i| thanos(i) && plans[*i].counter_func);
-    if cut && !trimmed_to(chunks, request.0, request.1) {
+    if cut && !trimmed {
         return Ok(None);
     }
+    let edges = match () {
+        _ if shows => Edges::Trimmed,
+        _ if cut && crosses_a_range(chunks, ranges) => Edges::Unknown,
+        _ => Edges::Silent,
+    };
     let mut out = Vec::with_capacity(ranges.len());
     for (k, &(mint, maxt)) in ranges.iter().enumerate() {
         let own: Vec<AggrChunk> = if cut {
@@ -196,7 +220,7 @@ pub(super) fn set_aside(
             out.push((k, own));
         }
     }
-    Ok(Some(out))
+    Ok(Some((out, edges)))
 }
 
 /// Joins consecutive series that are equal once replica labels are removed (a store that
@@ -425,9 +449,11 @@ mod tests {
         ] {
             let l = labels(name);
             assert!(plans[i].matches(&l) && plans[i].counter_func == is_counter);
-            let set = set_aside(&plans, &[gauge, counter], &ranges, request, &l, &chunks)
+            let (set, edges) = set_aside(&plans, &[gauge, counter], &ranges, request, &l, &chunks)
                 .unwrap()
                 .unwrap();
+            // its first sample is 1 s after the request's start: trimmed there
+            assert_eq!(edges, Edges::Trimmed, "{name}");
             assert_eq!(set.len(), 2, "{name}: both windows");
             for (k, own) in set {
                 let (mint, maxt) = ranges[k];
@@ -446,11 +472,31 @@ mod tests {
                 assert_eq!(bits(&got), bits(&want), "{name} window {k}");
             }
         }
+        // the same series inside a longer request, an hour from both edges: what a store
+        // sends for it does not show whether it trims, and the counter's cut changed its
+        // chunks (one spans the second window's start)
+        let wide = (-3_600_000, 10_800_000);
+        for (name, want) in [
+            ("container_memory_working_set_bytes", Edges::Silent),
+            ("container_cpu_usage_seconds_total", Edges::Unknown),
+        ] {
+            let (_, edges) = set_aside(
+                &plans,
+                &[gauge, counter],
+                &ranges,
+                wide,
+                &labels(name),
+                &chunks,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(edges, want, "{name}");
+        }
         // a series no entry reads is not set aside; a counter's whole chunks (a store
         // gateway's) reaching past the request give the request up
         let other = labels("kube_pod_info");
         let none = set_aside(&plans, &[gauge, counter], &ranges, request, &other, &chunks);
-        assert_eq!(none.unwrap(), Some(vec![]));
+        assert_eq!(none.unwrap(), Some((vec![], Edges::Trimmed)));
         let cpu = labels("container_cpu_usage_seconds_total");
         let narrow = (1_000_000, 7_200_000);
         assert!(

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::GrpcSource;
-use super::fold::{EntryEvaluators, Feed, Merged, push_series, set_aside};
+use super::fold::{Edges, EntryEvaluators, Feed, Merged, push_series, set_aside};
 use super::input::ClientStream;
 use super::plan::{EntryOutput, Task, WindowSpec, span};
 use super::spill::Spill;
@@ -135,7 +135,9 @@ impl GrpcSource {
     /// total starts at a request's first sample, so both depend on where the stores cut a
     /// request's edge chunks. Prometheus' TSDB trims them to the request; a store gateway
     /// sends them whole, which shows as a chunk reaching past the longer request's range:
-    /// then `false`, and the caller asks one window per request.
+    /// then `false`, and the caller asks one window per request. So too when no series of
+    /// the answer reaches the request's edges (a cluster whose data began and stopped inside
+    /// it): nothing then shows whether its store trims.
     pub(super) async fn request(
         &self,
         task: &Task<'_>,
@@ -282,17 +284,31 @@ impl Evaluation {
         };
         let ranges: Vec<(i64, i64)> = self.windows.iter().map(|w| w.range).collect();
         let mut spill = Spill::create(&dir, ranges.len()).map_err(scratch)?;
+        let (mut trimmed, mut unknown) = (false, false);
         while let Some((labels, chunks)) = merged.next()? {
-            let Some(cuts) =
+            let Some((cuts, edges)) =
                 set_aside(&plans, &self.entries, &ranges, self.range, &labels, &chunks)?
             else {
                 out.done = false;
                 return Ok(out);
             };
+            trimmed |= edges == Edges::Trimmed;
+            unknown |= edges == Edges::Unknown;
             for (k, chunks) in &cuts {
                 spill.push(*k, &labels, chunks).map_err(scratch)?;
             }
             out.stats.series += u64::from(!cuts.is_empty());
+        }
+        // Series cut for their windows that no series of the request shows to come from a
+        // trimming store (a cluster whose data began and stopped inside the request, on a
+        // receiver): its windows' own requests might get them whole, so they are asked so.
+        if unknown && !trimmed {
+            debug!(
+                windows = ranges.len(),
+                "no series shows the store trims its chunks: asking window by window"
+            );
+            out.done = false;
+            return Ok(out);
         }
         debug!(
             bytes = spill.bytes(),
