@@ -7,11 +7,19 @@
 # arm64 image before a pod on a Graviton node failed with "exec format error".
 #
 # deploy/Dockerfile's build stage runs it for each TARGETPLATFORM, and CI's image build
-# (integration/image/build.sh) for linux/amd64, so both build the binary one way.
-# Usage: deploy/build-binary.sh PLATFORM OUT. CARGO_TARGET_DIR is honoured.
+# (integration/image/build.sh) for the machine's own platform, so both build the binary one
+# way. `--setup PLATFORM` only installs what a cross build needs (the Dockerfile's layer of its
+# own, so a source change does not fetch the toolchain again).
+# Usage: deploy/build-binary.sh [--setup] PLATFORM [OUT]. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
-platform=${1:?usage: build-binary.sh PLATFORM OUT}
-out=${2:?usage: build-binary.sh PLATFORM OUT}
+setup=0
+if [ "${1:-}" = --setup ]; then
+  setup=1
+  shift
+fi
+platform=${1:?usage: build-binary.sh [--setup] PLATFORM [OUT]}
+out=${2:-}
+[ $setup -eq 1 ] || [ -n "$out" ] || { echo "usage: build-binary.sh PLATFORM OUT" >&2; exit 1; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -25,15 +33,24 @@ esac
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-target}
 
-if [ "$host" = "$triple" ]; then
-  cargo build --release --locked --quiet
-  binary=$target_dir/release/storeapi-exporter
-else
+cross_toolchain() {
   if ! command -v "$gnu-gcc" >/dev/null; then
     command -v apt-get >/dev/null || die "$gnu-gcc is not installed (the C cross compiler for $platform)"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "gcc-$gnu" "libc6-dev-$arch-cross" >/dev/null
   fi
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+}
+
+if [ $setup -eq 1 ]; then
+  [ "$host" = "$triple" ] || cross_toolchain
+  exit 0
+fi
+
+if [ "$host" = "$triple" ]; then
+  cargo build --release --locked --quiet
+  binary=$target_dir/release/storeapi-exporter
+else
+  cross_toolchain
   upper=$(tr 'a-z-' 'A-Z_' <<<"$triple")
   lower=${triple//-/_}
   export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc" "CC_${lower}=$gnu-gcc" "AR_${lower}=$gnu-ar"

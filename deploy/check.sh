@@ -242,6 +242,9 @@ expect_failure "a variable the chart sets, in env" "batchDelay" \
   "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set env.BATCH_DELAY=1h
 expect_failure "a client certificate without its key" "tls.keyKey" \
   "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set tls.existingSecret=tls --set tls.keyKey=
+expect_failure "a TLS Secret without a key to mount" "are all empty" \
+  "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set tls.existingSecret=tls \
+  --set tls.caKey= --set tls.certKey= --set tls.keyKey=
 expect_failure "a TLS variable in env beside tls.existingSecret" "TLS_CA_FILE is set by the chart from tls.existingSecret" \
   "$HELM_BIN" template storeapi-exporter "$CHART" -f "$defaults" --set tls.existingSecret=tls --set env.TLS_CA_FILE=/ca.pem
 expect_failure "an extra volume named like the chart's own" "extraVolumes: tmp" \
@@ -295,7 +298,7 @@ if command -v promtool >/dev/null; then
   cp deploy/prometheusrule-test.yaml "$out/"
   promtool test rules "$out/prometheusrule-test.yaml" >"$out/promtool-test.log" 2>&1 ||
     { cat "$out/promtool-test.log" >&2; die "the PrometheusRule fails its unit tests (deploy/prometheusrule-test.yaml)"; }
-  log "promtool test rules: the alerts fire on a failing and on a never-started CronJob, not on a healthy one"
+  log "promtool test rules: the alerts fire on a failing and on a never-started CronJob, not on a healthy one or a first backfill"
 else
   log "promtool not installed: the PrometheusRule's expressions are not parsed"
 fi

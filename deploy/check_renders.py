@@ -199,8 +199,9 @@ def check_release_metadata():
     with open("deploy/base/kustomization.yaml") as f:
         base = [i for i in yaml.safe_load(f)["images"] if i["name"] == "storeapi-exporter"][0]
     hub = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])[0]["image"]
-    if chart["appVersion"] != version:
-        fail(f"Chart.yaml appVersion {chart['appVersion']} is not the crate's version {version}")
+    for field in ("version", "appVersion"):
+        if str(chart[field]) != version:
+            fail(f"Chart.yaml {field} {chart[field]} is not the crate's version {version} (one release)")
     want = f"{repository}:{version}"
     for what, image in (("deploy/base", f"{base['newName']}:{base['newTag']}"),
                         ("Chart.yaml's artifacthub.io/images", hub)):

@@ -5,9 +5,9 @@ what it would write (deploy/check.sh runs it so).
 
 values.yaml's comment conventions, which this reads: the `# ` lines right above a key describe
 it; a `#  ` line (two spaces) starts a commented-out example, left out with the deeper lines
-after it; a mapping whose
-children are described gets a row of its own only when it is described itself, its children
-rows of theirs; an undescribed mapping of undescribed keys is one row."""
+after it; a mapping whose children are described gets a row of its own only when it is
+described itself, its children rows of theirs; an undescribed mapping of undescribed keys is
+one row."""
 import json
 import os
 import re

@@ -34,7 +34,7 @@ use crate::chunk::{ChunkError, decode_into};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
 pub use penalty::merge;
-pub use trim::{crosses_a_range, cut_to, reaches_an_edge, trimmed_to};
+pub use trim::{crosses_a_range, cut_to, trimmed_at_the_end, trimmed_to};
 
 /// Why a series' chunks could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -261,7 +261,7 @@ fn before_v0_35_the_first_sample_is_a_switch_that_lifts_the_other_replica() {
 }
 
 #[test]
-fn a_series_at_a_request_s_edge_shows_the_trim_one_inside_does_not() {
+fn a_series_scraped_to_a_request_s_end_shows_the_trim_one_stopped_before_does_not() {
     // 15 s samples from 1 s to ~2 h, in 120-sample chunks
     let samples: Vec<Sample> = (0..480).map(|i| (1_000 + i * 15_000, i as f64)).collect();
     let chunks: Vec<AggrChunk> = samples
@@ -269,13 +269,14 @@ fn a_series_at_a_request_s_edge_shows_the_trim_one_inside_does_not() {
         .filter_map(crate::chunk::xor_chunk)
         .collect();
     let last = samples.last().unwrap().0;
-    // within an interval and a half of either edge
-    assert!(reaches_an_edge(&chunks, 0, last + 3_600_000));
-    assert!(reaches_an_edge(&chunks, -3_600_000, last + 22_500));
-    assert!(!reaches_an_edge(&chunks, -3_600_000, last + 3_600_000));
-    assert!(!reaches_an_edge(&chunks, 1_000 - 22_501, last + 22_501));
+    // within an interval and a half of the end, not further
+    assert!(trimmed_at_the_end(&chunks, last));
+    assert!(trimmed_at_the_end(&chunks, last + 22_500));
+    assert!(!trimmed_at_the_end(&chunks, last + 22_501));
     // a lone sample tells no interval
-    assert!(!reaches_an_edge(&chunks[..0], 0, 1));
+    let lone = [crate::chunk::xor_chunk(&samples[..1]).unwrap()];
+    assert!(!trimmed_at_the_end(&lone, samples[0].0));
+    assert!(!trimmed_at_the_end(&[], 0));
     // the second chunk spans 3_300_001 (a window's start), none spans 1_786_000..1_800_000
     assert!(crosses_a_range(&chunks, &[(3_300_001, 7_200_000)]));
     assert!(!crosses_a_range(&chunks, &[(1_786_001, 1_800_999)]));

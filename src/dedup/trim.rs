@@ -6,21 +6,24 @@ use crate::chunk::Cut;
 use crate::store::proto::AggrChunk;
 
 /// Whether a store trimmed these chunks to a request over `[mint, maxt]`: none of them holds
-/// a sample outside it. Prometheus' TSDB (behind sidecars, receivers, rulers and remote read)
-/// re-encodes a request's edge chunks with only the samples inside its range; a store gateway
-/// sends whole chunks, which reach past the range wherever a chunk spans one of its edges.
+/// a sample outside it. Prometheus' TSDB behind sidecars and remote read re-encodes a
+/// request's edge chunks with only the samples inside its range; a store gateway, a receiver
+/// and a ruler (Thanos' TSDB store asks its TSDB not to trim) send whole chunks, which reach
+/// past the range wherever a chunk spans one of its edges.
 pub fn trimmed_to(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
     chunks
         .iter()
         .all(|c| c.min_time >= mint && c.max_time <= maxt)
 }
 
-/// Whether trimmed chunks (see `trimmed_to`) show the store trimmed them: the series' first
-/// sample lies within an interval and a half after `mint`, or its last as near before `maxt`
-/// (its interval estimated from its chunks' spans and sample counts). A series born and ended
-/// inside the range, away from both edges, is sent alike by a trimming store and by one that
-/// sends whole chunks; `false` for it, and for a series of single-sample chunks.
-pub fn reaches_an_edge(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
+/// Whether chunks inside a request's range (see `trimmed_to`) show the store trimmed them:
+/// the series' last sample lies within an interval and a half before `maxt` (its interval
+/// estimated from its chunks' spans and sample counts), as a series scraped on past the
+/// request's end does from a trimming store; a store sending whole chunks sends it past
+/// `maxt`. A series that stopped earlier is sent alike by both: `false`, as for a series of
+/// single-sample chunks. (The start is no evidence: a series born right after it, as a
+/// CronJob's pod on the hour, looks trimmed there.)
+pub fn trimmed_at_the_end(chunks: &[AggrChunk], maxt: i64) -> bool {
     let interval = chunks
         .iter()
         .filter_map(|c| {
@@ -32,15 +35,10 @@ pub fn reaches_an_edge(chunks: &[AggrChunk], mint: i64, maxt: i64) -> bool {
             (n > 1).then(|| (c.max_time - c.min_time) / (n - 1))
         })
         .min();
-    let (Some(interval), Some(first), Some(last)) = (
-        interval,
-        chunks.iter().map(|c| c.min_time).min(),
-        chunks.iter().map(|c| c.max_time).max(),
-    ) else {
+    let (Some(interval), Some(last)) = (interval, chunks.iter().map(|c| c.max_time).max()) else {
         return false;
     };
-    let near = interval + interval / 2;
-    first - mint <= near || maxt - last <= near
+    maxt - last <= interval + interval / 2
 }
 
 /// Whether a chunk spans an edge of one of `ranges`: cutting the chunks to each range

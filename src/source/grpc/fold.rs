@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, crosses_a_range, cut_to, prometheus_samples, reaches_an_edge, series_samples,
-    split_overlapping, trimmed_to,
+    Reading, crosses_a_range, cut_to, prometheus_samples, series_samples, split_overlapping,
+    trimmed_at_the_end, trimmed_to,
 };
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, Series, Steps};
@@ -158,12 +158,11 @@ pub(super) type WindowChunks = Vec<(usize, Vec<AggrChunk>)>;
 /// What a series set aside shows of how its store cuts a request's edge chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Edges {
-    /// Its chunks reach an edge of the request and stop there: the store trimmed them.
+    /// Its chunks reach the request's end and stop there: the store trimmed them.
     Trimmed,
-    /// It was cut for its windows, but lies inside the request away from both edges: a
-    /// store that trims and one that sends whole chunks (a receiver, a store gateway) send
-    /// it alike, so only another series of the request can tell which the windows' own
-    /// requests would get.
+    /// It was cut for its windows, but stopped inside the request: a store that trims and
+    /// one that sends whole chunks (a receiver, a store gateway) send it alike, so only
+    /// another series of its cluster can tell which the windows' own requests would get.
     Unknown,
     /// Neither.
     Silent,
@@ -183,7 +182,7 @@ pub(super) fn set_aside(
     chunks: &[AggrChunk],
 ) -> Result<Option<(WindowChunks, Edges)>, SourceError> {
     let trimmed = trimmed_to(chunks, request.0, request.1);
-    let shows = trimmed && reaches_an_edge(chunks, request.0, request.1);
+    let shows = trimmed && trimmed_at_the_end(chunks, request.1);
     let read = |i: &usize| plans[*i].matches(labels);
     if !entries.iter().any(read) {
         let edges = if shows { Edges::Trimmed } else { Edges::Silent };

@@ -304,7 +304,7 @@ impl GrpcSource {
                 continue;
             }
             for key in task.keys() {
-                debug!(entry = %self.catalog.entries[key.0].name, scope = %key.1, "a store sends whole chunks: one window per request");
+                debug!(entry = %self.catalog.entries[key.0].name, scope = %key.1, "a store sends whole chunks, or no series shows it trims them: one window per request");
                 lock(&self.untrimmed).insert(key);
             }
             for &w in now {

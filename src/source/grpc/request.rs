@@ -7,7 +7,7 @@
 //!   rendered (`RenderGate`);
 //! - `learn`: what the request gave, recorded for packing later requests (`Sizes`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -95,6 +95,9 @@ struct Evaluation {
     windows: Vec<WindowJob>,
     /// The request's range (ms, inclusive).
     range: (i64, i64),
+    /// The label that names a series' cluster (`CLUSTER_LABEL_NAME`), when clusters are
+    /// told apart: what one cluster's series show of their store says nothing of another's.
+    cluster_label: Option<String>,
     /// Set for a request over several windows: its answer is set aside there.
     spill_dir: Option<Arc<PathBuf>>,
     replays: Arc<ReplaySlots>,
@@ -168,6 +171,7 @@ impl GrpcSource {
             entries: entries.clone(),
             windows: jobs,
             range,
+            cluster_label: self.clusters.as_ref().map(|c| c.cluster_label.clone()),
             spill_dir: (windows.len() > 1).then(|| self.spill_dir.clone()),
             replays: self.replays.clone(),
             parts: parts.clone(),
@@ -284,7 +288,14 @@ impl Evaluation {
         };
         let ranges: Vec<(i64, i64)> = self.windows.iter().map(|w| w.range).collect();
         let mut spill = Spill::create(&dir, ranges.len()).map_err(scratch)?;
-        let (mut trimmed, mut unknown) = (false, false);
+        // clusters whose series showed their store trims, and clusters with a series cut
+        // without knowing whether it does
+        let (mut trimmed, mut unknown) = (HashSet::new(), HashSet::new());
+        let cluster = |labels: &Labels| {
+            self.cluster_label
+                .as_deref()
+                .map_or_else(String::new, |l| labels.get(l).to_string())
+        };
         while let Some((labels, chunks)) = merged.next()? {
             let Some((cuts, edges)) =
                 set_aside(&plans, &self.entries, &ranges, self.range, &labels, &chunks)?
@@ -292,17 +303,24 @@ impl Evaluation {
                 out.done = false;
                 return Ok(out);
             };
-            trimmed |= edges == Edges::Trimmed;
-            unknown |= edges == Edges::Unknown;
+            match edges {
+                Edges::Trimmed => {
+                    trimmed.insert(cluster(&labels));
+                }
+                Edges::Unknown => {
+                    unknown.insert(cluster(&labels));
+                }
+                Edges::Silent => {}
+            }
             for (k, chunks) in &cuts {
                 spill.push(*k, &labels, chunks).map_err(scratch)?;
             }
             out.stats.series += u64::from(!cuts.is_empty());
         }
-        // Series cut for their windows that no series of the request shows to come from a
+        // Series cut for their windows that no series of their cluster shows to come from a
         // trimming store (a cluster whose data began and stopped inside the request, on a
         // receiver): its windows' own requests might get them whole, so they are asked so.
-        if unknown && !trimmed {
+        if unknown.iter().any(|c| !trimmed.contains(c)) {
             debug!(
                 windows = ranges.len(),
                 "no series shows the store trims its chunks: asking window by window"

@@ -148,9 +148,12 @@ ambiguous (the API server keeps the last, kubectl and server-side apply disagree
   "PROMETHEUS_USERNAME" "existingSecret" "PROMETHEUS_PASSWORD" "existingSecret"
   "PROMETHEUS_X_SCOPE_ORGID" "existingSecret" }}
 {{- if $v.tls.existingSecret }}
-{{- $_ := set $owned "TLS_CA_FILE" "tls.existingSecret" }}
-{{- $_ := set $owned "TLS_CERT_FILE" "tls.existingSecret" }}
-{{- $_ := set $owned "TLS_KEY_FILE" "tls.existingSecret" }}
+{{- range $name, $_ := include "storeapi-exporter.tlsFiles" . | fromYaml }}
+{{- $_ := set $owned $name "tls.existingSecret" }}
+{{- end }}
+{{- if not (or $v.tls.caKey $v.tls.certKey $v.tls.keyKey) }}
+{{- fail "tls.existingSecret names a Secret but tls.caKey, tls.certKey and tls.keyKey are all empty: name the keys to mount, or leave tls.existingSecret empty" }}
+{{- end }}
 {{- /* The exporter refuses a certificate without its key and the reverse. */}}
 {{- if ne (empty $v.tls.certKey) (empty $v.tls.keyKey) }}
 {{- fail (printf "tls.certKey (%q) and tls.keyKey (%q) go together: a client certificate needs its key; set both, or both to \"\" without mTLS" $v.tls.certKey $v.tls.keyKey) }}
@@ -173,11 +176,11 @@ Job's creation, when every run fails to start. */}}
 {{- end }}
 {{- end }}
 {{- /* The chart's own labels select its pods and name its release: never replaced. */}}
-{{- range $name, $_ := $v.commonLabels }}
+{{- range $name, $_ := $v.commonLabels | default dict }}
 {{- if or (hasPrefix "app.kubernetes.io/" $name) (eq $name "helm.sh/chart") }}
 {{- fail (printf "commonLabels: %s is one of the chart's own labels: choose another name" $name) }}
 {{- end }}
-{{- if and $v.prometheusRule.enabled (hasKey $v.prometheusRule.labels $name) }}
+{{- if and $v.prometheusRule.enabled (hasKey ($v.prometheusRule.labels | default dict) $name) }}
 {{- fail (printf "commonLabels and prometheusRule.labels both set %s: set it in one of them" $name) }}
 {{- end }}
 {{- end }}
