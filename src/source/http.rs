@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, Entry};
 use crate::inflight;
 use crate::model::{Labels, Series, Steps};
 use crate::observe::{Secret, error_chain};
-use crate::query_range;
+use crate::query_range::{self, Refusal};
 use crate::remote_read::BuildInfo;
 use crate::store::{TlsFileError, TlsFiles};
 
@@ -397,44 +397,28 @@ impl HttpSource {
             let why = format!("reading the answer of {url}: {e}{}", self.timed_out(&e));
             err(why, true)
         })?;
-        let parsed = query_range::parse(&body);
-        let parsed = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                let retryable = status.is_server_error() || status.as_u16() == 429;
-                let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                return Err(err(
-                    format!("HTTP {status} from {url}, not a Prometheus API answer ({e}): {head}"),
-                    retryable,
-                ));
+        match query_range::answer_data(&body) {
+            Ok(data) => Ok((data, body.len() as u64)),
+            Err(refusal) => {
+                let retryable = refusal.retryable(status.as_u16());
+                let message = match refusal {
+                    Refusal::NotAnAnswer { error, head } => {
+                        format!(
+                            "HTTP {status} from {url}, not a Prometheus API answer ({error}): {head}"
+                        )
+                    }
+                    Refusal::Failed { error_type, error } => {
+                        format!("HTTP {status}, {error_type}: {error}")
+                    }
+                    Refusal::Partial(warnings) => format!(
+                        "the answer carries warnings, it would be partial: {}",
+                        warnings.join("; ")
+                    ),
+                    Refusal::NoData => "the answer has no data".into(),
+                };
+                Err(err(message, retryable))
             }
-        };
-        if parsed.status != "success" {
-            // 400 bad_data (e.g. too many points) and 422 execution (too many samples) fail
-            // the same way every time; 503 (timeout) and 5xx may pass on a retry
-            let retryable = status.is_server_error() || status.as_u16() == 429;
-            return Err(err(
-                format!(
-                    "HTTP {status}, {}: {}",
-                    parsed.error_type.unwrap_or_default(),
-                    parsed.error.unwrap_or_default()
-                ),
-                retryable,
-            ));
         }
-        if !parsed.warnings.is_empty() {
-            return Err(err(
-                format!(
-                    "the answer carries warnings, it would be partial: {}",
-                    parsed.warnings.join("; ")
-                ),
-                true,
-            ));
-        }
-        let data = parsed
-            .data
-            .ok_or_else(|| err("the answer has no data".into(), false))?;
-        Ok((data, body.len() as u64))
     }
 
     async fn query_range(
