@@ -9,17 +9,22 @@
 # deploy/Dockerfile's build stage runs it for each TARGETPLATFORM, and CI's image build
 # (integration/image/build.sh) for the machine's own platform, so both build the binary one
 # way. `--setup PLATFORM` only installs what a cross build needs (the Dockerfile's layer of its
-# own, so a source change does not fetch the toolchain again).
-# Usage: deploy/build-binary.sh [--setup] PLATFORM [OUT]. CARGO_TARGET_DIR is honoured.
+# own, so a source change does not fetch the toolchain again). `--check PLATFORM FILE` only
+# checks that FILE is a binary for the platform (integration/image/check.sh, on the image's).
+# Usage: deploy/build-binary.sh [--setup | --check] PLATFORM [OUT | FILE]. CARGO_TARGET_DIR is
+# honoured.
 set -euo pipefail
-setup=0
-if [ "${1:-}" = --setup ]; then
-  setup=1
-  shift
-fi
-platform=${1:?usage: build-binary.sh [--setup] PLATFORM [OUT]}
+usage="usage: build-binary.sh [--setup | --check] PLATFORM [OUT | FILE]"
+mode=build
+case "${1:-}" in
+  --setup | --check)
+    mode=${1#--}
+    shift
+    ;;
+esac
+platform=${1:?$usage}
 out=${2:-}
-[ $setup -eq 1 ] || [ -n "$out" ] || { echo "usage: build-binary.sh PLATFORM OUT" >&2; exit 1; }
+[ "$mode" = setup ] || [ -n "$out" ] || { echo "$usage" >&2; exit 1; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -30,6 +35,18 @@ case "$platform" in
   linux/arm64 | linux/arm64/v8) triple=aarch64-unknown-linux-gnu arch=arm64 gnu=aarch64-linux-gnu machine=183 ;;
   *) die "unsupported platform $platform: linux/amd64 and linux/arm64 are built" ;;
 esac
+
+# e_machine: the 16-bit little-endian field at offset 18 of the ELF header.
+check_machine() { # binary
+  local got
+  got=$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')
+  [ "$got" = "$machine" ] || die "$1 has ELF machine $got, $platform needs $machine"
+}
+if [ "$mode" = check ]; then
+  check_machine "$out"
+  exit 0
+fi
+
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-target}
 
@@ -41,7 +58,7 @@ cross_toolchain() {
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 }
 
-if [ $setup -eq 1 ]; then
+if [ "$mode" = setup ]; then
   [ "$host" = "$triple" ] || cross_toolchain
   exit 0
 fi
@@ -58,8 +75,6 @@ else
   binary=$target_dir/$triple/release/storeapi-exporter
 fi
 
-# e_machine: the 16-bit little-endian field at offset 18 of the ELF header.
-got=$(od -An -tu2 -j18 -N2 "$binary" | tr -d ' ')
-[ "$got" = "$machine" ] || die "$binary has ELF machine $got, $platform needs $machine"
+check_machine "$binary"
 install -D -m 0755 "$binary" "$out"
 echo "built $out for $platform ($triple)"

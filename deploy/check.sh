@@ -171,14 +171,8 @@ install_pyyaml
 
 # The release workflow runs only on a tag, on GitHub: its syntax, expressions, action inputs and
 # job outputs are checked here, and its scripts by shellcheck (Debian's, which actionlint runs).
-if ! command -v shellcheck >/dev/null; then
-  log "installing shellcheck from debian"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-    --no-install-recommends shellcheck >/dev/null; } ||
-    die "shellcheck is not installed and apt-get could not install it: apt-get install shellcheck"
-fi
+command -v shellcheck >/dev/null || apt_install shellcheck ||
+  die "shellcheck is not installed and apt-get could not install it: apt-get install shellcheck"
 workflows=(.github/workflows/*.yml)
 "$ACTIONLINT_BIN" -no-color "${workflows[@]}" || die "actionlint found problems in .github/workflows"
 log "actionlint: ${#workflows[@]} workflow(s) valid"

@@ -49,6 +49,18 @@ MIMIR_BIN=$BIN_DIR/mimir-$MIMIR_VERSION
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# Installs the Debian packages not installed yet (with sudo when not root).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from debian"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat; the command
 # name in field 2 may contain spaces, so count from the closing parenthesis). Empty if gone.
 proc_start_time() {

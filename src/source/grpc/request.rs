@@ -291,10 +291,12 @@ impl Evaluation {
         // clusters whose series showed their store trims, and clusters with a series cut
         // without knowing whether it does
         let (mut trimmed, mut unknown) = (HashSet::new(), HashSet::new());
-        let cluster = |labels: &Labels| {
-            self.cluster_label
-                .as_deref()
-                .map_or_else(String::new, |l| labels.get(l).to_string())
+        // once per cluster: nearly every series of a trimming store shows it
+        let note = |seen: &mut HashSet<String>, labels: &Labels| {
+            let cluster = self.cluster_label.as_deref().map_or("", |l| labels.get(l));
+            if !seen.contains(cluster) {
+                seen.insert(cluster.to_string());
+            }
         };
         while let Some((labels, chunks)) = merged.next()? {
             let Some((cuts, edges)) =
@@ -304,12 +306,8 @@ impl Evaluation {
                 return Ok(out);
             };
             match edges {
-                Edges::Trimmed => {
-                    trimmed.insert(cluster(&labels));
-                }
-                Edges::Unknown => {
-                    unknown.insert(cluster(&labels));
-                }
+                Edges::Trimmed => note(&mut trimmed, &labels),
+                Edges::Unknown => note(&mut unknown, &labels),
                 Edges::Silent => {}
             }
             for (k, chunks) in &cuts {
