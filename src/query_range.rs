@@ -83,15 +83,33 @@ fn push_zeros(mut n: usize, out: &mut String) {
 /// Writes a millisecond timestamp as seconds the way Prometheus' API does (3 fraction digits
 /// when there is a fraction).
 pub fn format_timestamp(t: i64, out: &mut String) {
-    use std::fmt::Write as _;
     if t < 0 {
         out.push('-');
     }
     let a = t.unsigned_abs();
-    let _ = write!(out, "{}", a / 1000);
+    push_decimal(a / 1000, out);
     if !a.is_multiple_of(1000) {
-        let _ = write!(out, ".{:03}", a % 1000);
+        let ms = a % 1000;
+        out.push('.');
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
     }
+}
+
+/// `n` in decimal, without `fmt`'s machinery (every point has a timestamp).
+fn push_decimal(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// A JSON string escaped like Go's encoding/json (which Prometheus' API uses): HTML-sensitive
@@ -99,6 +117,13 @@ pub fn format_timestamp(t: i64, out: &mut String) {
 pub fn json_string(s: &str, out: &mut String) {
     use std::fmt::Write as _;
     out.push('"');
+    // label values rarely need an escape: copied whole when none does
+    let plain = |b: &u8| *b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xe2);
+    if s.as_bytes().iter().all(plain) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -137,7 +162,21 @@ pub fn render_to<'a, W: std::io::Write>(
     w: &mut W,
 ) -> std::io::Result<()> {
     w.write_all(br#"{"status":"success","data":{"resultType":"matrix","result":["#)?;
+    // Each point's text is looked up, not formatted: the steps' timestamps are the file's
+    // own, and most series repeat their value from step to step (requests, capacities, info
+    // series' 1), so a value is formatted only when it differs from the one before.
+    let mut stamps = String::new();
+    let mut stamp_ends = Vec::with_capacity(steps.n);
+    for k in 0..steps.n {
+        format_timestamp(steps.at(k), &mut stamps);
+        stamp_ends.push(stamps.len());
+    }
+    let stamp = |k: usize| match k {
+        0 => &stamps[..stamp_ends[0]],
+        _ => &stamps[stamp_ends[k - 1]..stamp_ends[k]],
+    };
     let mut out = String::new();
+    let mut value = String::new();
     for (i, s) in series.enumerate() {
         out.clear();
         if i > 0 {
@@ -153,7 +192,9 @@ pub fn render_to<'a, W: std::io::Write>(
             json_string(v, &mut out);
         }
         out.push_str(r#"},"values":["#);
+        debug_assert_eq!(s.values.len(), steps.n, "a value per step");
         let mut first = true;
+        let mut last: Option<u64> = None;
         for (k, v) in s.values.iter().enumerate() {
             let Some(v) = v else { continue };
             if !first {
@@ -161,9 +202,14 @@ pub fn render_to<'a, W: std::io::Write>(
             }
             first = false;
             out.push('[');
-            format_timestamp(steps.start + steps.step * k as i64, &mut out);
+            out.push_str(stamp(k));
             out.push_str(",\"");
-            format_value(*v, &mut out);
+            if last != Some(v.to_bits()) {
+                value.clear();
+                format_value(*v, &mut value);
+                last = Some(v.to_bits());
+            }
+            out.push_str(&value);
             out.push_str("\"]");
         }
         out.push_str("]}");
@@ -328,9 +374,47 @@ mod tests {
             render(s.iter(), &steps),
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"cluster":"x","pod":"a\u003cb\u003e\u0026\"c\""},"values":[[1761868800,"0.5"],[1761868920,"2"]]}]}}"#
         );
-        let mut t = String::new();
-        format_timestamp(1_500, &mut t);
-        assert_eq!(t, "1.500");
+        // timestamps and strings as `fmt` and serde_json (with Go's HTML escapes) write them
+        for ms in [
+            0,
+            1,
+            7,
+            999,
+            1_000,
+            1_500,
+            1_020,
+            -1_500,
+            -3,
+            1_761_868_800_123,
+            i64::MAX,
+        ] {
+            let mut t = String::new();
+            format_timestamp(ms, &mut t);
+            let a = ms.unsigned_abs();
+            let sign = if ms < 0 { "-" } else { "" };
+            let want = match a % 1000 {
+                0 => format!("{sign}{}", a / 1000),
+                f => format!("{sign}{}.{f:03}", a / 1000),
+            };
+            assert_eq!(t, want);
+        }
+        for v in [
+            "",
+            "plain-value_1.2",
+            "tab\t",
+            "\u{1}",
+            "a\u{2028}b\u{2029}",
+            "é€😀",
+            "\\",
+        ] {
+            let mut got = String::new();
+            json_string(v, &mut got);
+            let want = serde_json::to_string(v)
+                .unwrap()
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029");
+            assert_eq!(got, want, "{v:?}");
+        }
         assert_eq!(
             render([].iter(), &steps),
             r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#

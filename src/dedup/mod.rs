@@ -33,7 +33,7 @@ mod trim;
 use crate::chunk::{ChunkError, decode_into};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
-pub use penalty::merge;
+pub use penalty::{merge, merge_into};
 pub use trim::{crosses_a_range, cut_to, trimmed_at_the_end, trimmed_to};
 
 /// Why a series' chunks could not be read.
@@ -73,19 +73,19 @@ pub fn split_overlapping(chunks: &[AggrChunk]) -> Vec<Vec<usize>> {
     replicas
 }
 
-/// Appends the samples of one pseudo-replica within `[mint, maxt]` to `out`. With `counter`,
-/// the samples are first made a reset-free running total, from the first sample of the first
-/// chunk on (Thanos' ApplyCounterResetsSeriesIterator).
-pub fn replica_samples(
+/// Appends the samples of one pseudo-replica within `[mint, maxt]` to `out`, decoding each
+/// chunk into `scratch`. With `counter`, the samples are first made a reset-free running
+/// total, from the first sample of the first chunk on (Thanos'
+/// ApplyCounterResetsSeriesIterator).
+fn replica_samples(
     chunks: &[AggrChunk],
     idx: &[usize],
-    mint: i64,
-    maxt: i64,
+    (mint, maxt): (i64, i64),
     counter: bool,
+    scratch: &mut Vec<Sample>,
     out: &mut Vec<Sample>,
 ) -> Result<(), SeriesDataError> {
     let mut last_t = i64::MIN;
-    let mut scratch = Vec::new();
     // counter state: raw value of the last sample, and the running total
     let mut started = false;
     let mut last_v = 0.0f64;
@@ -102,7 +102,7 @@ pub fn replica_samples(
         let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
         check_xor(raw.r#type)?;
         scratch.clear();
-        decode_into(&raw.data, &mut scratch)?;
+        decode_into(&raw.data, scratch)?;
         for &(t, v) in scratch.iter() {
             let v = if counter {
                 if v.is_nan() {
@@ -161,6 +161,27 @@ impl From<bool> for Reading {
     }
 }
 
+/// Buffers a series' reading reuses from the previous series': the evaluation thread reads
+/// hundreds of thousands of series a window, and their allocations were most of what it
+/// spent outside decoding (docs/benchmarks.md, "Exporter CPU").
+#[derive(Debug, Default)]
+pub struct Scratch {
+    chunk: Vec<Sample>,
+    replicas: Vec<Vec<Sample>>,
+}
+
+impl Scratch {
+    /// One cleared buffer per pseudo-replica.
+    fn replicas(&mut self, n: usize) -> &mut [Vec<Sample>] {
+        if self.replicas.len() < n {
+            self.replicas.resize_with(n, Vec::new);
+        }
+        let replicas = &mut self.replicas[..n];
+        replicas.iter_mut().for_each(Vec::clear);
+        replicas
+    }
+}
+
 /// Decodes and deduplicates one series' chunks for a query over `[mint, maxt]`, read as
 /// `reading` says (a bool: whether the function nearest the selector is a counter function).
 pub fn series_samples(
@@ -169,21 +190,39 @@ pub fn series_samples(
     maxt: i64,
     reading: impl Into<Reading>,
 ) -> Result<Vec<Sample>, SeriesDataError> {
-    let reading = reading.into();
+    let mut out = Vec::new();
+    series_samples_into(
+        chunks,
+        (mint, maxt),
+        reading.into(),
+        &mut Scratch::default(),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// `series_samples` into `out` (cleared first), with buffers kept from series to series.
+pub fn series_samples_into(
+    chunks: &[AggrChunk],
+    range: (i64, i64),
+    reading: Reading,
+    scratch: &mut Scratch,
+    out: &mut Vec<Sample>,
+) -> Result<(), SeriesDataError> {
+    out.clear();
     let counter = reading.counter;
     let groups = split_overlapping(chunks);
     if groups.len() == 1 {
-        let mut out = Vec::new();
-        replica_samples(chunks, &groups[0], mint, maxt, counter, &mut out)?;
-        return Ok(out);
+        return replica_samples(chunks, &groups[0], range, counter, &mut scratch.chunk, out);
     }
-    let mut replicas = Vec::with_capacity(groups.len());
-    for g in &groups {
-        let mut s = Vec::new();
-        replica_samples(chunks, g, mint, maxt, counter, &mut s)?;
-        replicas.push(s);
+    let mut chunk = std::mem::take(&mut scratch.chunk);
+    let replicas = scratch.replicas(groups.len());
+    for (g, s) in groups.iter().zip(replicas.iter_mut()) {
+        replica_samples(chunks, g, range, counter, &mut chunk, s)?;
     }
-    Ok(merge(replicas, reading))
+    merge_into(replicas, reading, out);
+    scratch.chunk = chunk;
+    Ok(())
 }
 
 /// Decodes one series' chunks for a query over `[mint, maxt]` as Prometheus (or Mimir) reads
@@ -195,19 +234,29 @@ pub fn prometheus_samples(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<Sample>, SeriesDataError> {
-    let groups = split_overlapping(chunks);
     let mut out = Vec::new();
-    if groups.len() == 1 {
-        replica_samples(chunks, &groups[0], mint, maxt, false, &mut out)?;
-        return Ok(out);
-    }
-    for g in &groups {
-        replica_samples(chunks, g, mint, maxt, false, &mut out)?;
-    }
-    // stable: of two samples at one time, the earlier chunk's is kept
-    out.sort_by_key(|s| s.0);
-    out.dedup_by_key(|s| s.0);
+    prometheus_samples_into(chunks, (mint, maxt), &mut Scratch::default(), &mut out)?;
     Ok(out)
+}
+
+/// `prometheus_samples` into `out` (cleared first), with buffers kept from series to series.
+pub fn prometheus_samples_into(
+    chunks: &[AggrChunk],
+    range: (i64, i64),
+    scratch: &mut Scratch,
+    out: &mut Vec<Sample>,
+) -> Result<(), SeriesDataError> {
+    out.clear();
+    let groups = split_overlapping(chunks);
+    for g in &groups {
+        replica_samples(chunks, g, range, false, &mut scratch.chunk, out)?;
+    }
+    if groups.len() > 1 {
+        // stable: of two samples at one time, the earlier chunk's is kept
+        out.sort_by_key(|s| s.0);
+        out.dedup_by_key(|s| s.0);
+    }
+    Ok(())
 }
 
 fn check_xor(kind: i32) -> Result<(), SeriesDataError> {

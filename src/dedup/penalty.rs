@@ -11,46 +11,51 @@ const INITIAL_PENALTY: i64 = 5000;
 /// Merges replicas' samples with the penalty rule, read as `reading` says (a bool: whether
 /// to adjust counters at switches).
 pub fn merge(replicas: Vec<Vec<Sample>>, reading: impl Into<Reading>) -> Vec<Sample> {
+    let mut out = Vec::new();
+    merge_into(&replicas, reading.into(), &mut out);
+    out
+}
+
+/// `merge` appending to `out`.
+pub fn merge_into(replicas: &[Vec<Sample>], reading: Reading, out: &mut Vec<Sample>) {
     let Reading {
         counter,
         first_sample_switches,
-    } = reading.into();
-    let mut it = replicas.into_iter();
+    } = reading;
+    let mut it = replicas.iter();
     let Some(first) = it.next() else {
-        return Vec::new();
+        return;
     };
     let mut node = Node::replica(first, counter);
     for r in it {
         let merger = Merger::new(node, Node::replica(r, counter), !first_sample_switches);
         node = Node::Merge(Box::new(merger));
     }
-    let mut out = Vec::new();
     while node.next() {
         out.push(node.at());
     }
-    out
 }
 
 /// An iterator in the merge tree, with chunkenc.Iterator's contract: `next` and `seek`
 /// report whether there is a current sample; `seek` never moves backwards and leaves the
 /// iterator alone when the current sample is already at or after the target.
-enum Node {
-    Replica(Replica),
-    Merge(Box<Merger>),
+enum Node<'a> {
+    Replica(Replica<'a>),
+    Merge(Box<Merger<'a>>),
 }
 
 /// One pseudo-replica's samples, read in order.
-struct Replica {
-    samples: Vec<Sample>,
+struct Replica<'a> {
+    samples: &'a [Sample],
     // index of the current sample; None before the first `next`
     pos: Option<usize>,
     counter: bool,
     adjust: f64,
 }
 
-struct Merger {
-    a: Node,
-    b: Node,
+struct Merger<'a> {
+    a: Node<'a>,
+    b: Node<'a>,
     a_ok: bool,
     b_ok: bool,
     last_t: i64,
@@ -60,8 +65,8 @@ struct Merger {
     use_a: bool,
 }
 
-impl Node {
-    fn replica(samples: Vec<Sample>, counter: bool) -> Node {
+impl<'a> Node<'a> {
+    fn replica(samples: &'a [Sample], counter: bool) -> Node<'a> {
         // a counter replica comes from the counter-reset reading, which drops NaN samples
         // (staleness markers included), so its adjustment never touches one
         debug_assert!(!counter || samples.iter().all(|s| !s.1.is_nan()));
@@ -141,10 +146,10 @@ impl Node {
     }
 }
 
-impl Merger {
+impl<'a> Merger<'a> {
     /// `use_a`: the replica taken last before the first sample (Thanos' `useA`), which the
     /// first sample switches away from when it is not the same.
-    fn new(mut a: Node, mut b: Node, use_a: bool) -> Merger {
+    fn new(mut a: Node<'a>, mut b: Node<'a>, use_a: bool) -> Merger<'a> {
         let a_ok = a.next();
         let b_ok = b.next();
         Merger {
@@ -160,7 +165,7 @@ impl Merger {
         }
     }
 
-    fn last(&self) -> &Node {
+    fn last(&self) -> &Node<'a> {
         if self.last_is_a { &self.a } else { &self.b }
     }
 

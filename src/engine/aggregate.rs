@@ -1,6 +1,6 @@
 //! Aggregation over groups of series, as Prometheus' `groupedAggregation` does it (floats).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::functions::{KahanMean, kahan_inc};
 use super::plan::{AggOp, Grouping};
@@ -23,7 +23,7 @@ pub(super) struct Aggregator {
     // groups in order of first appearance, as Prometheus orders its result
     groups: Vec<(Labels, Vec<Acc>)>,
     // group indexes by the hash of their labels (collisions are told apart by comparing)
-    index: HashMap<u64, Vec<usize>>,
+    index: FxHashMap<u64, Vec<usize>>,
 }
 
 impl Aggregator {
@@ -33,7 +33,7 @@ impl Aggregator {
             grouping,
             n,
             groups: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
         }
     }
 
@@ -51,7 +51,9 @@ impl Aggregator {
     /// The group of a series, created on first sight.
     fn group_of(&mut self, labels: &Labels, drop_name: bool) -> usize {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // not SipHash: every series of a window is hashed here, and no group key is chosen
+        // by anyone who could aim collisions at it (they are told apart below anyway)
+        let mut h = rustc_hash::FxHasher::default();
         for (k, v) in labels.iter().filter(|(k, _)| self.keeps(k, drop_name)) {
             k.hash(&mut h);
             v.hash(&mut h);

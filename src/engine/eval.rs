@@ -2,7 +2,9 @@
 //! output (or the first aggregation's accumulators), so memory follows the output.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+// Fx, not SipHash: every series of a window is hashed by its labels, which come from the
+// stores, not from anyone aiming collisions at the exporter
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use thiserror::Error;
 
@@ -37,8 +39,8 @@ impl Plan {
                 _ => unreachable!("first_agg points at an aggregation"),
             }),
             plain: Vec::new(),
-            plain_index: HashMap::new(),
-            leaf_names: self.metric_name().is_none().then(HashSet::new),
+            plain_index: HashMap::default(),
+            leaf_names: self.metric_name().is_none().then(HashSet::default),
             values: vec![None; steps.n],
             window: Vec::new(),
         }
@@ -131,7 +133,7 @@ impl Evaluator<'_> {
                         }
                         map => {
                             let mut next = Vec::new();
-                            let mut index = HashMap::new();
+                            let mut index = HashMap::default();
                             for mut s in cur {
                                 apply_map(map, &mut s.labels, &mut s.values);
                                 add_plain(&mut next, &mut index, s.labels, &s.values)?;

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, crosses_a_range, cut_to, prometheus_samples, series_samples, split_overlapping,
-    trimmed_at_the_end, trimmed_to,
+    Reading, Scratch, crosses_a_range, cut_to, prometheus_samples_into, series_samples_into,
+    split_overlapping, trimmed_at_the_end, trimmed_to,
 };
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, Series, Steps};
@@ -100,22 +100,29 @@ impl<'a> Merged<'a> {
     }
 }
 
+/// A series' samples, one buffer per way of reading it (Thanos' counter adjustment or not,
+/// or Prometheus'), kept with their scratch from series to series.
+#[derive(Default)]
+pub(super) struct Decoded {
+    scratch: Scratch,
+    ways: [Vec<crate::model::Sample>; 3],
+}
+
 /// Folds one series into a window's evaluators; `range`: what the window selects.
 pub(super) fn push_series(
     plans: &[Plan],
     evals: &mut [(usize, Evaluator<'_>)],
-    (mint, maxt): (i64, i64),
-    labels: &Labels,
-    chunks: &[AggrChunk],
+    range: (i64, i64),
+    (labels, chunks): (&Labels, &[AggrChunk]),
+    decoded: &mut Decoded,
     stats: &mut Stats,
 ) -> Result<(), SourceError> {
     let data = |source| SourceError::Data {
         series: labels.to_string(),
         source,
     };
-    // one decode per way of reading (Thanos' counter adjustment or not, or Prometheus'),
-    // shared by entries
-    let mut decoded: [Option<Vec<crate::model::Sample>>; 3] = [None, None, None];
+    // one decode per way of reading, shared by entries
+    let mut read = [false; 3];
     let mut any = false;
     for (i, eval) in evals.iter_mut() {
         let plan = &plans[*i];
@@ -124,27 +131,28 @@ pub(super) fn push_series(
         }
         any = true;
         // the one place the semantics part: how a series' chunks become samples
-        let (way, read) = match (plan.semantics.thanos_reading(), plan.counter_func) {
+        let (way, thanos) = match (plan.semantics.thanos_reading(), plan.counter_func) {
             (true, counter) => (usize::from(counter), Some(counter)),
             (false, _) => (2, None),
         };
-        let slot = &mut decoded[way];
-        if slot.is_none() {
-            let s = match read {
+        let samples = &mut decoded.ways[way];
+        if !read[way] {
+            let scratch = &mut decoded.scratch;
+            match thanos {
                 Some(counter) => {
                     let reading = Reading {
                         counter,
                         first_sample_switches: plan.semantics.first_sample_switches(),
                     };
-                    series_samples(chunks, mint, maxt, reading)
+                    series_samples_into(chunks, range, reading, scratch, samples)
                 }
-                None => prometheus_samples(chunks, mint, maxt),
+                None => prometheus_samples_into(chunks, range, scratch, samples),
             }
             .map_err(data)?;
-            stats.samples += s.len() as u64;
-            *slot = Some(s);
+            stats.samples += samples.len() as u64;
+            read[way] = true;
         }
-        eval.push(labels, slot.as_deref().unwrap_or_default())?;
+        eval.push(labels, samples)?;
     }
     if any {
         stats.series += 1;
@@ -283,6 +291,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::chunk::decode_into;
+    use crate::dedup::series_samples;
     use crate::model::STALE_NAN_BITS;
     use crate::query_range::format_value;
     use crate::source::window_steps;

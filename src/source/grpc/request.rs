@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::GrpcSource;
-use super::fold::{Edges, EntryEvaluators, Feed, Merged, push_series, set_aside};
+use super::fold::{Decoded, Edges, EntryEvaluators, Feed, Merged, push_series, set_aside};
 use super::input::ClientStream;
 use super::plan::{EntryOutput, Task, WindowSpec, span};
 use super::spill::Spill;
@@ -363,13 +363,14 @@ impl Evaluation {
     ) -> Result<(), SourceError> {
         let window = &self.windows[k];
         let mut evals = evaluators.start(&window.steps);
+        let mut decoded = Decoded::default();
         while let Some((labels, chunks)) = next()? {
             push_series(
                 evaluators.plans,
                 &mut evals,
                 window.range,
-                &labels,
-                &chunks,
+                (&labels, &chunks),
+                &mut decoded,
                 stats,
             )?;
         }

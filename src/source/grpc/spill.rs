@@ -52,15 +52,19 @@ impl Spill {
             bytes += write_bytes(w, name.as_bytes())? + write_bytes(w, value.as_bytes())?;
         }
         w.write_all(&(chunks.len() as u32).to_le_bytes())?;
+        // the heads first, then the chunks' data end to end: read back as one buffer that
+        // every chunk of the series shares
         for c in chunks {
             w.write_all(&c.min_time.to_le_bytes())?;
             w.write_all(&c.max_time.to_le_bytes())?;
-            let (kind, data) = c
-                .raw
-                .as_ref()
-                .map_or((NO_RAW, &[][..]), |r| (r.r#type, &r.data[..]));
+            let kind = c.raw.as_ref().map_or(NO_RAW, |r| r.r#type);
             w.write_all(&kind.to_le_bytes())?;
-            bytes += 20 + write_bytes(w, data)?;
+            w.write_all(&(data(c).len() as u32).to_le_bytes())?;
+            bytes += 24;
+        }
+        for c in chunks {
+            w.write_all(data(c))?;
+            bytes += data(c).len();
         }
         self.bytes += bytes as u64;
         Ok(())
@@ -80,6 +84,8 @@ impl Spill {
                 file.seek(SeekFrom::Start(0))?;
                 Ok(WindowSeries {
                     file: BufReader::with_capacity(BUFFER, file),
+                    text: Vec::new(),
+                    ends: Vec::new(),
                 })
             })
             .collect()
@@ -89,6 +95,9 @@ impl Spill {
 /// One window's series, read back.
 pub struct WindowSeries {
     file: BufReader<File>,
+    // a series' label names and values as read, and where each ends: kept between series
+    text: Vec<u8>,
+    ends: Vec<usize>,
 }
 
 impl WindowSeries {
@@ -100,31 +109,62 @@ impl WindowSeries {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
         }
-        let pairs = (0..u32::from_le_bytes(n))
-            .map(|_| Ok((read_string(&mut self.file)?, read_string(&mut self.file)?)))
-            .collect::<io::Result<Vec<_>>>()?;
-        let chunks = (0..read_u32(&mut self.file)?)
+        let file = &mut self.file;
+        let count = u32::from_le_bytes(n) as usize;
+        self.text.clear();
+        self.ends.clear();
+        for _ in 0..2 * count {
+            let len = read_u32(file)? as usize;
+            let at = self.text.len();
+            self.text.resize(at + len, 0);
+            file.read_exact(&mut self.text[at..])?;
+            self.ends.push(self.text.len());
+        }
+        let text = std::str::from_utf8(&self.text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let part = |i: usize| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            text.get(start..self.ends[i]).unwrap_or_default()
+        };
+        let labels = Labels::from_pairs((0..count).map(|i| (part(2 * i), part(2 * i + 1))));
+        let heads = (0..read_u32(file)?)
             .map(|_| {
-                let mut head = [0u8; 20];
-                self.file.read_exact(&mut head)?;
+                let mut head = [0u8; 24];
+                file.read_exact(&mut head)?;
                 let int = |r: std::ops::Range<usize>| -> [u8; 8] {
                     head[r].try_into().unwrap_or_default()
                 };
                 let kind = i32::from_le_bytes(head[16..20].try_into().unwrap_or_default());
-                let data = read_vec(&mut self.file)?;
-                Ok(AggrChunk {
-                    min_time: i64::from_le_bytes(int(0..8)),
-                    max_time: i64::from_le_bytes(int(8..16)),
+                let len = u32::from_le_bytes(head[20..24].try_into().unwrap_or_default());
+                Ok((
+                    i64::from_le_bytes(int(0..8)),
+                    i64::from_le_bytes(int(8..16)),
+                    kind,
+                    len as usize,
+                ))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut data = vec![0u8; heads.iter().map(|h| h.3).sum()];
+        file.read_exact(&mut data)?;
+        let data = bytes::Bytes::from(data);
+        let mut at = 0;
+        let chunks = heads
+            .into_iter()
+            .map(|(min_time, max_time, kind, len)| {
+                at += len;
+                AggrChunk {
+                    min_time,
+                    max_time,
                     raw: (kind != NO_RAW).then(|| Chunk {
                         r#type: kind,
-                        data: data.into(),
+                        data: data.slice(at - len..at),
                         hash: 0,
                     }),
                     ..Default::default()
-                })
+                }
             })
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(Some((Labels::from_pairs(pairs), chunks)))
+            .collect();
+        Ok(Some((labels, chunks)))
     }
 }
 
@@ -143,6 +183,10 @@ fn scratch_file(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+fn data(c: &AggrChunk) -> &[u8] {
+    c.raw.as_ref().map_or(&[][..], |r| &r.data[..])
+}
+
 fn write_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<usize> {
     w.write_all(&(b.len() as u32).to_le_bytes())?;
     w.write_all(b)?;
@@ -153,16 +197,6 @@ fn read_u32(r: &mut impl Read) -> io::Result<u32> {
     let mut n = [0u8; 4];
     r.read_exact(&mut n)?;
     Ok(u32::from_le_bytes(n))
-}
-
-fn read_vec(r: &mut impl Read) -> io::Result<Vec<u8>> {
-    let mut v = vec![0u8; read_u32(r)? as usize];
-    r.read_exact(&mut v)?;
-    Ok(v)
-}
-
-fn read_string(r: &mut impl Read) -> io::Result<String> {
-    String::from_utf8(read_vec(r)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
