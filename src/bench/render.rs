@@ -95,6 +95,18 @@ fn rows() -> Vec<Row> {
             Some(|s| s.stack_cpu_seconds),
         ),
         (
+            // the user's bill: the exporter runs on the same clusters as the stack
+            "stack + exporter CPU",
+            |s| {
+                if s.stack_cpu_by_kind.is_empty() {
+                    "not sampled".into()
+                } else {
+                    format!("{:.2} s", s.stack_cpu_seconds + s.exporter_cpu_seconds)
+                }
+            },
+            Some(|s| s.stack_cpu_seconds + s.exporter_cpu_seconds),
+        ),
+        (
             "exporter CPU per point",
             |s| format!("{:.0} ns", s.exporter_ns_per_point),
             Some(|s| s.exporter_ns_per_point),

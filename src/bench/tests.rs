@@ -262,9 +262,14 @@ fn renders_table_markdown_and_chart() {
 
     let svg = render_svg(&r);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<rect x=").count(), 2 + 8 * 2, "legend + bars");
+    assert_eq!(svg.matches("<rect x=").count(), 2 + 9 * 2, "legend + bars");
     assert!(
         md.contains("| stack CPU | 3.00 s | 60.00 s | 20.0x |"),
+        "{md}"
+    );
+    // the user's bill: the exporter's own CPU beside the stack's
+    assert!(
+        md.contains("| stack + exporter CPU | 4.00 s | 61.00 s |"),
         "{md}"
     );
     assert!(

@@ -22,8 +22,11 @@ pub(super) struct Aggregator {
     n: usize,
     // groups in order of first appearance, as Prometheus orders its result
     groups: Vec<(Labels, Vec<Acc>)>,
-    // group indexes by the hash of their labels (collisions are told apart by comparing)
-    index: FxHashMap<u64, Vec<usize>>,
+    // the newest group of each hash of their labels, and for each group the one before it
+    // with the same hash (collisions are told apart by comparing): most series of a window
+    // start a group of their own, and a list per hash was one more allocation each
+    index: FxHashMap<u64, usize>,
+    same_hash: Vec<Option<usize>>,
 }
 
 impl Aggregator {
@@ -34,6 +37,7 @@ impl Aggregator {
             n,
             groups: Vec::new(),
             index: FxHashMap::default(),
+            same_hash: Vec::new(),
         }
     }
 
@@ -59,27 +63,22 @@ impl Aggregator {
             v.hash(&mut h);
         }
         let hash = h.finish();
-        if let Some(candidates) = self.index.get(&hash) {
-            for &gi in candidates {
-                let mut key = self.groups[gi].0.iter();
-                let mut mine = labels.iter().filter(|(k, _)| self.keeps(k, drop_name));
-                if key.by_ref().zip(mine.by_ref()).all(|(a, b)| a == b)
-                    && key.next().is_none()
-                    && mine.next().is_none()
-                {
-                    return gi;
-                }
+        let mut candidate = self.index.get(&hash).copied();
+        while let Some(gi) = candidate {
+            let mut key = self.groups[gi].0.iter();
+            let mut mine = labels.iter().filter(|(k, _)| self.keeps(k, drop_name));
+            if key.by_ref().zip(mine.by_ref()).all(|(a, b)| a == b)
+                && key.next().is_none()
+                && mine.next().is_none()
+            {
+                return gi;
             }
+            candidate = self.same_hash[gi];
         }
-        let key = Labels::from_pairs(
-            labels
-                .iter()
-                .filter(|(k, _)| self.keeps(k, drop_name))
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let key = labels.filtered(|k| self.keeps(k, drop_name));
         self.groups.push((key, vec![Acc::default(); self.n]));
         let gi = self.groups.len() - 1;
-        self.index.entry(hash).or_default().push(gi);
+        self.same_hash.push(self.index.insert(hash, gi));
         gi
     }
 

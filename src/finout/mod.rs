@@ -47,14 +47,10 @@ fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
 /// only the compressed bytes and a buffer of text are ever held. The compressed bytes depend
 /// on how the text is fed, which depends only on the series: equal results, equal files.
 pub fn render_gzip<'a>(series: impl Iterator<Item = &'a Series>, steps: &Steps) -> Vec<u8> {
-    let mut w = std::io::BufWriter::with_capacity(RENDER_BUFFER, gzip_encoder(4096));
-    render_to(series, steps, &mut w).expect("writing to memory cannot fail");
-    let enc = w.into_inner().expect("writing to memory cannot fail");
+    let mut enc = gzip_encoder(4096);
+    render_to(series, steps, &mut enc).expect("writing to memory cannot fail");
     enc.finish().expect("writing to memory cannot fail")
 }
-
-/// Text handed to the compressor at a time: large enough that calls into it are few.
-const RENDER_BUFFER: usize = 64 << 10;
 
 /// Where a window's series go: the cluster folders, and which of them this exporter writes.
 #[derive(Debug, Clone)]
@@ -241,7 +237,11 @@ mod tests {
         };
         // the body is larger than the buffer, so it reaches the compressor in pieces
         let body = render(series.iter(), &steps);
-        assert!(body.len() > RENDER_BUFFER, "{}", body.len());
+        assert!(
+            body.len() > 2 * crate::query_range::WRITE_AT,
+            "{}",
+            body.len()
+        );
         let streamed = render_gzip(series.iter(), &steps);
         assert_eq!(gunzip(&streamed), body);
         assert_eq!(

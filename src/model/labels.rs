@@ -119,7 +119,7 @@ impl Labels {
     }
 
     /// A copy keeping the labels whose name passes `keep`.
-    fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
         let pairs: Vec<(&str, &str)> = self.iter().filter(|(k, _)| keep(k)).collect();
         Labels::from_sorted(&pairs)
     }
