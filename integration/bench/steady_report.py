@@ -55,16 +55,19 @@ def section(a, rows):
         out += [speeds, ""]
     kinds = sorted({k for _, _, r in rows for src in ("grpc", "http")
                     for k in r[src]["stack_cpu_by_kind"]})
-    out += ["| set | BATCH_DELAY | whole stack CPU per window gRPC / HTTP | ratio | the day's "
+    out += ["| set | BATCH_DELAY | whole stack CPU per window gRPC / HTTP | ratio | stack + "
+            "exporter CPU per window gRPC / HTTP | ratio | the day's "
             "stack CPU gRPC / HTTP | " + " | ".join(kinds) + " | calls gRPC / HTTP | windows "
             "gRPC / HTTP | exporter peak RSS | delay max / mean (gRPC) | files byte-identical |",
-            "|---|---|---:|---:|---:|" + "---:|" * len(kinds) + "---:|---:|---:|---:|---:|"]
+            "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(kinds) + "---:|---:|---:|---:|---:|"]
     for name, delay, r in rows:
         g, h = r["grpc"], r["http"]
         ag = r["agreement"]
         out.append(
             f"| {name} | {delay} | {g['stack_cpu_seconds_per_window']:.2f} / "
             f"{h['stack_cpu_seconds_per_window']:.2f} s | **{r['stack_ratio']:.2f}x** | "
+            f"{g['total_cpu_seconds_per_window']:.2f} / "
+            f"{h['total_cpu_seconds_per_window']:.2f} s | **{r['total_ratio']:.2f}x** | "
             f"{g['stack_cpu_seconds']:.1f} / {h['stack_cpu_seconds']:.1f} s | "
             + " | ".join(f"{g['stack_cpu_by_kind'].get(k, 0):.1f} / "
                          f"{h['stack_cpu_by_kind'].get(k, 0):.1f} s" for k in kinds)

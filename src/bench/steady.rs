@@ -46,6 +46,9 @@ pub struct SteadySource {
     pub mean_delay_seconds: f64,
     /// Whole-stack CPU per window exported.
     pub stack_cpu_seconds_per_window: f64,
+    /// Whole-stack and the exporter's own CPU (its processes') per window exported: the
+    /// user's bill, as the exporter runs on the same clusters.
+    pub total_cpu_seconds_per_window: f64,
 }
 
 /// The steady-state report, as steady.json holds it.
@@ -62,6 +65,8 @@ pub struct SteadyReport {
     pub http: SteadySource,
     /// HTTP whole-stack CPU per window over gRPC's.
     pub stack_ratio: f64,
+    /// HTTP whole-stack and exporter CPU per window over gRPC's.
+    pub total_ratio: f64,
     /// The windows both exported, compared.
     pub agreement: Agreement,
 }
@@ -122,6 +127,8 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
         source: s.source,
         stack_ratio: http.stack_cpu_seconds_per_window
             / grpc.stack_cpu_seconds_per_window.max(1e-9),
+        total_ratio: http.total_cpu_seconds_per_window
+            / grpc.total_cpu_seconds_per_window.max(1e-9),
         grpc,
         http,
         agreement,
@@ -210,6 +217,8 @@ async fn day(
     out.max_delay_seconds = delays.iter().copied().max().unwrap_or(0);
     out.mean_delay_seconds = delays.iter().sum::<i64>() as f64 / delays.len().max(1) as f64;
     out.stack_cpu_seconds_per_window = out.stack_cpu_seconds / out.windows.max(1) as f64;
+    out.total_cpu_seconds_per_window =
+        (out.stack_cpu_seconds + out.exporter_cpu_seconds) / out.windows.max(1) as f64;
     info!(source = ?flags, windows = out.windows, stack_cpu_s = out.stack_cpu_seconds, "steady day simulated");
     Ok(out)
 }
@@ -318,6 +327,12 @@ pub fn render(r: &SteadyReport) -> String {
         format!("{:.3} s", g.stack_cpu_seconds_per_window),
         format!("{:.3} s", h.stack_cpu_seconds_per_window),
         format!("**{:.2}x**", r.stack_ratio),
+    );
+    row(
+        "stack + exporter CPU per window",
+        format!("{:.3} s", g.total_cpu_seconds_per_window),
+        format!("{:.3} s", h.total_cpu_seconds_per_window),
+        format!("**{:.2}x**", r.total_ratio),
     );
     row(
         "whole stack CPU, the day",

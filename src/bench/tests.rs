@@ -358,6 +358,7 @@ fn the_steady_report_names_the_in_process_source_it_measured() {
         exporting_runs: 24,
         windows: 24,
         stack_cpu_seconds_per_window: cpu,
+        total_cpu_seconds_per_window: cpu * 2.0,
         ..Default::default()
     };
     let report = |source| SteadyReport {
@@ -369,6 +370,7 @@ fn the_steady_report_names_the_in_process_source_it_measured() {
         grpc: day(0.5),
         http: day(1.5),
         stack_ratio: 3.0,
+        total_ratio: 2.5,
         agreement: Default::default(),
     };
     let rr = render(&report(Variant::RemoteRead));
@@ -377,6 +379,10 @@ fn the_steady_report_names_the_in_process_source_it_measured() {
         "{rr}"
     );
     assert!(rr.contains("3.00x"), "{rr}");
+    assert!(
+        rr.contains("| stack + exporter CPU per window | 1.000 s | 3.000 s | **2.50x** |"),
+        "{rr}"
+    );
     let json = serde_json::to_value(report(Variant::RemoteRead)).unwrap();
     assert_eq!(
         json["source"], "remote-read",
