@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use storeapi_exporter::chunk::{XorIter, decode_into, encode, xor_chunk};
-use storeapi_exporter::dedup::series_samples;
+use storeapi_exporter::dedup::{Scratch, series_samples_into};
 use storeapi_exporter::engine::Plan;
 use storeapi_exporter::model::Labels;
 use storeapi_exporter::model::{Sample, Steps};
@@ -164,7 +164,8 @@ fn engine(c: &mut Criterion) {
     });
 
     // the whole gRPC-side path per series: decode chunks, split replicas, deduplicate
-    // (counter mode), evaluate
+    // (counter mode), evaluate; into buffers kept from series to series, as the exporter
+    // decodes them
     let ha: Vec<(Labels, Vec<AggrChunk>)> = series
         .iter()
         .map(|(l, s)| {
@@ -179,8 +180,10 @@ fn engine(c: &mut Criterion) {
     g.bench_function("decode_dedup_sum_by_rate_ha_pair_1000_series_1h", |b| {
         b.iter(|| {
             let mut e = plan.evaluator(steps, 300_000);
+            let (mut scratch, mut s) = (Scratch::default(), Vec::new());
             for (l, chunks) in &ha {
-                let s = series_samples(chunks, mint, maxt, plan.counter_func).unwrap();
+                let reading = plan.counter_func.into();
+                series_samples_into(chunks, (mint, maxt), reading, &mut scratch, &mut s).unwrap();
                 e.push(l, &s).unwrap();
             }
             black_box(e.finish().unwrap())
