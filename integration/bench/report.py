@@ -93,7 +93,6 @@ def section(a, reports):
     last = spans[-1]
     r = reports.get(last)
     if r:
-        with_exporter(r)
         for label, key, want in (("whole-stack CPU", "stack_cpu_seconds", 4),
                                  ("stack + exporter CPU", "total_cpu_seconds", 4),
                                  ("Querier CPU", "querier_cpu_seconds", 3),
@@ -131,7 +130,7 @@ def section(a, reports):
         r = reports.get(s)
         if not r:
             continue
-        g, h = with_exporter(r)["sources"]["grpc"], r["sources"]["http"]
+        g, h = r["sources"]["grpc"], r["sources"]["http"]
         out.append(f"| {s} | {r['windows']} | {g.get('stack_cpu_seconds', 0):.2f} / "
                    f"{h.get('stack_cpu_seconds', 0):.2f} s | "
                    f"**{fmt_ratio(ratio(r, 'stack_cpu_seconds'))}** | "
@@ -274,7 +273,7 @@ def main():
         p = os.path.join(a.bench_dir, s, "bench.json")
         if os.path.exists(p):
             with open(p) as f:
-                reports[s] = json.load(f)
+                reports[s] = with_exporter(json.load(f))
     write_section(a.out, section(a, reports))
 
 

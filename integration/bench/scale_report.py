@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from report import repo_command, speeds_sentence, string_flags, write_section
+from report import repo_command, speeds_sentence, string_flags, with_exporter, write_section
 
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 MIB = 2**20
@@ -42,17 +42,13 @@ def load(d, sets):
             p = os.path.join(d, name, span, "bench.json")
             if os.path.exists(p):
                 with open(p) as f:
-                    meta["spans"][span] = json.load(f)
+                    meta["spans"][span] = with_exporter(json.load(f))
         out.append(meta)
     return out
 
 
 def ratio(r, key):
     g, h = r["sources"].get("grpc"), r["sources"].get("http")
-    for x in (g, h):
-        # the user's whole bill: the exporter runs on the same clusters as the stack
-        if x:
-            x["total_cpu_seconds"] = x.get("stack_cpu_seconds", 0) + x["exporter_cpu_seconds"]
     return h[key] / g[key] if g and h and g[key] else None
 
 
