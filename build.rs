@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true) // fault-injecting fakes in the tests serve the same API
         .bytes(".thanos.Chunk.data")
+        .bytes(".thanos.Label")
         // chunk data stays a slice of the received frame, as StoreAPI chunks do
         .bytes(".prometheus.Chunk.data")
         .compile_fds(fds)?;

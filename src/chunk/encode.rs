@@ -3,29 +3,53 @@
 
 use crate::model::Sample;
 
-/// Writes bits most significant first.
-#[derive(Default)]
+/// Writes bits most significant first, 64 at a time: `acc` holds the next `used` bits in its
+/// top bits. The first two bytes are left for the sample count.
 struct BitWriter {
     bytes: Vec<u8>,
-    // bits still free in the last byte
-    free: u32,
+    acc: u64,
+    used: u32,
+}
+
+impl Default for BitWriter {
+    fn default() -> Self {
+        BitWriter {
+            bytes: vec![0, 0],
+            acc: 0,
+            used: 0,
+        }
+    }
 }
 
 impl BitWriter {
+    /// Writes the low `n` bits of `v`, 0 <= n <= 64.
+    #[inline]
     fn bits(&mut self, v: u64, n: u32) {
-        let mut n = n;
-        while n > 0 {
-            if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
-            }
-            let take = n.min(self.free);
-            let chunk = ((v >> (n - take)) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (self.free - take);
-            self.free -= take;
-            n -= take;
+        if n == 0 {
+            return;
         }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let free = 64 - self.used;
+        if n < free {
+            self.acc |= v << (free - n);
+            self.used += n;
+            return;
+        }
+        // fills the accumulator: `free` >= 1 bits of `v` complete it
+        let rest = n - free;
+        self.acc |= v >> rest;
+        self.bytes.extend_from_slice(&self.acc.to_be_bytes());
+        self.acc = if rest == 0 { 0 } else { v << (64 - rest) };
+        self.used = rest;
+    }
+
+    /// The bytes, the sample count first, the last byte padded with zeros.
+    fn finish(mut self, n: u16) -> Vec<u8> {
+        let tail = self.used.div_ceil(8) as usize;
+        self.bytes
+            .extend_from_slice(&self.acc.to_be_bytes()[..tail]);
+        self.bytes[..2].copy_from_slice(&n.to_be_bytes());
+        self.bytes
     }
 
     fn uvarint(&mut self, mut x: u64) {
@@ -149,10 +173,7 @@ impl XorEncoder {
 
     /// The chunk bytes: the sample count, then the bit stream.
     pub fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.w.bytes.len() + 2);
-        out.extend_from_slice(&self.n.to_be_bytes());
-        out.extend_from_slice(&self.w.bytes);
-        out
+        self.w.finish(self.n)
     }
 }
 

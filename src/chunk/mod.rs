@@ -63,18 +63,29 @@ pub fn cut(
 ) -> Result<Cut, ChunkError> {
     scratch.clear();
     decode_into(data, scratch)?;
-    let all = scratch.len();
-    scratch.retain(|&(t, _)| t >= mint && t <= maxt);
-    let (Some(&(first, _)), Some(&(last, _))) = (scratch.first(), scratch.last()) else {
-        return Ok(Cut::Empty);
+    Ok(cut_decoded(scratch, mint, maxt))
+}
+
+/// Cuts a chunk decoded into `samples` to `[mint, maxt]`: a chunk across several ranges is
+/// decoded once for all of them.
+pub fn cut_decoded(samples: &[Sample], mint: i64, maxt: i64) -> Cut {
+    let inside = |&&(t, _): &&Sample| t >= mint && t <= maxt;
+    let (Some(&(first, _)), Some(&(last, _))) = (
+        samples.iter().find(inside),
+        samples.iter().rev().find(inside),
+    ) else {
+        return Cut::Empty;
     };
-    Ok(if scratch.len() == all {
-        Cut::Whole { first, last }
-    } else {
-        Cut::Part {
-            data: encode(scratch),
-            first,
-            last,
-        }
-    })
+    if samples.iter().all(|s| inside(&s)) {
+        return Cut::Whole { first, last };
+    }
+    let mut e = XorEncoder::new();
+    for &(t, v) in samples.iter().filter(inside) {
+        e.append(t, v);
+    }
+    Cut::Part {
+        data: e.finish(),
+        first,
+        last,
+    }
 }

@@ -34,7 +34,7 @@ use crate::chunk::{ChunkError, decode_into};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
 pub use penalty::{merge, merge_into};
-pub use trim::{crosses_a_range, cut_to, trimmed_at_the_end, trimmed_to};
+pub use trim::{crosses_a_range, cut_to, cut_to_each, trimmed_at_the_end, trimmed_to};
 
 /// Why a series' chunks could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,30 +47,46 @@ pub enum SeriesDataError {
     NoRaw,
     #[error(transparent)]
     Chunk(#[from] ChunkError),
+    #[error(
+        "a label name or value is not UTF-8 text, as Prometheus labels are: the store's data is corrupt"
+    )]
+    NotUtf8,
 }
 
 /// Greedily splits chunks (as the proxy sorted them) into non-overlapping pseudo-replicas;
 /// returns chunk indexes per pseudo-replica.
 pub fn split_overlapping(chunks: &[AggrChunk]) -> Vec<Vec<usize>> {
-    let mut replicas: Vec<Vec<usize>> = vec![Vec::new()];
-    if chunks.is_empty() {
-        return replicas;
+    let mut lanes = Vec::new();
+    let n = split_overlapping_into(chunks, &mut lanes);
+    lanes.truncate(n);
+    lanes
+}
+
+/// `split_overlapping` into `lanes`, whose lists are reused: returns how many of them the
+/// chunks fill (at least one, empty when there is no chunk).
+fn split_overlapping_into(chunks: &[AggrChunk], lanes: &mut Vec<Vec<usize>>) -> usize {
+    lanes.iter_mut().for_each(Vec::clear);
+    if lanes.is_empty() {
+        lanes.push(Vec::new());
     }
-    replicas[0].push(0);
-    'chunks: for i in 1..chunks.len() {
-        let min = chunks[i].min_time;
-        for r in replicas.iter_mut() {
+    let mut used = 1;
+    'chunks: for (i, c) in chunks.iter().enumerate() {
+        for r in lanes[..used].iter_mut() {
             match r.last() {
-                Some(&last) if chunks[last].max_time >= min => continue,
+                Some(&last) if chunks[last].max_time >= c.min_time => continue,
                 _ => {
                     r.push(i);
                     continue 'chunks;
                 }
             }
         }
-        replicas.push(vec![i]);
+        if lanes.len() == used {
+            lanes.push(Vec::new());
+        }
+        lanes[used].push(i);
+        used += 1;
     }
-    replicas
+    used
 }
 
 /// Appends the samples of one pseudo-replica within `[mint, maxt]` to `out`, decoding each
@@ -168,6 +184,7 @@ impl From<bool> for Reading {
 pub struct Scratch {
     chunk: Vec<Sample>,
     replicas: Vec<Vec<Sample>>,
+    lanes: Vec<Vec<usize>>,
 }
 
 impl Scratch {
@@ -211,18 +228,25 @@ pub fn series_samples_into(
 ) -> Result<(), SeriesDataError> {
     out.clear();
     let counter = reading.counter;
-    let groups = split_overlapping(chunks);
-    if groups.len() == 1 {
-        return replica_samples(chunks, &groups[0], range, counter, &mut scratch.chunk, out);
-    }
-    let mut chunk = std::mem::take(&mut scratch.chunk);
-    let replicas = scratch.replicas(groups.len());
-    for (g, s) in groups.iter().zip(replicas.iter_mut()) {
-        replica_samples(chunks, g, range, counter, &mut chunk, s)?;
-    }
-    merge_into(replicas, reading, out);
-    scratch.chunk = chunk;
-    Ok(())
+    let mut lanes = std::mem::take(&mut scratch.lanes);
+    let n = split_overlapping_into(chunks, &mut lanes);
+    let read = if n == 1 {
+        replica_samples(chunks, &lanes[0], range, counter, &mut scratch.chunk, out)
+    } else {
+        let mut chunk = std::mem::take(&mut scratch.chunk);
+        let replicas = scratch.replicas(n);
+        let read = lanes[..n]
+            .iter()
+            .zip(replicas.iter_mut())
+            .try_for_each(|(g, s)| replica_samples(chunks, g, range, counter, &mut chunk, s));
+        if read.is_ok() {
+            merge_into(replicas, reading, out);
+        }
+        scratch.chunk = chunk;
+        read
+    };
+    scratch.lanes = lanes;
+    read
 }
 
 /// Decodes one series' chunks for a query over `[mint, maxt]` as Prometheus (or Mimir) reads
@@ -247,11 +271,14 @@ pub fn prometheus_samples_into(
     out: &mut Vec<Sample>,
 ) -> Result<(), SeriesDataError> {
     out.clear();
-    let groups = split_overlapping(chunks);
-    for g in &groups {
-        replica_samples(chunks, g, range, false, &mut scratch.chunk, out)?;
-    }
-    if groups.len() > 1 {
+    let mut lanes = std::mem::take(&mut scratch.lanes);
+    let n = split_overlapping_into(chunks, &mut lanes);
+    let read = lanes[..n]
+        .iter()
+        .try_for_each(|g| replica_samples(chunks, g, range, false, &mut scratch.chunk, out));
+    scratch.lanes = lanes;
+    read?;
+    if n > 1 {
         // stable: of two samples at one time, the earlier chunk's is kept
         out.sort_by_key(|s| s.0);
         out.dedup_by_key(|s| s.0);

@@ -238,6 +238,40 @@ fn a_window_cut_from_a_longer_request_is_the_windows_own_request() {
 }
 
 #[test]
+fn cutting_for_every_window_at_once_cuts_as_each_window_alone() {
+    // what a multi-window request sets aside: each edge chunk decoded once for all windows,
+    // and each window's chunks as `chunk::cut` gives them range by range
+    let a = scrape(1_000, 15_000, 480, |t| t as f64);
+    let b = scrape(3_200, 15_000, 480, |t| t as f64 + 0.5);
+    let long = sidecar_answer(&[&a, &b], 1, 7_200_000);
+    let ranges = [
+        (1, 1_800_000),
+        (1_500_001, 3_600_000),
+        (3_300_001, 5_400_000),
+        (5_100_001, 7_200_000),
+        (7_200_001, 9_000_000),
+    ];
+    let each = cut_to_each(&long, &ranges).unwrap();
+    assert_eq!(each.len(), ranges.len());
+    for (own, &(mint, maxt)) in each.iter().zip(&ranges) {
+        let mut want = Vec::new();
+        for c in &long {
+            let raw = c.raw.as_ref().unwrap();
+            let (first, last, data) =
+                match crate::chunk::cut(&raw.data, mint, maxt, &mut Vec::new()).unwrap() {
+                    crate::chunk::Cut::Empty => continue,
+                    crate::chunk::Cut::Whole { first, last } => (first, last, raw.data.clone()),
+                    crate::chunk::Cut::Part { data, first, last } => (first, last, data.into()),
+                };
+            want.push(crate::store::raw_chunk(first, last, raw.r#type, data));
+        }
+        want.sort_by_key(|c| (c.min_time, c.max_time));
+        assert_eq!(own, &want, "{mint}..{maxt}");
+    }
+    assert!(each[4].is_empty(), "no chunk reaches the last range");
+}
+
+#[test]
 fn before_v0_35_the_first_sample_is_a_switch_that_lifts_the_other_replica() {
     // a starts 100 above b and stops after two samples. Thanos v0.31 to v0.34 began the merge
     // as if it had last taken b: taking a's first sample was a switch, which lifted b by the

@@ -63,29 +63,47 @@ pub fn cut_to(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<AggrChunk>, SeriesDataError> {
-    let mut out = Vec::new();
+    let mut each = cut_to_each(chunks, &[(mint, maxt)])?;
+    Ok(each.pop().unwrap_or_default())
+}
+
+/// `cut_to` for each of `ranges` at once: a chunk across several of them is decoded once.
+pub fn cut_to_each(
+    chunks: &[AggrChunk],
+    ranges: &[(i64, i64)],
+) -> Result<Vec<Vec<AggrChunk>>, SeriesDataError> {
+    let mut out = vec![Vec::new(); ranges.len()];
     let mut scratch = Vec::new();
     for c in chunks {
-        if c.max_time < mint || c.min_time > maxt {
-            continue;
-        }
-        if c.min_time >= mint && c.max_time <= maxt {
-            out.push(c.clone());
-            continue;
-        }
-        let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
-        check_xor(raw.r#type)?;
-        let (min_time, max_time, data) =
-            match crate::chunk::cut(&raw.data, mint, maxt, &mut scratch)? {
+        let mut decoded = false;
+        for (own, &(mint, maxt)) in out.iter_mut().zip(ranges) {
+            if c.max_time < mint || c.min_time > maxt {
+                continue;
+            }
+            if c.min_time >= mint && c.max_time <= maxt {
+                own.push(c.clone());
+                continue;
+            }
+            let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
+            check_xor(raw.r#type)?;
+            if !decoded {
+                scratch.clear();
+                crate::chunk::decode_into(&raw.data, &mut scratch)?;
+                decoded = true;
+            }
+            let (min_time, max_time, data) = match crate::chunk::cut_decoded(&scratch, mint, maxt) {
                 Cut::Empty => continue, // Prometheus sends no empty chunk
                 // its stated times reached past the range, its samples did not
                 Cut::Whole { first, last } => (first, last, raw.data.clone()),
                 Cut::Part { data, first, last } => (first, last, data.into()),
             };
-        out.push(crate::store::raw_chunk(
-            min_time, max_time, raw.r#type, data,
-        ));
+            own.push(crate::store::raw_chunk(
+                min_time, max_time, raw.r#type, data,
+            ));
+        }
     }
-    out.sort_by_key(|c| (c.min_time, c.max_time));
+    for own in &mut out {
+        own.sort_by_key(|c| (c.min_time, c.max_time));
+    }
     Ok(out)
 }

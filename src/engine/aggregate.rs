@@ -16,12 +16,64 @@ struct Acc {
     count: f64,
 }
 
+impl Acc {
+    /// A step's accumulator after its first value.
+    fn first(f: f64) -> Self {
+        Acc {
+            seen: true,
+            value: f,
+            c: 0.0,
+            mean: KahanMean::new(f),
+            count: 1.0,
+        }
+    }
+
+    fn add(&mut self, op: AggOp, f: f64) {
+        if !self.seen {
+            *self = Acc::first(f);
+            return;
+        }
+        match op {
+            AggOp::Sum => (self.value, self.c) = kahan_inc(f, self.value, self.c),
+            AggOp::Avg => self.mean.add(f),
+            AggOp::Max => {
+                if self.value < f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            AggOp::Min => {
+                if self.value > f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            AggOp::Count => self.count += 1.0,
+        }
+    }
+
+    fn result(&self, op: AggOp) -> Option<f64> {
+        self.seen.then(|| match op {
+            AggOp::Sum => self.value + self.c,
+            AggOp::Avg => self.mean.value(),
+            AggOp::Count => self.count,
+            AggOp::Max | AggOp::Min => self.value,
+        })
+    }
+}
+
+/// A group's steps. Most series of a window start a group of their own and no other joins
+/// it: such a group keeps the series' values (a tenth of the accumulators' bytes) until a
+/// second series comes.
+enum Accumulated {
+    One(Vec<Option<f64>>),
+    Many(Vec<Acc>),
+}
+
 pub(super) struct Aggregator {
     op: AggOp,
     grouping: Grouping,
     n: usize,
     // groups in order of first appearance, as Prometheus orders its result
-    groups: Vec<(Labels, Vec<Acc>)>,
+    groups: Vec<(Labels, Accumulated)>,
     // the newest group of each hash of their labels, and for each group the one before it
     // with the same hash (collisions are told apart by comparing): most series of a window
     // start a group of their own, and a list per hash was one more allocation each
@@ -52,8 +104,13 @@ impl Aggregator {
         }
     }
 
-    /// The group of a series, created on first sight.
-    fn group_of(&mut self, labels: &Labels, drop_name: bool) -> usize {
+    /// The group of a series, `None` when it starts one (with `values`).
+    fn group_of(
+        &mut self,
+        labels: &Labels,
+        drop_name: bool,
+        values: &[Option<f64>],
+    ) -> Option<usize> {
         use std::hash::{Hash, Hasher};
         // not SipHash: every series of a window is hashed here, and no group key is chosen
         // by anyone who could aim collisions at it (they are told apart below anyway)
@@ -71,15 +128,16 @@ impl Aggregator {
                 && key.next().is_none()
                 && mine.next().is_none()
             {
-                return gi;
+                return Some(gi);
             }
             candidate = self.same_hash[gi];
         }
         let key = labels.filtered(|k| self.keeps(k, drop_name));
-        self.groups.push((key, vec![Acc::default(); self.n]));
+        debug_assert_eq!(values.len(), self.n);
+        self.groups.push((key, Accumulated::One(values.to_vec())));
         let gi = self.groups.len() - 1;
         self.same_hash.push(self.index.insert(hash, gi));
-        gi
+        None
     }
 
     pub(super) fn push(&mut self, labels: &Labels, values: &[Option<f64>]) {
@@ -93,35 +151,24 @@ impl Aggregator {
         drop_name: bool,
         values: &[Option<f64>],
     ) {
-        let gi = self.group_of(labels, drop_name);
+        let Some(gi) = self.group_of(labels, drop_name, values) else {
+            return;
+        };
         let op = self.op;
-        let accs = &mut self.groups[gi].1;
+        let steps = &mut self.groups[gi].1;
+        if let Accumulated::One(first) = steps {
+            let accs = first
+                .iter()
+                .map(|v| v.map(Acc::first).unwrap_or_default())
+                .collect();
+            *steps = Accumulated::Many(accs);
+        }
+        let Accumulated::Many(accs) = steps else {
+            unreachable!("a group joined by a second series keeps accumulators")
+        };
         for (acc, v) in accs.iter_mut().zip(values) {
-            let Some(f) = *v else { continue };
-            if !acc.seen {
-                *acc = Acc {
-                    seen: true,
-                    value: f,
-                    c: 0.0,
-                    mean: KahanMean::new(f),
-                    count: 1.0,
-                };
-                continue;
-            }
-            match op {
-                AggOp::Sum => (acc.value, acc.c) = kahan_inc(f, acc.value, acc.c),
-                AggOp::Avg => acc.mean.add(f),
-                AggOp::Max => {
-                    if acc.value < f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
-                AggOp::Min => {
-                    if acc.value > f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
-                AggOp::Count => acc.count += 1.0,
+            if let Some(f) = *v {
+                acc.add(op, f);
             }
         }
     }
@@ -130,19 +177,18 @@ impl Aggregator {
         let op = self.op;
         self.groups
             .into_iter()
-            .map(|(labels, accs)| Series {
+            .map(|(labels, steps)| Series {
                 labels,
-                values: accs
-                    .into_iter()
-                    .map(|a| {
-                        a.seen.then(|| match op {
-                            AggOp::Sum => a.value + a.c,
-                            AggOp::Avg => a.mean.value(),
-                            AggOp::Count => a.count,
-                            AggOp::Max | AggOp::Min => a.value,
-                        })
-                    })
-                    .collect(),
+                values: match steps {
+                    // the same arithmetic as a group of one series' accumulators
+                    Accumulated::One(mut values) => {
+                        for v in values.iter_mut() {
+                            *v = v.and_then(|f| Acc::first(f).result(op));
+                        }
+                        values
+                    }
+                    Accumulated::Many(accs) => accs.iter().map(|a| a.result(op)).collect(),
+                },
             })
             .collect()
     }

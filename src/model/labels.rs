@@ -32,6 +32,12 @@ impl Labels {
         V: AsRef<str>,
     {
         let mut v: Vec<(K, V)> = pairs.into_iter().collect();
+        // what stores send: sorted, unique, no empty value
+        if v.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref())
+            && v.iter().all(|(_, val)| !val.as_ref().is_empty())
+        {
+            return Labels::from_sorted(&v);
+        }
         // stable: of equal names, the last given stays last
         v.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         let mut kept: Vec<(&str, &str)> = Vec::with_capacity(v.len());
@@ -46,17 +52,20 @@ impl Labels {
     }
 
     /// From pairs already sorted by name, unique, none with an empty value.
-    fn from_sorted(pairs: &[(&str, &str)]) -> Self {
-        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
-        debug_assert!(pairs.iter().all(|(_, v)| !v.is_empty()));
-        let len = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    fn from_sorted<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()));
+        debug_assert!(pairs.iter().all(|(_, v)| !v.as_ref().is_empty()));
+        let len = pairs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
         let mut text = String::with_capacity(len);
         let ends = pairs
             .iter()
             .map(|(k, v)| {
-                text.push_str(k);
+                text.push_str(k.as_ref());
                 let name_end = text.len() as u32;
-                text.push_str(v);
+                text.push_str(v.as_ref());
                 (name_end, text.len() as u32)
             })
             .collect();

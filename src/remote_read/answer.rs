@@ -52,7 +52,7 @@ impl Held {
         for l in &s.labels {
             for part in [&l.name, &l.value] {
                 labels.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                labels.extend_from_slice(part.as_bytes());
+                labels.extend_from_slice(part);
             }
         }
         let chunks = s

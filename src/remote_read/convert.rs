@@ -176,7 +176,7 @@ impl Shaping<'_> {
 }
 
 fn display(labels: &[Label]) -> String {
-    Labels::from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))).to_string()
+    Labels::from_pairs(labels.iter().map(Label::lossy)).to_string()
 }
 
 #[cfg(test)]
@@ -236,7 +236,7 @@ mod tests {
             ],
         };
         let out = s.chunked(series).unwrap().unwrap();
-        let names: Vec<&str> = out.labels.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<&str> = out.labels.iter().map(|l| l.text().unwrap().0).collect();
         assert_eq!(names, ["__name__", "cluster"], "sorted, replica dropped");
         assert_eq!(
             out.chunks.len(),

@@ -76,10 +76,7 @@ impl Inventory {
             return Inventory::default();
         };
         let pairs = |set: &crate::store::proto::LabelSet| -> Vec<(String, String)> {
-            set.labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect()
+            set.labels.iter().map(|l| l.lossy()).collect()
         };
         if !store.tsdb_infos.is_empty() {
             let sets = store.tsdb_infos.iter().map(|t| {

@@ -265,3 +265,58 @@ pub fn name_results(
         })
         .collect()
 }
+
+/// A series' labels as a StoreAPI sent them, without the names in `skip` (replica labels).
+pub fn series_labels(
+    labels: &[crate::store::proto::Label],
+    skip: &[String],
+) -> Result<crate::model::Labels, SourceError> {
+    let mut pairs = Vec::with_capacity(labels.len());
+    for l in labels {
+        let Some((name, value)) = l.text() else {
+            let lossy = labels.iter().map(crate::store::proto::Label::lossy);
+            return Err(SourceError::Data {
+                series: crate::model::Labels::from_pairs(lossy).to_string(),
+                source: SeriesDataError::NotUtf8,
+            });
+        };
+        if !skip.iter().any(|s| s == name) {
+            pairs.push((name, value));
+        }
+    }
+    Ok(crate::model::Labels::from_pairs(pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{label, proto::Label};
+
+    #[test]
+    fn series_labels_drop_replica_labels_and_refuse_what_is_not_utf8() {
+        let sent = [
+            label("__name__", "up"),
+            label("cluster", "a"),
+            label("replica", "r0"),
+        ];
+        let got = series_labels(&sent, &["replica".to_string()]).unwrap();
+        assert_eq!(got.to_string(), r#"up{cluster="a"}"#);
+        let bad = [
+            label("__name__", "up"),
+            Label {
+                name: "pod".into(),
+                value: vec![b'p', 0xff].into(),
+            },
+        ];
+        let err = series_labels(&bad, &[]).unwrap_err();
+        assert!(matches!(
+            err,
+            SourceError::Data {
+                source: SeriesDataError::NotUtf8,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert_eq!(err.exit_code(), exit::DATA_REFUSED);
+    }
+}

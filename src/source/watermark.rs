@@ -132,7 +132,7 @@ pub async fn from_series(
     let mut times = Vec::new();
     while let Some(series) = stream.next().await? {
         times.clear();
-        let labels = Labels::from_pairs(series.labels.into_iter().map(|l| (l.name, l.value)));
+        let labels = super::series_labels(&series.labels, &[])?;
         for chunk in series.chunks.iter().filter_map(|c| c.raw.as_ref()) {
             if chunk.r#type != Encoding::Xor as i32 {
                 continue; // a histogram is no float watermark metric; its times are not read

@@ -482,8 +482,27 @@ pub fn raw_chunk(
 /// A label of a `Series`.
 pub fn label(name: impl Into<String>, value: impl Into<String>) -> proto::Label {
     proto::Label {
-        name: name.into(),
-        value: value.into(),
+        name: name.into().into(),
+        value: value.into().into(),
+    }
+}
+
+impl proto::Label {
+    /// The name and value as text, `None` when either is not UTF-8. Thanos declares them
+    /// strings; they are read as bytes to borrow them from the received frame.
+    pub fn text(&self) -> Option<(&str, &str)> {
+        Some((
+            std::str::from_utf8(&self.name).ok()?,
+            std::str::from_utf8(&self.value).ok()?,
+        ))
+    }
+
+    /// The name and value for a message, invalid UTF-8 replaced.
+    pub fn lossy(&self) -> (String, String) {
+        (
+            String::from_utf8_lossy(&self.name).into_owned(),
+            String::from_utf8_lossy(&self.value).into_owned(),
+        )
     }
 }
 

@@ -29,11 +29,7 @@ async fn series(matchers: &[(&str, &str)]) -> Vec<(Labels, Vec<(i64, f64)>, usiz
     let mut stream = client.series(req).await.expect("Series call");
     let mut out = Vec::new();
     while let Some(series) = stream.next().await.expect("Series stream") {
-        let labels: Labels = series
-            .labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect();
+        let labels: Labels = series.labels.iter().map(|l| l.lossy()).collect();
         let mut samples = Vec::new();
         for c in &series.chunks {
             let raw = c.raw.as_ref().expect("raw chunk");

@@ -9,12 +9,12 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, Scratch, crosses_a_range, cut_to, prometheus_samples_into, series_samples_into,
+    Reading, Scratch, crosses_a_range, cut_to_each, prometheus_samples_into, series_samples_into,
     split_overlapping, trimmed_at_the_end, trimmed_to,
 };
 use crate::engine::{Evaluator, Plan};
 use crate::model::{Labels, Series, Steps};
-use crate::source::{SourceError, Stats};
+use crate::source::{SourceError, Stats, series_labels};
 use crate::store::proto::{self, AggrChunk};
 
 /// What the task reading a request's stream hands to the evaluation thread.
@@ -209,24 +209,28 @@ pub(super) fn set_aside(
         _ if cut && crosses_a_range(chunks, ranges) => Edges::Unknown,
         _ => Edges::Silent,
     };
-    let mut out = Vec::with_capacity(ranges.len());
-    for (k, &(mint, maxt)) in ranges.iter().enumerate() {
-        let own: Vec<AggrChunk> = if cut {
-            cut_to(chunks, mint, maxt).map_err(|source| SourceError::Data {
-                series: labels.to_string(),
-                source,
-            })?
-        } else {
-            chunks
-                .iter()
-                .filter(|c| c.max_time >= mint && c.min_time <= maxt)
-                .cloned()
-                .collect()
-        };
-        if !own.is_empty() {
-            out.push((k, own));
-        }
-    }
+    let each = if cut {
+        cut_to_each(chunks, ranges).map_err(|source| SourceError::Data {
+            series: labels.to_string(),
+            source,
+        })?
+    } else {
+        ranges
+            .iter()
+            .map(|&(mint, maxt)| {
+                chunks
+                    .iter()
+                    .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+                    .cloned()
+                    .collect()
+            })
+            .collect()
+    };
+    let out = each
+        .into_iter()
+        .enumerate()
+        .filter(|(_, own): &(usize, Vec<AggrChunk>)| !own.is_empty())
+        .collect();
     Ok(Some((out, edges)))
 }
 
@@ -249,12 +253,7 @@ impl<'a> SeriesMerger<'a> {
         &mut self,
         s: proto::Series,
     ) -> Result<Option<(Labels, Vec<AggrChunk>)>, SourceError> {
-        let labels = Labels::from_pairs(
-            s.labels
-                .into_iter()
-                .filter(|l| !self.replica_labels.contains(&l.name))
-                .map(|l| (l.name, l.value)),
-        );
+        let labels = series_labels(&s.labels, self.replica_labels)?;
         match &mut self.pending {
             Some((pl, chunks, merged)) if *pl == labels => {
                 chunks.extend(s.chunks);
@@ -365,8 +364,11 @@ mod tests {
             assert_eq!(split_overlapping(&chunks).len(), 2, "{name}");
             for c in &chunks {
                 let mut raw = Vec::new();
-                decode_into(&c.raw.as_ref().unwrap().data, &mut raw).unwrap();
+                let data = &c.raw.as_ref().unwrap().data;
+                decode_into(data, &mut raw).unwrap();
                 assert_eq!(raw.last().unwrap().1.to_bits(), STALE_NAN_BITS, "{name}");
+                // the encoder that re-encodes edge chunks writes Prometheus' appender's bytes
+                assert_eq!(crate::chunk::encode(&raw), data.to_vec(), "{name}");
             }
             for w in s["windows"].as_array().unwrap() {
                 let steps = window_steps(w["start"].as_i64().unwrap(), frame, step);
@@ -465,7 +467,7 @@ mod tests {
             assert_eq!(set.len(), 2, "{name}: both windows");
             for (k, own) in set {
                 let (mint, maxt) = ranges[k];
-                let alone = cut_to(&chunks, mint, maxt).unwrap();
+                let alone = crate::dedup::cut_to(&chunks, mint, maxt).unwrap();
                 if is_counter {
                     assert_eq!(own, alone, "{name} window {k}: the window's own cut");
                 } else {
