@@ -144,8 +144,13 @@ impl WindowSeries {
                 ))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let mut data = vec![0u8; heads.iter().map(|h| h.3).sum()];
-        file.read_exact(&mut data)?;
+        // read into spare capacity, not into a buffer zeroed first
+        let len: usize = heads.iter().map(|h| h.3).sum();
+        let mut data = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut data)?;
+        if data.len() < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         let data = bytes::Bytes::from(data);
         let mut at = 0;
         let chunks = heads
