@@ -54,6 +54,21 @@ pub enum Cut {
     Empty,
 }
 
+impl Cut {
+    /// The cut of `raw`'s chunk as a `Series` sends it: the chunk as it was (its times its
+    /// samples') or re-encoded; `None` when no sample is inside, as Prometheus sends no empty
+    /// chunk.
+    pub fn into_chunk(self, raw: &crate::store::proto::Chunk) -> Option<AggrChunk> {
+        let (first, last, data) = match self {
+            Cut::Empty => return None,
+            // its stated times reached past the range, its samples did not
+            Cut::Whole { first, last } => (first, last, raw.data.clone()),
+            Cut::Part { data, first, last } => (first, last, data.into()),
+        };
+        Some(crate::store::raw_chunk(first, last, raw.r#type, data))
+    }
+}
+
 /// Cuts the XOR chunk `data` to `[mint, maxt]`; `scratch` holds the decoded samples.
 pub fn cut(
     data: &[u8],

@@ -257,13 +257,8 @@ fn cutting_for_every_window_at_once_cuts_as_each_window_alone() {
         let mut want = Vec::new();
         for c in &long {
             let raw = c.raw.as_ref().unwrap();
-            let (first, last, data) =
-                match crate::chunk::cut(&raw.data, mint, maxt, &mut Vec::new()).unwrap() {
-                    crate::chunk::Cut::Empty => continue,
-                    crate::chunk::Cut::Whole { first, last } => (first, last, raw.data.clone()),
-                    crate::chunk::Cut::Part { data, first, last } => (first, last, data.into()),
-                };
-            want.push(crate::store::raw_chunk(first, last, raw.r#type, data));
+            let cut = crate::chunk::cut(&raw.data, mint, maxt, &mut Vec::new()).unwrap();
+            want.extend(cut.into_chunk(raw));
         }
         want.sort_by_key(|c| (c.min_time, c.max_time));
         assert_eq!(own, &want, "{mint}..{maxt}");

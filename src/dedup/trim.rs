@@ -2,7 +2,6 @@
 //! multi-window request gives each window the same input as its own request would.
 
 use super::{SeriesDataError, check_xor};
-use crate::chunk::Cut;
 use crate::store::proto::AggrChunk;
 
 /// Whether a store trimmed these chunks to a request over `[mint, maxt]`: none of them holds
@@ -91,15 +90,7 @@ pub fn cut_to_each(
                 crate::chunk::decode_into(&raw.data, &mut scratch)?;
                 decoded = true;
             }
-            let (min_time, max_time, data) = match crate::chunk::cut_decoded(&scratch, mint, maxt) {
-                Cut::Empty => continue, // Prometheus sends no empty chunk
-                // its stated times reached past the range, its samples did not
-                Cut::Whole { first, last } => (first, last, raw.data.clone()),
-                Cut::Part { data, first, last } => (first, last, data.into()),
-            };
-            own.push(crate::store::raw_chunk(
-                min_time, max_time, raw.r#type, data,
-            ));
+            own.extend(crate::chunk::cut_decoded(&scratch, mint, maxt).into_chunk(raw));
         }
     }
     for own in &mut out {

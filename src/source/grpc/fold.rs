@@ -209,7 +209,7 @@ pub(super) fn set_aside(
         _ if cut && crosses_a_range(chunks, ranges) => Edges::Unknown,
         _ => Edges::Silent,
     };
-    let each = if cut {
+    let each: Vec<Vec<AggrChunk>> = if cut {
         cut_to_each(chunks, ranges).map_err(|source| SourceError::Data {
             series: labels.to_string(),
             source,
@@ -229,7 +229,7 @@ pub(super) fn set_aside(
     let out = each
         .into_iter()
         .enumerate()
-        .filter(|(_, own): &(usize, Vec<AggrChunk>)| !own.is_empty())
+        .filter(|(_, own)| !own.is_empty())
         .collect();
     Ok(Some((out, edges)))
 }
