@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use storeapi_exporter::chunk::{XorIter, decode_into, encode, xor_chunk};
-use storeapi_exporter::dedup::{Scratch, series_samples_into};
+use storeapi_exporter::dedup::{Scratch, cut_to_each, series_samples_into};
 use storeapi_exporter::engine::Plan;
 use storeapi_exporter::model::Labels;
 use storeapi_exporter::model::{Sample, Steps};
@@ -116,6 +116,23 @@ fn decoder(c: &mut Criterion) {
                 }
             }
             black_box(sum)
+        })
+    });
+    // a multi-window request's set-aside: 1,000 series of 240 samples, their chunks cut to
+    // two hour-long windows whose edge falls inside the chunks, as it falls on a live stack
+    let series: Vec<Vec<AggrChunk>> = (0..1000)
+        .map(|i| chunks_of(&scrapes(&mut rng, 240, 0, realistic(i))))
+        .collect();
+    let edge = START + 45 * 30_000;
+    let windows = [(START - 3_600_000, edge), (edge + 1, edge + 3_600_000)];
+    g.throughput(Throughput::Elements(240 * series.len() as u64));
+    g.bench_function("cut_to_each_two_windows_realistic_mix", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for chunks in &series {
+                n += cut_to_each(black_box(chunks), &windows).unwrap()[1].len();
+            }
+            black_box(n)
         })
     });
     g.finish();

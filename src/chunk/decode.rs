@@ -269,10 +269,59 @@ impl<'a> XorIter<'a> {
     }
 }
 
+/// Where a sample ends in a chunk: its last bit's position in the bit stream (after the
+/// 2-byte count) and the value window the decoder holds after it. A chunk cut after that
+/// sample, or re-encoded up to it with the same window, goes on with the very same bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub end: u32,
+    pub leading: u8,
+    pub trailing: u8,
+}
+
+/// What a decoder notes per sample: nothing on the hot path, `Mark`s where a chunk is cut.
+trait Marks {
+    fn mark(&mut self, end: usize, leading: u32, trailing: u32);
+}
+
+impl Marks for () {
+    #[inline(always)]
+    fn mark(&mut self, _: usize, _: u32, _: u32) {}
+}
+
+impl Marks for Vec<Mark> {
+    #[inline(always)]
+    fn mark(&mut self, end: usize, leading: u32, trailing: u32) {
+        self.push(Mark {
+            end: end as u32,
+            leading: leading as u8,
+            trailing: trailing as u8,
+        });
+    }
+}
+
 /// Decodes a whole chunk, appending to `out`: the fast path. Equivalent to draining an
 /// [`XorIter`], with the decoder state in locals and the two header samples peeled off the
 /// loop, which halves the instructions per sample.
 pub fn decode_into(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    decode_marking(data, out, &mut ())
+}
+
+/// `decode_into` that also appends each sample's `Mark` to `marks`.
+pub fn decode_marked(
+    data: &[u8],
+    out: &mut Vec<Sample>,
+    marks: &mut Vec<Mark>,
+) -> Result<(), ChunkError> {
+    decode_marking(data, out, marks)
+}
+
+#[inline(always)]
+fn decode_marking<M: Marks>(
+    data: &[u8],
+    out: &mut Vec<Sample>,
+    marks: &mut M,
+) -> Result<(), ChunkError> {
     if data.len() < 2 {
         return Err(ChunkError::Truncated(0, 0));
     }
@@ -285,21 +334,24 @@ pub fn decode_into(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError>
     let trunc = |n: u16| ChunkError::Truncated(n, total);
     let mut t = r.varint().ok_or(trunc(0))?;
     let mut v = r.bits_wide(64).ok_or(trunc(0))?;
+    let (mut leading, mut trailing) = (0u32, 0u32);
     out.push((t, f64::from_bits(v)));
+    marks.mark(r.pos, leading, trailing);
     if total == 1 {
         return Ok(());
     }
     let mut delta = r.uvarint().ok_or(trunc(1))? as i64;
     t = t.wrapping_add(delta);
-    let (mut leading, mut trailing) = (0u32, 0u32);
     r.xor_value(&mut v, &mut leading, &mut trailing, 1, total)?;
     out.push((t, f64::from_bits(v)));
+    marks.mark(r.pos, leading, trailing);
     for n in 2..total {
         let dod = r.dod().ok_or(trunc(n))?;
         delta = delta.wrapping_add(dod);
         t = t.wrapping_add(delta);
         r.xor_value(&mut v, &mut leading, &mut trailing, n, total)?;
         out.push((t, f64::from_bits(v)));
+        marks.mark(r.pos, leading, trailing);
     }
     Ok(())
 }

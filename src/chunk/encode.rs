@@ -52,6 +52,22 @@ impl BitWriter {
         self.bytes
     }
 
+    /// Appends bits `from..to` of `src` (most significant first), 32 at a time.
+    fn copy(&mut self, src: &[u8], from: usize, to: usize) {
+        debug_assert!(from <= to && to <= src.len() * 8);
+        let mut pos = from;
+        while pos < to {
+            let n = (to - pos).min(32) as u32;
+            let byte = pos >> 3;
+            let mut word = [0u8; 8];
+            let have = src.len().saturating_sub(byte).min(8);
+            word[..have].copy_from_slice(&src[byte..byte + have]);
+            let v = (u64::from_be_bytes(word) << (pos & 7)) >> (64 - n);
+            self.bits(v, n);
+            pos += n as usize;
+        }
+    }
+
     fn uvarint(&mut self, mut x: u64) {
         while x >= 0x80 {
             self.bits((x as u8 | 0x80) as u64, 8);
@@ -90,6 +106,18 @@ impl XorEncoder {
 
     /// Appends a sample; timestamps must not decrease and at most 65,535 samples fit.
     pub fn append(&mut self, t: i64, v: f64) {
+        self.append_with(t, v, None);
+    }
+
+    /// Appends a sample whose value differs from the last one, writing the change in
+    /// `window` (leading and trailing zero bits, which must hold it) as a new window,
+    /// whatever window the encoder holds.
+    pub fn append_in(&mut self, t: i64, v: f64, window: (u32, u32)) {
+        debug_assert!(self.n >= 1 && v.to_bits() != self.v, "a change to write");
+        self.append_with(t, v, Some(window));
+    }
+
+    fn append_with(&mut self, t: i64, v: f64, window: Option<(u32, u32)>) {
         debug_assert!(
             self.n < u16::MAX,
             "an XOR chunk holds at most 65535 samples"
@@ -103,7 +131,7 @@ impl XorEncoder {
             1 => {
                 let delta = t - self.t;
                 self.w.uvarint(delta as u64);
-                self.write_value(vb);
+                self.write_value(vb, window);
                 self.t_delta = delta;
             }
             _ => {
@@ -124,7 +152,7 @@ impl XorEncoder {
                     self.w.bits(0b1111, 4);
                     self.w.bits(dod as u64, 64);
                 }
-                self.write_value(vb);
+                self.write_value(vb, window);
                 self.t_delta = delta;
             }
         }
@@ -133,24 +161,32 @@ impl XorEncoder {
         self.n += 1;
     }
 
-    fn write_value(&mut self, vb: u64) {
+    fn write_value(&mut self, vb: u64, window: Option<(u32, u32)>) {
         let delta = vb ^ self.v;
         if delta == 0 {
             self.w.bits(0, 1);
             return;
         }
         self.w.bits(1, 1);
-        let mut leading = delta.leading_zeros();
-        let trailing = delta.trailing_zeros();
-        if leading >= 32 {
-            leading = 31; // 5 bits hold at most 31
-        }
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.w.bits(0, 1);
-            self.w
-                .bits(delta >> self.trailing, 64 - self.leading - self.trailing);
-            return;
-        }
+        // 5 bits hold at most 31 leading zeros
+        let fits = |(leading, trailing): (u32, u32)| {
+            delta.leading_zeros().min(31) >= leading && delta.trailing_zeros() >= trailing
+        };
+        let (leading, trailing) = match window {
+            Some(w) => {
+                debug_assert!(fits(w), "the window holds the change");
+                w
+            }
+            None => {
+                if self.leading != 0xff && fits((self.leading, self.trailing)) {
+                    self.w.bits(0, 1);
+                    self.w
+                        .bits(delta >> self.trailing, 64 - self.leading - self.trailing);
+                    return;
+                }
+                (delta.leading_zeros().min(31), delta.trailing_zeros())
+            }
+        };
         self.leading = leading;
         self.trailing = trailing;
         self.w.bits(1, 1);
@@ -159,6 +195,19 @@ impl XorEncoder {
         // 64 significant bits are written as 0; the reader maps 0 back to 64
         self.w.bits((sig & 63) as u64, 6);
         self.w.bits(delta >> trailing, sig);
+    }
+
+    /// The chunk bytes after `n` more samples whose bits are `from..to` of `stream`, another
+    /// chunk's bit stream (without its count), which its encoder wrote from the state a
+    /// decoder of this one is in: the same last timestamp, delta and value, and the same
+    /// window unless no value changes in those samples.
+    pub fn finish_with(mut self, stream: &[u8], (from, to): (usize, usize), n: u16) -> Vec<u8> {
+        debug_assert!(
+            self.n >= 2,
+            "a copied sample needs the delta of the two before it"
+        );
+        self.w.copy(stream, from, to);
+        self.w.finish(self.n + n)
     }
 
     /// The number of samples appended.

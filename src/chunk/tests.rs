@@ -129,6 +129,64 @@ proptest! {
     }
 
     #[test]
+    fn a_cut_holds_the_samples_inside(
+        start in any::<i32>(),
+        steps in prop::collection::vec((0i64..100_000, any::<u64>(), 0u8..5), 1..300),
+        (from, len) in (0usize..300, 0usize..300),
+    ) {
+        // runs of equal values, counters, and values that open new windows, as scrapes give
+        let mut t = start as i64;
+        let mut s = Vec::new();
+        let mut last = 0.0f64;
+        for (dt, bits, mode) in steps {
+            t += dt;
+            let v = match mode {
+                0 => f64::from_bits(bits),
+                1 | 2 => last,
+                3 => last + (bits % 1000) as f64 * 0.001,
+                _ => (bits % 100) as f64 * 0.1,
+            };
+            last = v;
+            s.push((t, v));
+        }
+        let data = encode(&s);
+        let (from, to) = (from.min(s.len() - 1), (from + len).min(s.len() - 1));
+        let (mint, maxt) = (s[from].0, s[to].0);
+        let inside: Vec<Sample> = s.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
+        let mut scratch = Vec::new();
+        match cut(&data, mint, maxt, &mut scratch).unwrap() {
+            Cut::Part { data: part, first, last } => {
+                prop_assert_eq!((first, last), (mint, maxt));
+                prop_assert!(same(&decode(&part).unwrap(), &inside));
+                // a first sample written whole, the rest at most as long as in the original
+                prop_assert!(part.len() <= data.len() + 20, "{} bytes of {}", part.len(), data.len());
+                if inside[0] == s[0] {
+                    prop_assert_eq!(part, encode(&inside));
+                }
+            }
+            Cut::Whole { first, last } => {
+                prop_assert_eq!(inside.len(), s.len());
+                prop_assert_eq!((first, last), (s[0].0, s[s.len() - 1].0));
+            }
+            Cut::Empty => prop_assert!(false, "a sample is inside"),
+        }
+    }
+
+    #[test]
+    fn marks_are_where_the_samples_end(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        // a chunk cut after each sample decodes to the samples up to it
+        let (mut samples, mut marks) = (Vec::new(), Vec::new());
+        if decode_marked(&data, &mut samples, &mut marks).is_ok() {
+            prop_assert_eq!(samples.len(), marks.len());
+            for (i, m) in marks.iter().enumerate() {
+                let mut prefix = ((i + 1) as u16).to_be_bytes().to_vec();
+                prefix.extend_from_slice(&data[2..2 + (m.end as usize).div_ceil(8)]);
+                prop_assert!(same(&decode(&prefix).unwrap(), &samples[..=i]));
+            }
+        }
+    }
+
+    #[test]
     fn garbage_never_panics_and_both_decoders_agree(data in prop::collection::vec(any::<u8>(), 0..200)) {
         let fast = decode(&data);
         let mut slow = Vec::new();
@@ -158,11 +216,21 @@ fn a_chunk_is_cut_to_a_range() {
             last: 9000
         }
     );
+    let Cut::Part {
+        data: part,
+        first,
+        last,
+    } = cut(&data, 2001, 5000, &mut scratch).unwrap()
+    else {
+        panic!("samples 3 to 5 are inside");
+    };
+    assert_eq!((first, last), (3000, 5000));
+    assert!(same(&decode(&part).unwrap(), &samples[3..6]));
     assert_eq!(
-        cut(&data, 2001, 5000, &mut scratch).unwrap(),
+        cut(&data, 0, 5000, &mut scratch).unwrap(),
         Cut::Part {
-            data: encode(&samples[3..6]),
-            first: 3000,
+            data: encode(&samples[..6]),
+            first: 0,
             last: 5000
         }
     );

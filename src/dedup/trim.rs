@@ -72,7 +72,7 @@ pub fn cut_to_each(
     ranges: &[(i64, i64)],
 ) -> Result<Vec<Vec<AggrChunk>>, SeriesDataError> {
     let mut out = vec![Vec::new(); ranges.len()];
-    let mut scratch = Vec::new();
+    let (mut scratch, mut marks) = (Vec::new(), Vec::new());
     for c in chunks {
         let mut decoded = false;
         for (own, &(mint, maxt)) in out.iter_mut().zip(ranges) {
@@ -87,10 +87,12 @@ pub fn cut_to_each(
             check_xor(raw.r#type)?;
             if !decoded {
                 scratch.clear();
-                crate::chunk::decode_into(&raw.data, &mut scratch)?;
+                marks.clear();
+                crate::chunk::decode_marked(&raw.data, &mut scratch, &mut marks)?;
                 decoded = true;
             }
-            own.extend(crate::chunk::cut_decoded(&scratch, mint, maxt).into_chunk(raw));
+            let cut = crate::chunk::cut_decoded(&raw.data, &scratch, &marks, mint, maxt);
+            own.extend(cut.into_chunk(raw));
         }
     }
     for own in &mut out {
