@@ -17,8 +17,14 @@ if [ -n "$started" ] && [ "$(proc_start_time "$pid")" = "$started" ]; then
   # its data directory's lock goes with it
   while [ "$(proc_start_time "$pid")" = "$started" ]; do sleep 0.1; done
 fi
+# A restart still waiting is a process of the stack: down.sh stops it with the others, so a
+# test that failed meanwhile leaves nothing behind to start a peer into a removed directory.
+pending=$STACK_DIR/pids/$name.restart.pid
+echo "$$ $(proc_start_time $$)" >"$pending"
 log "$name killed; starting it again in ${pause}s"
 sleep "$pause"
+[ -f "$pending" ] || die "the stack went down: $name is not started again"
+rm -f "$pending"
 eval "set -- $(cat "$cmd_file")"
 nohup "$@" >>"$STACK_DIR/logs/$name.log" 2>&1 &
 echo "$! $(proc_start_time $!)" >"$pid_file"
