@@ -126,15 +126,26 @@ fn decoder(c: &mut Criterion) {
     let edge = START + 45 * 30_000;
     let windows = [(START - 3_600_000, edge), (edge + 1, edge + 3_600_000)];
     g.throughput(Throughput::Elements(240 * series.len() as u64));
-    g.bench_function("cut_to_each_two_windows_realistic_mix", |b| {
-        b.iter(|| {
-            let mut n = 0;
-            for chunks in &series {
-                n += cut_to_each(black_box(chunks), &windows).unwrap()[1].len();
-            }
-            black_box(n)
-        })
-    });
+    // and as the bench's backfilled chunks meet them: a chunk starts on the hour, its first
+    // sample the previous window's last
+    let on_the_hour = [
+        (START - 3_600_000 + 10, START + 10),
+        (START + 11, START + 3_600_010),
+    ];
+    for (name, windows) in [("", &windows), ("_on_the_hour", &on_the_hour)] {
+        g.bench_function(
+            format!("cut_to_each_two_windows_realistic_mix{name}"),
+            |b| {
+                b.iter(|| {
+                    let mut n = 0;
+                    for chunks in &series {
+                        n += cut_to_each(black_box(chunks), windows).unwrap()[1].len();
+                    }
+                    black_box(n)
+                })
+            },
+        );
+    }
     g.finish();
 }
 

@@ -55,6 +55,8 @@ impl BitWriter {
     /// Appends bits `from..to` of `src` (most significant first), 32 at a time.
     fn copy(&mut self, src: &[u8], from: usize, to: usize) {
         debug_assert!(from <= to && to <= src.len() * 8);
+        // the bytes grow once, not by doubling from the few the first samples took
+        self.bytes.reserve((to - from).div_ceil(8) + 8);
         let mut pos = from;
         while pos < to {
             let n = (to - pos).min(32) as u32;
