@@ -89,7 +89,7 @@ pub fn cut(
 /// bits of its stream, and a part that starts later is encoded up to its first value change,
 /// which is written in the window the original holds there; a decoder of the part then
 /// holds the original's state, and the rest of the bits are copied. Edge chunks are most
-/// chunks of a multi-window request, and encoding them again was a fifth of its set-aside
+/// chunks of a multi-window request, and encoding them again was a third of its set-aside
 /// (docs/benchmarks.md, "Exporter CPU"). The bytes may differ from what Prometheus' appender
 /// writes for the same samples (a window it would not open); the samples do not.
 pub fn cut_decoded(data: &[u8], samples: &[Sample], marks: &[Mark], mint: i64, maxt: i64) -> Cut {

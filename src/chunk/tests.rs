@@ -100,23 +100,34 @@ fn dod_bucket_boundaries() {
     assert!(same(&decode(&encode(&s)).unwrap(), &s));
 }
 
+/// Samples from `start` at the steps' time deltas, each value chosen by its mode from the
+/// step's random bits and the value before.
+fn samples(
+    start: i32,
+    steps: Vec<(i64, u64, u8)>,
+    value: impl Fn(u8, u64, f64) -> f64,
+) -> Vec<Sample> {
+    let mut t = i64::from(start);
+    let mut last = 0.0f64;
+    steps
+        .into_iter()
+        .map(|(dt, bits, mode)| {
+            t += dt;
+            last = value(mode, bits, last);
+            (t, last)
+        })
+        .collect()
+}
+
 proptest! {
     #[test]
     fn round_trip(start in any::<i32>(), steps in prop::collection::vec((0i64..10_000_000, any::<u64>(), 0u8..4), 0..300)) {
-        let mut t = start as i64;
-        let mut s = Vec::new();
-        let mut last = 0.0f64;
-        for (dt, bits, mode) in steps {
-            t += dt;
-            let v = match mode {
-                0 => f64::from_bits(bits),
-                1 => last,
-                2 => last + (bits % 1000) as f64,
-                _ => (bits % 100) as f64 * 0.1,
-            };
-            last = v;
-            s.push((t, v));
-        }
+        let s = samples(start, steps, |mode, bits, last| match mode {
+            0 => f64::from_bits(bits),
+            1 => last,
+            2 => last + (bits % 1000) as f64,
+            _ => (bits % 100) as f64 * 0.1,
+        });
         let c = encode(&s);
         let got = decode(&c).unwrap();
         prop_assert!(same(&got, &s));
@@ -135,20 +146,12 @@ proptest! {
         (from, len) in (0usize..300, 0usize..300),
     ) {
         // runs of equal values, counters, and values that open new windows, as scrapes give
-        let mut t = start as i64;
-        let mut s = Vec::new();
-        let mut last = 0.0f64;
-        for (dt, bits, mode) in steps {
-            t += dt;
-            let v = match mode {
-                0 => f64::from_bits(bits),
-                1 | 2 => last,
-                3 => last + (bits % 1000) as f64 * 0.001,
-                _ => (bits % 100) as f64 * 0.1,
-            };
-            last = v;
-            s.push((t, v));
-        }
+        let s = samples(start, steps, |mode, bits, last| match mode {
+            0 => f64::from_bits(bits),
+            1 | 2 => last,
+            3 => last + (bits % 1000) as f64 * 0.001,
+            _ => (bits % 100) as f64 * 0.1,
+        });
         let data = encode(&s);
         let (from, to) = (from.min(s.len() - 1), (from + len).min(s.len() - 1));
         let (mint, maxt) = (s[from].0, s[to].0);
