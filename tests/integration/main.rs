@@ -36,6 +36,8 @@ mod telemetry;
 mod thanos_grpc;
 /// The generator's ground truth through Thanos Query's PromQL.
 mod thanos_http;
-/// A production-shaped Thanos: store gateways, a compacted bucket, a receiver, live scrapes,
-/// a TLS Querier; gRPC against HTTP over each.
+/// The production topology's Querier behind TLS: the same bytes, or the setting to fix.
+mod tls;
+/// A production-shaped Thanos: store gateways, a compacted bucket, a receiver, live scrapes;
+/// gRPC against HTTP over each.
 mod topology;

@@ -2,7 +2,8 @@
 //! and the HTTP source (Thanos Query's PromQL, the oracle) write the same files for every
 //! default catalog metric over object storage alone, object storage and sidecars over the
 //! same range, a bucket compacted with offline deduplication, a receiver, live scrapes with
-//! real staleness markers and replica offsets, each store on its own, and a Querier behind TLS.
+//! real staleness markers and replica offsets, and each store on its own (the Querier behind
+//! TLS: `tls.rs`).
 //!
 //! The live tests (`live_*`) sort after the others, so with the default test threads they run
 //! last; each waits until the live scrapes have covered its windows rather than sleeping.
@@ -387,109 +388,6 @@ fn direct_stores_grpc_equal_the_queriers_http() {
             "{name}: 2 windows x 2 clusters: {p:?}"
         );
     }
-}
-
-/// `export` through the TLS Querier with the given TLS flags.
-fn export_tls(dir: &Path, range: (i64, i64), tls: &[&str]) -> Output {
-    export(
-        "grpc",
-        dir,
-        range,
-        &topology().tls_grpc,
-        &stack().thanos_http,
-        tls,
-    )
-}
-
-#[test]
-fn grpc_over_tls_with_a_client_certificate_writes_the_same_bytes() {
-    // (g) the same stores behind a Querier whose gRPC listener requires TLS and a client
-    // certificate signed by the stack's CA.
-    let (s, t) = (stack(), topology());
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
-    let plain = scratch("topology-tls-plain");
-    let out = export("grpc", &plain, range, &s.thanos_grpc, &s.thanos_http, &[]);
-    assert!(
-        out.status.success(),
-        "plaintext Querier: {}",
-        describe(&out)
-    );
-    let mtls = [
-        "--tls-ca-file",
-        &t.tls_ca_file,
-        "--tls-cert-file",
-        &t.tls_cert_file,
-        "--tls-key-file",
-        &t.tls_key_file,
-    ];
-    let tls = scratch("topology-tls");
-    let out = export_tls(&tls, range, &mtls);
-    assert!(out.status.success(), "TLS Querier: {}", describe(&out));
-    let (pf, tf) = (files(&plain), files(&tls));
-    assert_eq!(pf, tf, "the same keys");
-    assert_eq!(pf.len(), METRICS * 2);
-    for f in &pf {
-        assert!(
-            std::fs::read(plain.join(f)).unwrap() == std::fs::read(tls.join(f)).unwrap(),
-            "{f}: the same bytes"
-        );
-    }
-    // The certificate names 127.0.0.1 and localhost: --tls-server-name picks the other one.
-    let named = scratch("topology-tls-named");
-    let mut args = mtls.to_vec();
-    args.extend(["--tls-server-name", "localhost"]);
-    let out = export_tls(&named, range, &args);
-    assert!(
-        out.status.success(),
-        "--tls-server-name localhost: {}",
-        describe(&out)
-    );
-    assert_eq!(files(&named), pf);
-}
-
-#[test]
-fn grpc_over_tls_with_a_wrong_ca_is_a_configuration_error() {
-    let t = topology();
-    let s = stack();
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
-    let dir = scratch("topology-tls-wrong-ca");
-    let out = export_tls(
-        &dir,
-        range,
-        &[
-            "--tls-ca-file",
-            &t.tls_other_ca_file,
-            "--tls-cert-file",
-            &t.tls_cert_file,
-            "--tls-key-file",
-            &t.tls_key_file,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TLS_CA_FILE"), "names the fix: {err}");
-    assert!(files(&dir).is_empty(), "nothing written");
-}
-
-#[test]
-fn grpc_over_tls_without_a_client_certificate_is_a_configuration_error() {
-    // The server asks for a client certificate (mTLS); with TLS 1.3 the client learns of the
-    // refusal only after its handshake, on the first call.
-    let t = topology();
-    let s = stack();
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
-    let dir = scratch("topology-tls-no-cert");
-    let started = std::time::Instant::now();
-    let out = export_tls(&dir, range, &["--tls-ca-file", &t.tls_ca_file]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TLS_CERT_FILE"), "names the fix: {err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "not retried as an outage: {:?}",
-        started.elapsed()
-    );
-    assert!(files(&dir).is_empty(), "nothing written");
 }
 
 // ---- live data --------------------------------------------------------------------------------
