@@ -46,10 +46,13 @@ impl Spill {
     /// Sets a series aside for `window`, with the chunks it reads there.
     pub fn push(&mut self, window: usize, labels: &Labels, chunks: &[AggrChunk]) -> io::Result<()> {
         let w = &mut self.windows[window];
-        let mut bytes = 8;
-        w.write_all(&(labels.len() as u32).to_le_bytes())?;
-        for (name, value) in labels.iter() {
-            bytes += write_bytes(w, name.as_bytes())? + write_bytes(w, value.as_bytes())?;
+        // the label set as it is held, read back without parsing pairs or sorting them
+        let (text, ends) = labels.text_and_ends();
+        let mut bytes = 8 + write_bytes(w, text.as_bytes())? + 8 * ends.len();
+        w.write_all(&(ends.len() as u32).to_le_bytes())?;
+        for &(name_end, end) in ends {
+            w.write_all(&name_end.to_le_bytes())?;
+            w.write_all(&end.to_le_bytes())?;
         }
         w.write_all(&(chunks.len() as u32).to_le_bytes())?;
         // the heads first, then the chunks' data end to end: read back as one buffer that
@@ -84,8 +87,7 @@ impl Spill {
                 file.seek(SeekFrom::Start(0))?;
                 Ok(WindowSeries {
                     file: BufReader::with_capacity(BUFFER, file),
-                    text: Vec::new(),
-                    ends: Vec::new(),
+                    heads: Vec::new(),
                 })
             })
             .collect()
@@ -95,9 +97,8 @@ impl Spill {
 /// One window's series, read back.
 pub struct WindowSeries {
     file: BufReader<File>,
-    // a series' label names and values as read, and where each ends: kept between series
-    text: Vec<u8>,
-    ends: Vec<usize>,
+    // a series' chunk heads (min time, max time, kind, length): kept between series
+    heads: Vec<(i64, i64, i32, usize)>,
 }
 
 impl WindowSeries {
@@ -110,40 +111,35 @@ impl WindowSeries {
             Err(e) => return Err(e),
         }
         let file = &mut self.file;
-        let count = u32::from_le_bytes(n) as usize;
-        self.text.clear();
-        self.ends.clear();
-        for _ in 0..2 * count {
-            let len = read_u32(file)? as usize;
-            let at = self.text.len();
-            self.text.resize(at + len, 0);
-            file.read_exact(&mut self.text[at..])?;
-            self.ends.push(self.text.len());
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        let len = u32::from_le_bytes(n) as usize;
+        let mut text = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut text)?;
+        if text.len() < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let text = std::str::from_utf8(&self.text)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let part = |i: usize| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            text.get(start..self.ends[i]).unwrap_or_default()
-        };
-        let labels = Labels::from_pairs((0..count).map(|i| (part(2 * i), part(2 * i + 1))));
-        let heads = (0..read_u32(file)?)
-            .map(|_| {
-                let mut head = [0u8; 24];
-                file.read_exact(&mut head)?;
-                let int = |r: std::ops::Range<usize>| -> [u8; 8] {
-                    head[r].try_into().unwrap_or_default()
-                };
-                let kind = i32::from_le_bytes(head[16..20].try_into().unwrap_or_default());
-                let len = u32::from_le_bytes(head[20..24].try_into().unwrap_or_default());
-                Ok((
-                    i64::from_le_bytes(int(0..8)),
-                    i64::from_le_bytes(int(8..16)),
-                    kind,
-                    len as usize,
-                ))
-            })
+        let text = String::from_utf8(text).map_err(|_| invalid("a label is not UTF-8"))?;
+        let ends = (0..read_u32(file)?)
+            .map(|_| Ok((read_u32(file)?, read_u32(file)?)))
             .collect::<io::Result<Vec<_>>>()?;
+        let labels =
+            Labels::from_text(text, ends).ok_or_else(|| invalid("a label set is corrupt"))?;
+        self.heads.clear();
+        for _ in 0..read_u32(file)? {
+            let mut head = [0u8; 24];
+            file.read_exact(&mut head)?;
+            let int =
+                |r: std::ops::Range<usize>| -> [u8; 8] { head[r].try_into().unwrap_or_default() };
+            let kind = i32::from_le_bytes(head[16..20].try_into().unwrap_or_default());
+            let len = u32::from_le_bytes(head[20..24].try_into().unwrap_or_default());
+            self.heads.push((
+                i64::from_le_bytes(int(0..8)),
+                i64::from_le_bytes(int(8..16)),
+                kind,
+                len as usize,
+            ));
+        }
+        let heads = &self.heads;
         // read into spare capacity, not into a buffer zeroed first
         let len: usize = heads.iter().map(|h| h.3).sum();
         let mut data = Vec::with_capacity(len);
@@ -154,8 +150,8 @@ impl WindowSeries {
         let data = bytes::Bytes::from(data);
         let mut at = 0;
         let chunks = heads
-            .into_iter()
-            .map(|(min_time, max_time, kind, len)| {
+            .iter()
+            .map(|&(min_time, max_time, kind, len)| {
                 at += len;
                 AggrChunk {
                     min_time,
