@@ -112,16 +112,15 @@ impl WindowSeries {
         }
         let file = &mut self.file;
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-        let len = u32::from_le_bytes(n) as usize;
-        let mut text = Vec::with_capacity(len);
-        file.take(len as u64).read_to_end(&mut text)?;
-        if text.len() < len {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        // allocated at their exact sizes: the label set keeps them as they are
+        let mut text = vec![0u8; u32::from_le_bytes(n) as usize];
+        file.read_exact(&mut text)?;
         let text = String::from_utf8(text).map_err(|_| invalid("a label is not UTF-8"))?;
-        let ends = (0..read_u32(file)?)
-            .map(|_| Ok((read_u32(file)?, read_u32(file)?)))
-            .collect::<io::Result<Vec<_>>>()?;
+        let pairs = read_u32(file)? as usize;
+        let mut ends = Vec::with_capacity(pairs);
+        for _ in 0..pairs {
+            ends.push((read_u32(file)?, read_u32(file)?));
+        }
         let labels =
             Labels::from_text(text, ends).ok_or_else(|| invalid("a label set is corrupt"))?;
         self.heads.clear();
