@@ -44,7 +44,8 @@ pub fn xor_chunk(samples: &[Sample]) -> Option<AggrChunk> {
 pub enum Cut {
     /// Every sample is inside: the chunk as it is; its first and last sample times.
     Whole { first: i64, last: i64 },
-    /// Some samples were outside: the others, re-encoded; their first and last times.
+    /// Some samples were outside: the others as a chunk of their own (see `cut_decoded`);
+    /// their first and last times.
     Part {
         data: Vec<u8>,
         first: i64,
@@ -56,7 +57,7 @@ pub enum Cut {
 
 impl Cut {
     /// The cut of `raw`'s chunk as a `Series` sends it: the chunk as it was (its times its
-    /// samples') or re-encoded; `None` when no sample is inside, as Prometheus sends no empty
+    /// samples') or its part; `None` when no sample is inside, as Prometheus sends no empty
     /// chunk.
     pub fn into_chunk(self, raw: &crate::store::proto::Chunk) -> Option<AggrChunk> {
         let (first, last, data) = match self {
@@ -102,7 +103,7 @@ pub fn cut_decoded(data: &[u8], samples: &[Sample], marks: &[Mark], mint: i64, m
         return Cut::Empty;
     };
     let (first, last) = (samples[a].0, samples[b].0);
-    if samples[a..=b].len() == samples.len() {
+    if a == 0 && b == samples.len() - 1 {
         return Cut::Whole { first, last };
     }
     let stream = &data[2..];
