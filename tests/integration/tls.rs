@@ -10,6 +10,25 @@ use crate::support::exporter::{describe, files, scratch};
 use crate::support::stack::{stack, topology};
 use crate::topology::{METRICS, export};
 
+/// The hour every test exports: the fourth of the data.
+fn hour() -> (i64, i64) {
+    let s = stack();
+    (s.data_from + 3 * 3600, s.data_from + 4 * 3600)
+}
+
+/// The TLS flags with the stack's client certificate and key, trusting `ca`.
+fn client_cert(ca: &str) -> [&str; 6] {
+    let t = topology();
+    [
+        "--tls-ca-file",
+        ca,
+        "--tls-cert-file",
+        &t.tls_cert_file,
+        "--tls-key-file",
+        &t.tls_key_file,
+    ]
+}
+
 /// `export` through the TLS Querier with the given TLS flags.
 fn export_tls(dir: &Path, range: (i64, i64), tls: &[&str]) -> Output {
     export(
@@ -27,7 +46,7 @@ fn grpc_over_tls_with_a_client_certificate_writes_the_same_bytes() {
     // (g) the same stores behind a Querier whose gRPC listener requires TLS and a client
     // certificate signed by the stack's CA.
     let (s, t) = (stack(), topology());
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
+    let range = hour();
     let plain = scratch("topology-tls-plain");
     let out = export("grpc", &plain, range, &s.thanos_grpc, &s.thanos_http, &[]);
     assert!(
@@ -35,14 +54,7 @@ fn grpc_over_tls_with_a_client_certificate_writes_the_same_bytes() {
         "plaintext Querier: {}",
         describe(&out)
     );
-    let mtls = [
-        "--tls-ca-file",
-        &t.tls_ca_file,
-        "--tls-cert-file",
-        &t.tls_cert_file,
-        "--tls-key-file",
-        &t.tls_key_file,
-    ];
+    let mtls = client_cert(&t.tls_ca_file);
     let tls = scratch("topology-tls");
     let out = export_tls(&tls, range, &mtls);
     assert!(out.status.success(), "TLS Querier: {}", describe(&out));
@@ -70,22 +82,8 @@ fn grpc_over_tls_with_a_client_certificate_writes_the_same_bytes() {
 
 #[test]
 fn grpc_over_tls_with_a_wrong_ca_is_a_configuration_error() {
-    let t = topology();
-    let s = stack();
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
     let dir = scratch("topology-tls-wrong-ca");
-    let out = export_tls(
-        &dir,
-        range,
-        &[
-            "--tls-ca-file",
-            &t.tls_other_ca_file,
-            "--tls-cert-file",
-            &t.tls_cert_file,
-            "--tls-key-file",
-            &t.tls_key_file,
-        ],
-    );
+    let out = export_tls(&dir, hour(), &client_cert(&topology().tls_other_ca_file));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TLS_CA_FILE"), "names the fix: {err}");
@@ -96,12 +94,9 @@ fn grpc_over_tls_with_a_wrong_ca_is_a_configuration_error() {
 fn grpc_over_tls_without_a_client_certificate_is_a_configuration_error() {
     // The server asks for a client certificate (mTLS); with TLS 1.3 the client learns of the
     // refusal only after its handshake, on the first call.
-    let t = topology();
-    let s = stack();
-    let range = (s.data_from + 3 * 3600, s.data_from + 4 * 3600);
     let dir = scratch("topology-tls-no-cert");
     let started = std::time::Instant::now();
-    let out = export_tls(&dir, range, &["--tls-ca-file", &t.tls_ca_file]);
+    let out = export_tls(&dir, hour(), &["--tls-ca-file", &topology().tls_ca_file]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TLS_CERT_FILE"), "names the fix: {err}");
