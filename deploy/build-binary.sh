@@ -63,6 +63,10 @@ if [ "$mode" = setup ]; then
   exit 0
 fi
 
+# jemalloc (the allocator, src/main.rs) takes its page size from the build: arm64 kernels run
+# with 4 KiB or 64 KiB pages, and a 4 KiB jemalloc aborts on a 64 KiB kernel. 64 KiB runs on both.
+[ "$arch" = arm64 ] && export JEMALLOC_SYS_WITH_LG_PAGE=16
+
 if [ "$host" = "$triple" ]; then
   cargo build --release --locked --quiet
   binary=$target_dir/release/storeapi-exporter

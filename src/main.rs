@@ -8,7 +8,6 @@ use storeapi_exporter::cli::{Cli, LogFormat};
 use storeapi_exporter::{cmd, exit, observe};
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     exit_internal_on_panic();
     let cli = Cli::parse();
     let json = match cli.opts.log.log_format {
@@ -72,31 +71,17 @@ fn exit_internal_on_panic() {
     }));
 }
 
-/// glibc gives threads that allocate at the same time arenas of their own (up to 8 per core)
-/// and keeps what is freed in each: the decoding threads, the runtime's workers and the file
-/// writers then each hold on to freed memory, and the peak grows with the span. Measured on
-/// the 110k-series bench (release build, `export` over the last 1 h and 24 h): 4 arenas held
-/// 215 MiB for 1 h and 319 to 355 MiB for 24 h; one arena holds 196 to 201 MiB for 1 h and
-/// 202 to 207 MiB for 24 h, for 4 to 7 % more wall time on 2 cores. A MALLOC_ARENA_MAX set by
-/// the user wins. Called by `main` before any thread starts.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-                return;
-            }
-            // M_ARENA_MAX in glibc's malloc.h
-            const M_ARENA_MAX: std::ffi::c_int = -8;
-            unsafe extern "C" {
-                fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-            }
-            // SAFETY: mallopt only changes a tunable under malloc's own lock; arenas that
-            // already exist stay valid, later threads share the main one
-            unsafe {
-                mallopt(M_ARENA_MAX, 1);
-            }
-        });
-    }
-}
+/// jemalloc, not glibc's malloc. The windows' decoding, evaluation and rendering allocate on
+/// several threads at once: glibc capped to one arena (four held 1.5 times the memory over a
+/// 24 h backfill) made them queue on its lock, a tenth of the exporter's CPU in futex calls,
+/// where jemalloc's per-thread caches serve most allocations without one. One arena as well,
+/// and freed pages handed back after a second: 11 % less CPU per point on the 22k bench, peak
+/// RSS 78 to 96 MiB against 60 to 74 (docs/benchmarks.md, "The allocator").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Read by jemalloc before `main`; options in `_RJEM_MALLOC_CONF` are read after these and win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";

@@ -151,19 +151,24 @@ pub fn children_cpu_seconds() -> f64 {
     (ticks(16) + ticks(17)) / 100.0
 }
 
-/// Hands the heap's free pages back to the system. glibc keeps what a window's requests freed
-/// in each arena for reuse, and over a long backfill the arenas' free lists fragment: without
-/// this, a 24 h export held 1.4 times the peak of a 1 h one (docs/benchmarks.md). Takes
-/// milliseconds on a large heap: call it off the async runtime, once per batch of windows.
+/// Hands the heap's free pages back to the system now rather than at the allocator's own pace
+/// (a second after they were freed), once per batch of windows: over a long backfill the
+/// peak then stays the 1 h one's (docs/benchmarks.md). Takes milliseconds on a large heap:
+/// call it off the async runtime.
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim takes malloc's own locks and only returns free pages
+        // every arena's (MALLCTL_ARENAS_ALL), not only the one this thread uses
+        const PURGE_ALL: &[u8] = b"arena.4096.purge\0";
+        // SAFETY: a void mallctl with no old or new value; jemalloc takes its own locks
         unsafe {
-            malloc_trim(0);
+            tikv_jemalloc_sys::mallctl(
+                PURGE_ALL.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            );
         }
     }
 }
