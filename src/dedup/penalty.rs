@@ -3,7 +3,9 @@
 //! switch between replicas.
 
 use super::Reading;
+use crate::chunk::XorIter;
 use crate::model::Sample;
+use crate::store::proto::{AggrChunk, Chunk, chunk::Encoding};
 
 /// The penalty before the first switch, in milliseconds (Thanos' `initialPenalty`).
 const INITIAL_PENALTY: i64 = 5000;
@@ -274,4 +276,108 @@ impl<'a> Merger<'a> {
             self.b.at_t()
         }
     }
+}
+
+/// The second of two pseudo-replicas, read only as far as the merge of the two needs it:
+/// the merge takes nothing from it except across a gap in the first, and most of it need
+/// not be decoded at all. A chunk's bounds are its first and last sample's times; a chunk
+/// is decoded, sample by sample, only where a time asked falls inside it.
+pub(super) struct Second<'a> {
+    chunks: &'a [AggrChunk],
+    lane: &'a [usize],
+    range: (i64, i64),
+    // the first chunk of the lane that may end at or after the last time asked, and the
+    // samples of that chunk read so far, the last one not before that time
+    at: usize,
+    reading: Option<(XorIter<'a>, i64)>,
+}
+
+impl<'a> Second<'a> {
+    pub(super) fn new(chunks: &'a [AggrChunk], lane: &'a [usize], range: (i64, i64)) -> Self {
+        Second {
+            chunks,
+            lane,
+            range,
+            at: 0,
+            reading: None,
+        }
+    }
+
+    /// Whether the lane may have a sample in range at a time in `[from, to)`: `true` also
+    /// when a chunk cannot be read here (merging in full then says what is wrong with it),
+    /// or the sample is one the reading skips (a counter's staleness marker). `from` must
+    /// not decrease from call to call.
+    pub(super) fn has_sample_in(&mut self, from: i64, to: i64) -> bool {
+        let (mint, maxt) = self.range;
+        let from = from.max(mint);
+        let to = to.min(maxt.saturating_add(1));
+        if from >= to {
+            return false;
+        }
+        while let Some(&i) = self.lane.get(self.at) {
+            let c = &self.chunks[i];
+            if c.max_time < from {
+                self.at += 1;
+                self.reading = None;
+                continue;
+            }
+            if c.min_time >= from {
+                return c.min_time < to;
+            }
+            // `from` falls inside this chunk: its samples tell
+            let reading = match &mut self.reading {
+                Some(r) => r,
+                None => {
+                    let xor = |r: &&Chunk| r.r#type == Encoding::Xor as i32;
+                    let raw = c.raw.as_ref().filter(xor);
+                    let Some(iter) = raw.and_then(|r| XorIter::new(&r.data).ok()) else {
+                        return true;
+                    };
+                    self.reading.insert((iter, i64::MIN))
+                }
+            };
+            let (iter, t) = reading;
+            while *t < from {
+                match iter.next_sample() {
+                    Ok(Some((next, _))) => *t = next,
+                    Ok(None) => break,
+                    Err(_) => return true,
+                }
+            }
+            if *t >= from {
+                return *t < to;
+            }
+            self.at += 1;
+            self.reading = None;
+        }
+        false
+    }
+}
+
+/// Whether merging two replicas, the first decoded and the second read as far as needed,
+/// gives the first's samples unchanged: the merge's steps replayed, the second's samples
+/// looked at only where they could win one. The first wins ties, and a counter is adjusted
+/// only at a switch, which then never happens. Before Thanos v0.35 the first sample was a
+/// switch too: the caller merges that reading in full.
+pub(super) fn first_alone(first: &[Sample], mut second: Second<'_>) -> bool {
+    let mut last_t = i64::MIN;
+    let mut pen_second = 0i64;
+    for &(t, _) in first {
+        // as `Merger::step`: the second is sought from the penalty on, the first from the
+        // next time, which its samples in order already are; the second wins with an
+        // earlier sample
+        let from = last_t.saturating_add(1).saturating_add(pen_second);
+        if second.has_sample_in(from, t) {
+            return false;
+        }
+        pen_second = if last_t != i64::MIN {
+            2 * (t - last_t)
+        } else {
+            INITIAL_PENALTY
+        };
+        last_t = t;
+    }
+    // the first has ended: the second must have nothing left to give
+    let from = last_t.saturating_add(1).saturating_add(pen_second);
+    !second.has_sample_in(from, i64::MAX)
 }

@@ -310,3 +310,246 @@ fn a_series_scraped_to_a_request_s_end_shows_the_trim_one_stopped_before_does_no
     assert!(crosses_a_range(&chunks, &[(3_300_001, 7_200_000)]));
     assert!(!crosses_a_range(&chunks, &[(1_786_001, 1_800_999)]));
 }
+
+/// The merge as it was before the two-replica shortcut: every pseudo-replica decoded.
+fn merged_in_full(chunks: &[AggrChunk], range: (i64, i64), reading: Reading) -> Vec<Sample> {
+    let lanes = split_overlapping(chunks);
+    let mut replicas = Vec::new();
+    for lane in &lanes {
+        let mut s = Vec::new();
+        replica_samples(
+            chunks,
+            lane,
+            range,
+            reading.counter,
+            &mut Vec::new(),
+            &mut s,
+        )
+        .unwrap();
+        replicas.push(s);
+    }
+    if replicas.len() == 1 {
+        return replicas.pop().unwrap();
+    }
+    let mut out = Vec::new();
+    merge_into(&replicas, reading, &mut out);
+    out
+}
+
+/// An HA pair's answer: each replica's samples in chunks of `per_chunk`.
+fn pair(a: &[Sample], b: &[Sample], per_chunk: usize) -> Vec<AggrChunk> {
+    let mut out: Vec<AggrChunk> = [a, b]
+        .iter()
+        .flat_map(|r| r.chunks(per_chunk.max(1)))
+        .map(chunk)
+        .collect();
+    out.sort_by_key(|c| (c.min_time, c.max_time));
+    out
+}
+
+#[test]
+fn an_ha_pair_is_merged_as_in_full_across_gaps_starts_and_ends() {
+    let gauge = |t: i64| (t / 1000 % 97) as f64;
+    let a = scrape(0, 30_000, 240, gauge);
+    let b = scrape(3200, 30_000, 240, |t| gauge(t) + 0.5);
+    let mut a_gap = a.clone();
+    a_gap.retain(|s| !(1_800_000..2_700_000).contains(&s.0));
+    let mut b_gap = b.clone();
+    b_gap.retain(|s| !(600_000..900_000).contains(&s.0));
+    let b_first = scrape(-4000, 30_000, 240, |t| gauge(t) + 0.5);
+    let a_ends_early = scrape(0, 30_000, 100, gauge);
+    // b scrapes at a's instants: a, first in the merge, wins the ties
+    let b_with_a = scrape(0, 30_000, 240, |t| gauge(t) + 0.5);
+    let range = (-10_000, 7_200_000);
+    for (what, a, b, one_replica) in [
+        ("no gap: a alone", &a, &b, true),
+        ("a gap in a: b fills it", &a_gap, &b, false),
+        ("a gap in b: a alone", &a, &b_gap, true),
+        ("b starts first: b alone", &a, &b_first, true),
+        ("a gap in a, b first: b alone", &a_gap, &b_first, true),
+        ("a ends first: b goes on", &a_ends_early, &b, false),
+        ("b at a's instants: a alone", &a, &b_with_a, true),
+    ] {
+        let chunks = pair(a, b, 120);
+        for counter in [false, true] {
+            let got = series_samples(&chunks, range.0, range.1, counter).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&merged_in_full(&chunks, range, counter.into())),
+                "{what}, counter {counter}"
+            );
+            let one = |r: &[Sample]| {
+                r.iter().all(|s| gauge(s.0) == s.1) || r.iter().all(|s| gauge(s.0) + 0.5 == s.1)
+            };
+            if !counter {
+                assert_eq!(one(&got), one_replica, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_first_replica_alone_is_what_the_whole_merge_gives() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    // an HA pair: one scrape interval, offset replicas, gaps (a restart, a lost scrape),
+    // counters that reset, staleness markers, chunks of any size, any range
+    let replica = |every: i64| {
+        (
+            0..every,
+            100usize..300,
+            proptest::collection::vec((0usize..300, 1usize..12), 0..3),
+            proptest::collection::vec((0u8..16, 0u32..50), 300),
+        )
+    };
+    let pair = proptest::sample::select(vec![15_000i64, 30_000, 60_000])
+        .prop_flat_map(move |every| (Just(every), replica(every), replica(every)));
+    let case = (
+        pair,
+        20usize..150,
+        (-60_000i64..3_600_000, 0i64..9_000_000),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(2000));
+    let (alone, merged) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    runner
+        .run(&case, |((every, a, b), per_chunk, (mint, len), counter)| {
+            let lanes: Vec<Vec<Sample>> = [a, b]
+                .into_iter()
+                .map(|(offset, n, gaps, values)| {
+                    let mut v = 0.0;
+                    let mut s = scrape(offset, every, n, |_| 0.0);
+                    for (x, &(kind, step)) in s.iter_mut().zip(&values) {
+                        v = if kind == 0 { 0.0 } else { v + f64::from(step) };
+                        x.1 = if kind == 1 {
+                            f64::from_bits(0x7ff0000000000002)
+                        } else {
+                            v
+                        };
+                    }
+                    for (from, len) in gaps {
+                        let end = (from + len).min(s.len());
+                        s.drain(from.min(end)..end);
+                    }
+                    s
+                })
+                .collect();
+            let chunks = self::pair(&lanes[0], &lanes[1], per_chunk);
+            let range = (mint, mint + len);
+            let reading = Reading::from(counter);
+            let full = merged_in_full(&chunks, range, reading);
+            let got = series_samples(&chunks, range.0, range.1, reading).unwrap();
+            prop_assert_eq!(bits(&got), bits(&full));
+            let split = split_overlapping(&chunks);
+            if split.len() == 2 {
+                let mut first = Vec::new();
+                replica_samples(
+                    &chunks,
+                    &split[0],
+                    range,
+                    counter,
+                    &mut Vec::new(),
+                    &mut first,
+                )
+                .unwrap();
+                let second = penalty::Second::new(&chunks, &split[1], range);
+                if penalty::first_alone(&first, second) {
+                    prop_assert_eq!(bits(&first), bits(&full));
+                    alone.set(alone.get() + 1);
+                } else {
+                    merged.set(merged.get() + 1);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    // both ways are taken, or this test would not tell
+    let (alone, merged) = (alone.get(), merged.get());
+    assert!(
+        alone > 150 && merged > 150,
+        "{alone} alone, {merged} merged"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn two_replicas_merge_as_in_full(
+        replicas in proptest::collection::vec(
+            (
+                -40_000i64..40_000,
+                proptest::sample::select(vec![15_000i64, 30_000, 60_000]),
+                0usize..300,
+                proptest::collection::vec((0usize..300, 0usize..60), 0..3),
+                proptest::collection::vec((0u8..8, 0u32..50), 300),
+            ),
+            2,
+        ),
+        per_chunk in 20usize..150,
+        (mint, len) in (-60_000i64..3_600_000, 0i64..9_000_000),
+        counter in proptest::bool::ANY,
+    ) {
+        let lanes: Vec<Vec<Sample>> = replicas
+            .iter()
+            .map(|(offset, every, n, gaps, values)| {
+                // a counter that grows, resets now and then, and has staleness markers
+                let mut v = 0.0;
+                let mut s = scrape(*offset, *every, *n, |_| 0.0);
+                for (i, x) in s.iter_mut().enumerate() {
+                    let (kind, step) = values[i];
+                    v = match kind {
+                        0 => 0.0,
+                        _ => v + f64::from(step),
+                    };
+                    x.1 = if kind == 1 { f64::from_bits(0x7ff0000000000002) } else { v };
+                }
+                for (from, len) in gaps {
+                    let end = (from + len).min(s.len());
+                    s.drain((*from).min(end)..end);
+                }
+                s
+            })
+            .collect();
+        let chunks = pair(&lanes[0], &lanes[1], per_chunk);
+        let range = (mint, mint + len);
+        // the reading before v0.35 is merged in full, as before
+        let reading = Reading { counter, first_sample_switches: false };
+        let got = series_samples(&chunks, range.0, range.1, reading).unwrap();
+        proptest::prop_assert_eq!(bits(&got), bits(&merged_in_full(&chunks, range, reading)));
+    }
+}
+
+#[test]
+fn the_first_replica_is_alone_to_the_millisecond() {
+    // a at 0, 30 s, 60 s; after a's first sample, b is looked at again from 5 s on, after
+    // the second from 60 s + 1 ms
+    let first = scrape(0, 30_000, 3, |_| 1.0);
+    let second = |s: &[Sample]| [chunk(s)];
+    let alone =
+        |b: &[AggrChunk]| penalty::first_alone(&first, penalty::Second::new(b, &[0], (0, 200_000)));
+    // at a's instants: a wins the ties
+    assert!(alone(&second(&[(30_000, 2.0), (60_000, 2.0)])));
+    // a millisecond earlier: b's sample is taken
+    assert!(!alone(&second(&[(29_999, 2.0), (59_999, 2.0)])));
+    // within the penalty after a's first sample: not looked at
+    assert!(alone(&second(&[(4_000, 2.0)])));
+    // the same inside a chunk that b's reading has to decode: a tie is a's, an earlier
+    // sample b's, also the one after a sample a millisecond before the penalty's end
+    assert!(alone(&second(&[
+        (2_000, 2.0),
+        (30_000, 2.0),
+        (60_000, 2.0)
+    ])));
+    assert!(!alone(&second(&[
+        (2_000, 2.0),
+        (29_999, 2.0),
+        (60_000, 2.0)
+    ])));
+    assert!(!alone(&second(&[
+        (2_000, 2.0),
+        (5_000, 2.0),
+        (20_000, 2.0)
+    ])));
+    // past a's end, from the penalty on: taken; before it: not
+    assert!(!alone(&second(&[(60_000 + 60_001, 2.0)])));
+    assert!(alone(&second(&[(60_000, 2.0), (60_000 + 60_000, 2.0)])));
+}
