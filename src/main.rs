@@ -75,8 +75,8 @@ fn exit_internal_on_panic() {
 /// several threads at once: glibc capped to one arena (four held 1.5 times the memory over a
 /// 24 h backfill) made them queue on its lock, a tenth of the exporter's CPU in futex calls,
 /// where jemalloc's per-thread caches serve most allocations without one. One arena as well,
-/// and freed pages handed back after a second: 11 % less CPU per point on the 22k bench, peak
-/// RSS 78 to 96 MiB against 60 to 74 (docs/benchmarks.md, "The allocator").
+/// and freed pages handed back after a second: 17 % less CPU per point on the 22k bench, peak
+/// RSS 77 to 81 MiB against 61 to 74 (docs/benchmarks.md, "The allocator").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
