@@ -138,7 +138,15 @@ impl<'a> Node<'a> {
     }
 
     fn at_replica(l: &Replica) -> Sample {
-        let (t, v) = l.samples[l.pos.unwrap_or(0).min(l.samples.len() - 1)];
+        let at = l.pos.unwrap_or(0).min(l.samples.len().saturating_sub(1));
+        // A replica with no sample in range is read here only by the reading before Thanos
+        // v0.35, whose first step takes the first replica's value as the last one taken
+        // (a counter's, whose reading dropped its only sample, a staleness marker). This
+        // panicked; a Go iterator that never moved gives its zero value, which lifts no
+        // counter. Not checked against a v0.34 Querier.
+        let Some(&(t, v)) = l.samples.get(at) else {
+            return (i64::MIN, 0.0);
+        };
         // Only a counter replica is adjusted (Thanos' counterErrAdjustSeriesIterator); any
         // other passes its value through untouched (noopAdjustableSeriesIterator). Even
         // `v + 0.0` would quiet a staleness marker's signalling NaN (0x7ff0000000000002

@@ -290,6 +290,17 @@ fn before_v0_35_the_first_sample_is_a_switch_that_lifts_the_other_replica() {
 }
 
 #[test]
+fn before_v0_35_a_first_replica_with_no_sample_in_range_lifts_nothing() {
+    // a's only sample in range was a staleness marker, which the counter reading drops
+    let legacy = Reading {
+        counter: true,
+        first_sample_switches: true,
+    };
+    let b = scrape(5_000, 10_000, 6, |t| 1.0 + (t / 10_000) as f64);
+    assert_eq!(merge(vec![Vec::new(), b.clone()], legacy), b);
+}
+
+#[test]
 fn a_series_scraped_to_a_request_s_end_shows_the_trim_one_stopped_before_does_not() {
     // 15 s samples from 1 s to ~2 h, in 120-sample chunks
     let samples: Vec<Sample> = (0..480).map(|i| (1_000 + i * 15_000, i as f64)).collect();
