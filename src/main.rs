@@ -82,6 +82,7 @@ fn exit_internal_on_panic() {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Read by jemalloc before `main`; options in `_RJEM_MALLOC_CONF` are read after these and win.
+/// A reference to an array, not a slice: jemalloc reads a C string pointer, one word.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";

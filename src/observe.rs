@@ -152,9 +152,9 @@ pub fn children_cpu_seconds() -> f64 {
 }
 
 /// Hands the heap's free pages back to the system now rather than at the allocator's own pace
-/// (a second after they were freed), once per batch of windows: over a long backfill the
-/// peak then stays the 1 h one's (docs/benchmarks.md). Takes milliseconds on a large heap:
-/// call it off the async runtime.
+/// (a second after they were freed), once per batch of windows, so that what a batch freed
+/// is not still held while the next one allocates (docs/benchmarks.md, "The allocator").
+/// Takes milliseconds on a large heap: call it off the async runtime.
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

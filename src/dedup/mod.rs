@@ -232,68 +232,45 @@ pub fn series_samples_into(
     let n = split_overlapping_into(chunks, &mut lanes);
     let read = if n == 1 {
         replica_samples(chunks, &lanes[0], range, counter, &mut scratch.chunk, out)
-    } else if n == 2 && !reading.first_sample_switches {
-        two_replicas(chunks, [&lanes[0], &lanes[1]], range, reading, scratch, out)
     } else {
         let mut chunk = std::mem::take(&mut scratch.chunk);
         let replicas = scratch.replicas(n);
-        let read = lanes[..n]
-            .iter()
-            .zip(replicas.iter_mut())
-            .try_for_each(|(g, s)| replica_samples(chunks, g, range, counter, &mut chunk, s));
-        if read.is_ok() {
+        let read = (|| {
+            replica_samples(
+                chunks,
+                &lanes[0],
+                range,
+                counter,
+                &mut chunk,
+                &mut replicas[0],
+            )?;
+            // An HA pair, the usual case: the merge follows the first unless the second has a
+            // sample where the first has none (a gap, an earlier start, a later end), which
+            // the first's times and the second's chunk bounds tell, decoding a chunk of the
+            // second only where a gap falls inside it. Where it has none, the result is the
+            // first's samples, and a chunk of the second that cannot be read goes unnoticed,
+            // as it would not change the result. Before Thanos v0.35 the first sample was a
+            // switch, which reads the second's values.
+            if n == 2
+                && !reading.first_sample_switches
+                && penalty::first_alone(
+                    &replicas[0],
+                    penalty::Second::new(chunks, &lanes[1], range),
+                )
+            {
+                std::mem::swap(out, &mut replicas[0]);
+                return Ok(());
+            }
+            for (g, s) in lanes[1..n].iter().zip(&mut replicas[1..]) {
+                replica_samples(chunks, g, range, counter, &mut chunk, s)?;
+            }
             merge_into(replicas, reading, out);
-        }
+            Ok(())
+        })();
         scratch.chunk = chunk;
         read
     };
     scratch.lanes = lanes;
-    read
-}
-
-/// Two pseudo-replicas (an HA pair, the usual case): the merge follows the first unless the
-/// second has a sample where the first has none (a gap, an earlier start, a later end),
-/// which the first's times and the second's chunk bounds tell, decoding a chunk of the
-/// second only where a gap falls inside it. Where it has none, the merge's result is the
-/// first's samples, and a chunk of the second that cannot be read goes unnoticed, as it
-/// would not change the result.
-fn two_replicas(
-    chunks: &[AggrChunk],
-    lanes: [&[usize]; 2],
-    range: (i64, i64),
-    reading: Reading,
-    scratch: &mut Scratch,
-    out: &mut Vec<Sample>,
-) -> Result<(), SeriesDataError> {
-    let counter = reading.counter;
-    let mut chunk = std::mem::take(&mut scratch.chunk);
-    let replicas = scratch.replicas(2);
-    let read = replica_samples(
-        chunks,
-        lanes[0],
-        range,
-        counter,
-        &mut chunk,
-        &mut replicas[0],
-    )
-    .and_then(|()| {
-        let second = penalty::Second::new(chunks, lanes[1], range);
-        if penalty::first_alone(&replicas[0], second) {
-            std::mem::swap(out, &mut replicas[0]);
-            return Ok(());
-        }
-        replica_samples(
-            chunks,
-            lanes[1],
-            range,
-            counter,
-            &mut chunk,
-            &mut replicas[1],
-        )?;
-        merge_into(replicas, reading, out);
-        Ok(())
-    });
-    scratch.chunk = chunk;
     read
 }
 

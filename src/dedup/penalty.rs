@@ -5,7 +5,7 @@
 use super::Reading;
 use crate::chunk::XorIter;
 use crate::model::Sample;
-use crate::store::proto::{AggrChunk, Chunk, chunk::Encoding};
+use crate::store::proto::AggrChunk;
 
 /// The penalty before the first switch, in milliseconds (Thanos' `initialPenalty`).
 const INITIAL_PENALTY: i64 = 5000;
@@ -336,8 +336,10 @@ impl<'a> Second<'a> {
             let reading = match &mut self.reading {
                 Some(r) => r,
                 None => {
-                    let xor = |r: &&Chunk| r.r#type == Encoding::Xor as i32;
-                    let raw = c.raw.as_ref().filter(xor);
+                    let raw = c
+                        .raw
+                        .as_ref()
+                        .filter(|r| super::check_xor(r.r#type).is_ok());
                     let Some(iter) = raw.and_then(|r| XorIter::new(&r.data).ok()) else {
                         return true;
                     };

@@ -347,6 +347,32 @@ fn merged_in_full(chunks: &[AggrChunk], range: (i64, i64), reading: Reading) -> 
     out
 }
 
+/// `n` scrapes of a counter that grows by each value's step, resets where its kind is 0 and
+/// has a staleness marker where it is 1, with the `(from, len)` gaps of scrapes dropped.
+fn counter_scrape(
+    offset: i64,
+    every: i64,
+    n: usize,
+    gaps: &[(usize, usize)],
+    values: &[(u8, u32)],
+) -> Vec<Sample> {
+    let mut v = 0.0;
+    let mut s = scrape(offset, every, n, |_| 0.0);
+    for (x, &(kind, step)) in s.iter_mut().zip(values) {
+        v = if kind == 0 { 0.0 } else { v + f64::from(step) };
+        x.1 = if kind == 1 {
+            f64::from_bits(0x7ff0000000000002)
+        } else {
+            v
+        };
+    }
+    for &(from, len) in gaps {
+        let end = (from + len).min(s.len());
+        s.drain(from.min(end)..end);
+    }
+    s
+}
+
 /// An HA pair's answer: each replica's samples in chunks of `per_chunk`.
 fn pair(a: &[Sample], b: &[Sample], per_chunk: usize) -> Vec<AggrChunk> {
     let mut out: Vec<AggrChunk> = [a, b]
@@ -427,23 +453,7 @@ fn the_first_replica_alone_is_what_the_whole_merge_gives() {
         .run(&case, |((every, a, b), per_chunk, (mint, len), counter)| {
             let lanes: Vec<Vec<Sample>> = [a, b]
                 .into_iter()
-                .map(|(offset, n, gaps, values)| {
-                    let mut v = 0.0;
-                    let mut s = scrape(offset, every, n, |_| 0.0);
-                    for (x, &(kind, step)) in s.iter_mut().zip(&values) {
-                        v = if kind == 0 { 0.0 } else { v + f64::from(step) };
-                        x.1 = if kind == 1 {
-                            f64::from_bits(0x7ff0000000000002)
-                        } else {
-                            v
-                        };
-                    }
-                    for (from, len) in gaps {
-                        let end = (from + len).min(s.len());
-                        s.drain(from.min(end)..end);
-                    }
-                    s
-                })
+                .map(|(offset, n, gaps, values)| counter_scrape(offset, every, n, &gaps, &values))
                 .collect();
             let chunks = self::pair(&lanes[0], &lanes[1], per_chunk);
             let range = (mint, mint + len);
@@ -501,24 +511,7 @@ proptest::proptest! {
     ) {
         let lanes: Vec<Vec<Sample>> = replicas
             .iter()
-            .map(|(offset, every, n, gaps, values)| {
-                // a counter that grows, resets now and then, and has staleness markers
-                let mut v = 0.0;
-                let mut s = scrape(*offset, *every, *n, |_| 0.0);
-                for (i, x) in s.iter_mut().enumerate() {
-                    let (kind, step) = values[i];
-                    v = match kind {
-                        0 => 0.0,
-                        _ => v + f64::from(step),
-                    };
-                    x.1 = if kind == 1 { f64::from_bits(0x7ff0000000000002) } else { v };
-                }
-                for (from, len) in gaps {
-                    let end = (from + len).min(s.len());
-                    s.drain((*from).min(end)..end);
-                }
-                s
-            })
+            .map(|(offset, every, n, gaps, values)| counter_scrape(*offset, *every, *n, gaps, values))
             .collect();
         let chunks = pair(&lanes[0], &lanes[1], per_chunk);
         let range = (mint, mint + len);
