@@ -5,9 +5,10 @@
 //! `cargo bench --bench core` prints samples per second (Criterion's "elem/s").
 //!
 //! The `writing` group measures what every output point costs once evaluated: its value
-//! formatted (`format_value` against std's `Display`, the code it replaced) and the file
-//! compressed at each gzip level, on real files when `GZIP_STUDY_DIR` names a directory of
-//! exported `.json.gz` files (the bench's), else on a rendered synthetic file.
+//! formatted (`format_value` against std's `Display`, the code it replaced), the file's text
+//! rendered again from its series (`render_points`, per point), and the file compressed at
+//! each gzip level, on real files when `GZIP_STUDY_DIR` names a directory of exported
+//! `.json.gz` files (the bench's), else on a rendered synthetic file.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -17,7 +18,8 @@ use storeapi_exporter::chunk::{XorIter, decode_into, encode, xor_chunk};
 use storeapi_exporter::dedup::{Scratch, cut_to_each, series_samples_into};
 use storeapi_exporter::engine::Plan;
 use storeapi_exporter::model::Labels;
-use storeapi_exporter::model::{Sample, Steps};
+use storeapi_exporter::model::{Sample, Series, Steps};
+use storeapi_exporter::query_range::{parse_matrix, parse_value, render_to};
 use storeapi_exporter::store::proto::AggrChunk;
 
 const START: i64 = 1_761_868_800_000;
@@ -279,6 +281,46 @@ fn study_bodies() -> Vec<Vec<u8>> {
     out
 }
 
+/// A file's series and steps, read back from its body: the steps run from its first
+/// timestamp to its last, at the smallest interval between two.
+fn series_of(body: &[u8]) -> (Vec<Series>, Steps) {
+    let parsed = parse_matrix(body).expect("a query_range matrix");
+    let stamps: std::collections::BTreeSet<i64> = parsed
+        .iter()
+        .flat_map(|s| s.values.iter().map(|(t, _)| (*t * 1000.0) as i64))
+        .collect();
+    let (first, last) = match (stamps.first(), stamps.last()) {
+        (Some(&f), Some(&l)) => (f, l),
+        _ => (0, 0),
+    };
+    let step = stamps
+        .iter()
+        .zip(stamps.iter().skip(1))
+        .map(|(a, b)| b - a)
+        .min()
+        .unwrap_or(60_000);
+    let n = ((last - first) / step + 1) as usize;
+    let steps = Steps {
+        start: first,
+        step,
+        n: if stamps.is_empty() { 0 } else { n },
+    };
+    let series = parsed
+        .into_iter()
+        .map(|s| {
+            let mut values = vec![None; steps.n];
+            for (t, v) in &s.values {
+                values[(((*t * 1000.0) as i64 - first) / step) as usize] = parse_value(v);
+            }
+            Series {
+                labels: Labels::from_pairs(s.metric),
+                values,
+            }
+        })
+        .collect();
+    (series, steps)
+}
+
 fn gzip_at(body: &[u8], level: u32) -> Vec<u8> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
@@ -313,6 +355,29 @@ fn writing(c: &mut Criterion) {
         })
     });
     let bodies = study_bodies();
+    // the files' series read back, to render again: the JSON text of each point without gzip
+    let files: Vec<(Vec<Series>, Steps)> = bodies.iter().map(|b| series_of(b)).collect();
+    let points: usize = files
+        .iter()
+        .flat_map(|(series, _)| series.iter())
+        .map(|s| s.values.iter().flatten().count())
+        .sum();
+    g.throughput(Throughput::Elements(points as u64));
+    for ((series, steps), body) in files.iter().zip(&bodies) {
+        let mut again = Vec::new();
+        render_to(series.iter(), steps, &mut again).unwrap();
+        assert!(again == *body, "a file rendered again is the file");
+    }
+    g.bench_function("render_points", |b| {
+        let mut out = Vec::with_capacity(bodies.iter().map(Vec::len).max().unwrap_or(0));
+        b.iter(|| {
+            for (series, steps) in &files {
+                out.clear();
+                render_to(series.iter(), steps, &mut out).unwrap();
+                black_box(out.len());
+            }
+        })
+    });
     let raw: usize = bodies.iter().map(Vec::len).sum();
     g.throughput(Throughput::Bytes(raw as u64));
     g.sample_size(10);
