@@ -87,6 +87,20 @@ impl Labels {
         )
     }
 
+    /// The pairs as bytes, sorted by name: `iter` without its checks of character boundaries,
+    /// which the ends passed when the set was built (the renderer writes every label of every
+    /// file, and the checks were 8 % of its time).
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let text = self.text.as_bytes();
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let pair = (&text[start..name_end], &text[name_end..end]);
+            start = end;
+            pair
+        })
+    }
+
     /// The names and values end to end, and where each pair's name and value end in that
     /// text: the form `from_text` takes back (a series set aside on disk).
     pub fn text_and_ends(&self) -> (&str, &[(u32, u32)]) {
