@@ -19,6 +19,7 @@ use storeapi_exporter::dedup::{Scratch, cut_to_each, series_samples_into};
 use storeapi_exporter::engine::Plan;
 use storeapi_exporter::model::Labels;
 use storeapi_exporter::model::{Sample, Series, Steps};
+use storeapi_exporter::query_range::gzip::Gzip;
 use storeapi_exporter::query_range::{parse_matrix, parse_value, render_to};
 use storeapi_exporter::store::proto::AggrChunk;
 
@@ -365,7 +366,7 @@ fn writing(c: &mut Criterion) {
     g.throughput(Throughput::Elements(points as u64));
     for ((series, steps), body) in files.iter().zip(&bodies) {
         let mut again = Vec::new();
-        render_to(series.iter(), steps, &mut again).unwrap();
+        render_to(series.iter(), steps, &mut again);
         assert!(again == *body, "a file rendered again is the file");
     }
     g.bench_function("render_points", |b| {
@@ -373,12 +374,44 @@ fn writing(c: &mut Criterion) {
         b.iter(|| {
             for (series, steps) in &files {
                 out.clear();
-                render_to(series.iter(), steps, &mut out).unwrap();
+                render_to(series.iter(), steps, &mut out);
                 black_box(out.len());
             }
         })
     });
+    // a file as the exporter writes it: rendered into the compressor that takes its repeats
+    let render_gzip = |series: &[Series], steps: &Steps| {
+        let mut gz = Gzip::new();
+        render_to(series.iter(), steps, &mut gz);
+        gz.finish()
+    };
+    let packed: usize = files
+        .iter()
+        .map(|(series, steps)| render_gzip(series, steps).len())
+        .sum();
     let raw: usize = bodies.iter().map(Vec::len).sum();
+    eprintln!(
+        "render_gzip: {} files, {raw} bytes -> {packed} bytes ({:.2}%)",
+        bodies.len(),
+        packed as f64 * 100.0 / raw as f64
+    );
+    g.bench_function("render_gzip", |b| {
+        b.iter(|| {
+            for (series, steps) in &files {
+                black_box(render_gzip(series, steps));
+            }
+        })
+    });
+    g.bench_function("render_then_zlib_level_2", |b| {
+        let mut out = Vec::with_capacity(bodies.iter().map(Vec::len).max().unwrap_or(0));
+        b.iter(|| {
+            for (series, steps) in &files {
+                out.clear();
+                render_to(series.iter(), steps, &mut out);
+                black_box(gzip_at(&out, 2));
+            }
+        })
+    });
     g.throughput(Throughput::Bytes(raw as u64));
     g.sample_size(10);
     for level in [1, 2, 3, 4, 6, 9] {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[cfg(test)]
 use crate::model::WindowResult;
 use crate::model::{Series, Steps};
+use crate::query_range::gzip::Gzip;
 use crate::query_range::render_to;
 use crate::shard::Shard;
 
@@ -29,27 +30,13 @@ pub struct OutputFile {
     pub series: usize,
 }
 
-/// The gzip level of every file, chosen by measurement with zlib-rs on the bench's files (docs/
-/// benchmarks.md, "Writing"): level 2 compresses 2.5x faster than the default 6 for files
-/// 1.23x larger; level 1 (zlib-rs' quick strategy) saves little more CPU for files twice as
-/// large.
-pub const GZIP_LEVEL: u32 = 2;
-
-/// A gzip stream with a fixed header (no name, mtime 0), so equal bodies give equal bytes.
-fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
-    flate2::GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(capacity),
-        flate2::Compression::new(GZIP_LEVEL),
-    )
-}
-
 /// The gzip-compressed `query_range` body of `series`, rendered and compressed as a stream:
-/// only the compressed bytes and a buffer of text are ever held. The compressed bytes depend
-/// on how the text is fed, which depends only on the series: equal results, equal files.
+/// only the compressed bytes and a window of text are ever held. The compressed bytes depend
+/// only on the series: equal results, equal files.
 pub fn render_gzip<'a>(series: impl Iterator<Item = &'a Series>, steps: &Steps) -> Vec<u8> {
-    let mut enc = gzip_encoder(4096);
-    render_to(series, steps, &mut enc).expect("writing to memory cannot fail");
-    enc.finish().expect("writing to memory cannot fail")
+    let mut gz = Gzip::new();
+    render_to(series, steps, &mut gz);
+    gz.finish()
 }
 
 /// Where a window's series go: the cluster folders, and which of them this exporter writes.
@@ -224,9 +211,9 @@ mod tests {
             step: 60_000,
             n: 3,
         };
-        let series: Vec<Series> = (0..2000)
+        let series: Vec<Series> = (0..10_000)
             .map(|i| Series {
-                labels: Labels::from_pairs([("pod", format!("p{i:04}"))]),
+                labels: Labels::from_pairs([("pod", format!("p{i:05}"))]),
                 values: vec![Some(i as f64 / 7.0), None, Some(f64::NAN)],
             })
             .collect();

@@ -1,10 +1,6 @@
-//! The body of Prometheus' `query_range` answer, both ways: written byte for byte as Prometheus
-//! renders it (Finout's files), and read (the HTTP source, the benchmark's agreement check).
+//! Writing a `query_range` body byte for byte as Prometheus renders it, for Finout's files.
 
-use std::collections::BTreeMap;
-
-use serde::Deserialize;
-
+use super::gzip::{Gzip, Repeat, WINDOW};
 use crate::model::{Series, Steps};
 
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus renders
@@ -168,18 +164,36 @@ pub(crate) fn render<'a>(
     steps: &Steps,
 ) -> String {
     let mut out = Vec::with_capacity(64 + series.len() * (200 + steps.n * 24));
-    render_to(series, steps, &mut out).expect("writing to memory cannot fail");
+    render_to(series, steps, &mut out);
     String::from_utf8(out).expect("the body is built from strings")
 }
 
+/// Where a rendered body goes, a piece at a time.
+pub trait Body {
+    /// `text[from..]` is new, `text[..from]` the body's text before it (the last [`WINDOW`]
+    /// bytes at most), and `repeats` say where the new text repeats earlier text.
+    fn take(&mut self, text: &[u8], from: usize, repeats: &[Repeat]);
+}
+
+impl Body for Vec<u8> {
+    fn take(&mut self, text: &[u8], from: usize, _: &[Repeat]) {
+        self.extend_from_slice(&text[from..]);
+    }
+}
+
+impl Body for Gzip {
+    fn take(&mut self, text: &[u8], from: usize, repeats: &[Repeat]) {
+        Gzip::take(self, text, from, repeats);
+    }
+}
+
 /// Writes the body Prometheus' `query_range` returns for `series` (already sorted by labels)
-/// to `w`, a few series at a time, so a compressor behind `w` never sees the whole body.
-pub fn render_to<'a, W: std::io::Write>(
+/// to `body`, a few series at a time, so a compressor behind it never sees the whole body.
+pub fn render_to<'a>(
     series: impl Iterator<Item = &'a Series>,
     steps: &Steps,
-    w: &mut W,
-) -> std::io::Result<()> {
-    w.write_all(br#"{"status":"success","data":{"resultType":"matrix","result":["#)?;
+    body: &mut impl Body,
+) {
     // Each point's text is looked up, not formatted: the steps' timestamps are the file's
     // own, and most series repeat their value from step to step (requests, capacities, info
     // series' 1), so a value is formatted only when it differs from the one before. A point
@@ -195,164 +209,177 @@ pub fn render_to<'a, W: std::io::Write>(
         head_at.push(heads.len());
     }
     let heads = heads.as_bytes();
-    let mut out = Vec::with_capacity(WRITE_AT + (WRITE_AT >> 2));
+    let mut out = Vec::with_capacity(WINDOW + WRITE_AT + (WRITE_AT >> 2));
+    out.extend_from_slice(br#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    // What repeats is noted as it is written, for the compressor (`gzip`): where the series
+    // before wrote the same step's `[<seconds>,"`, its `{"metric":{` and `},"values":[`, and
+    // where a value or a label pair was last written. Positions count from the body's start.
+    let mut seen = Seen::new(steps.n);
+    let mut repeats = Vec::new();
+    let (mut base, mut from) = (0, 0);
     let mut value = String::new();
     for (i, s) in series.enumerate() {
-        if out.len() >= WRITE_AT {
-            w.write_all(&out)?;
-            out.clear();
+        if out.len() - from >= WRITE_AT {
+            body.take(&out, from, &repeats);
+            repeats.clear();
+            // the window stays in front of the next piece, for the compressor to refer to
+            let gone = out.len() - WINDOW.min(out.len());
+            out.drain(..gone);
+            base += gone;
+            from = out.len();
         }
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(br#"{"metric":{"#);
+        seen.series_start(&mut repeats, out.len(), base);
+        out.extend_from_slice(SERIES);
         for (j, (k, v)) in s.labels.iter_bytes().enumerate() {
             if j > 0 {
                 out.push(b',');
             }
+            let at = out.len();
             json_string(k, &mut out);
             out.push(b':');
             json_string(v, &mut out);
+            seen.pair(&mut repeats, &out, base, at);
         }
-        out.extend_from_slice(br#"},"values":["#);
+        seen.values_start(&mut repeats, out.len(), base);
+        out.extend_from_slice(VALUES);
         debug_assert_eq!(s.values.len(), steps.n, "a value per step");
         let mut first = true;
         let mut last: Option<u64> = None;
+        let mut last_at = 0;
         for (k, v) in s.values.iter().enumerate() {
+            // a step without a value keeps the head of a series before: the same text
             let Some(v) = v else { continue };
             if !first {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(&heads[head_at[k]..head_at[k + 1]]);
-            if last != Some(v.to_bits()) {
+            let head = &heads[head_at[k]..head_at[k + 1]];
+            let at = base + out.len();
+            let then = std::mem::replace(&mut seen.heads[k], at);
+            note(&mut repeats, out.len(), head.len(), at, then);
+            out.extend_from_slice(head);
+            let bits = v.to_bits();
+            let at = base + out.len();
+            let then = if last == Some(bits) {
+                last_at
+            } else {
                 value.clear();
                 format_value(*v, &mut value);
                 value.push_str("\"]");
-                last = Some(v.to_bits());
-            }
+                last = Some(bits);
+                seen.value(bits, at)
+            };
+            note(&mut repeats, out.len(), value.len(), at, then);
+            last_at = at;
             out.extend_from_slice(value.as_bytes());
         }
         out.extend_from_slice(b"]}");
+        seen.series_done();
     }
     out.extend_from_slice(b"]}}");
-    w.write_all(&out)
+    body.take(&out, from, &repeats);
 }
 
-/// Text handed to the writer at a time (a compressor): series are rendered into one buffer
-/// and handed on once it holds this much, so calls into the writer are few and nothing sits
-/// between the two to copy the text again.
-pub(crate) const WRITE_AT: usize = 64 << 10;
+const SERIES: &[u8] = br#"{"metric":{"#;
+const VALUES: &[u8] = br#"},"values":["#;
+/// A position never written.
+const NOWHERE: usize = usize::MAX;
+/// Entries of the tables of values and label pairs last written (direct-mapped by hash).
+const SEEN_SLOTS: usize = 1 << 10;
 
-/// A `query_range` answer as the API sends it.
-#[derive(Debug, Deserialize)]
-pub struct Response {
-    pub status: String,
-    #[serde(default)]
-    pub data: Option<Data>,
-    #[serde(rename = "errorType", default)]
-    pub error_type: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub warnings: Vec<String>,
+/// Where text was last written, by what it is.
+struct Seen {
+    /// Each step's `[<seconds>,"` in the series before.
+    heads: Vec<usize>,
+    series_at: usize,
+    values_at: usize,
+    next_series_at: usize,
+    next_values_at: usize,
+    values: Box<[(u64, usize)]>,
+    pairs: Box<[(u64, usize)]>,
 }
 
-/// The `data` of an answer.
-#[derive(Debug, Deserialize)]
-pub struct Data {
-    #[serde(rename = "resultType")]
-    pub result_type: String,
-    pub result: Vec<ResultSeries>,
-}
-
-/// One series of a matrix (its labels and `[seconds, "value"]` points) or of an instant
-/// query's vector (its labels and one `value`).
-#[derive(Debug, Deserialize)]
-pub struct ResultSeries {
-    pub metric: BTreeMap<String, String>,
-    #[serde(default)]
-    pub values: Vec<(f64, String)>,
-    #[serde(default)]
-    pub value: Option<(f64, String)>,
-}
-
-/// Reads an answer body.
-pub fn parse(body: &[u8]) -> Result<Response, serde_json::Error> {
-    serde_json::from_slice(body)
-}
-
-/// Why an answer's data cannot be used.
-#[derive(Debug, PartialEq)]
-pub enum Refusal {
-    /// The body is no Prometheus API answer (a proxy's error page, a cut body): the parser's
-    /// error and the body's first 200 bytes.
-    NotAnAnswer { error: String, head: String },
-    /// `status: error`, with its type (`bad_data`, `execution`, `timeout`, …) and message.
-    Failed { error_type: String, error: String },
-    /// A success with warnings: Thanos Query's partial answer (a store failed).
-    Partial(Vec<String>),
-    /// A success without data.
-    NoData,
-}
-
-impl Refusal {
-    /// Whether asking again may give a usable answer, by the HTTP status: 400 `bad_data`
-    /// (too many points) and 422 `execution` (too many samples) fail the same way every time;
-    /// a timeout (503), another 5xx or 429 may pass; a partial answer may be whole next time.
-    pub fn retryable(&self, status: u16) -> bool {
-        match self {
-            Refusal::Partial(_) => true,
-            Refusal::NoData => false,
-            Refusal::NotAnAnswer { .. } | Refusal::Failed { .. } => {
-                (500..600).contains(&status) || status == 429
-            }
+impl Seen {
+    fn new(steps: usize) -> Self {
+        Seen {
+            heads: vec![NOWHERE; steps],
+            series_at: NOWHERE,
+            values_at: NOWHERE,
+            next_series_at: NOWHERE,
+            next_values_at: NOWHERE,
+            values: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
+            pairs: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
         }
     }
+
+    /// Notes a series' `{"metric":{`, about to be written at `out_at`.
+    fn series_start(&mut self, repeats: &mut Vec<Repeat>, out_at: usize, base: usize) {
+        note(repeats, out_at, SERIES.len(), base + out_at, self.series_at);
+        self.next_series_at = base + out_at;
+    }
+
+    /// Notes a series' `},"values":[`, about to be written at `out_at`.
+    fn values_start(&mut self, repeats: &mut Vec<Repeat>, out_at: usize, base: usize) {
+        note(repeats, out_at, VALUES.len(), base + out_at, self.values_at);
+        self.next_values_at = base + out_at;
+    }
+
+    /// Notes the label pair just written at `out[start..]`.
+    fn pair(&mut self, repeats: &mut Vec<Repeat>, out: &[u8], base: usize, start: usize) {
+        let text = &out[start..];
+        let h = {
+            use std::hash::Hasher as _;
+            let mut h = rustc_hash::FxHasher::default();
+            h.write(text);
+            h.finish()
+        };
+        let slot = &mut self.pairs[(h >> 54) as usize % SEEN_SLOTS];
+        let at = base + start;
+        if slot.0 == h {
+            note(repeats, start, text.len(), at, slot.1);
+        }
+        *slot = (h, at);
+    }
+
+    /// Where the value `bits` was last written, now written at `at`.
+    fn value(&mut self, bits: u64, at: usize) -> usize {
+        let slot = &mut self.values[(bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize];
+        let then = if slot.0 == bits { slot.1 } else { NOWHERE };
+        *slot = (bits, at);
+        then
+    }
+
+    fn series_done(&mut self) {
+        self.series_at = self.next_series_at;
+        self.values_at = self.next_values_at;
+    }
 }
 
-/// The data of an answer body, unless it is unreadable, failed, partial or empty.
-pub fn answer_data(body: &[u8]) -> Result<Data, Refusal> {
-    let parsed = parse(body).map_err(|e| Refusal::NotAnAnswer {
-        error: e.to_string(),
-        head: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    })?;
-    if parsed.status != "success" {
-        return Err(Refusal::Failed {
-            error_type: parsed.error_type.unwrap_or_default(),
-            error: parsed.error.unwrap_or_default(),
+/// Notes that `len` bytes at `out_at` (position `at` in the body) repeat the text written at
+/// `then`, if the compressor can refer back that far.
+fn note(repeats: &mut Vec<Repeat>, out_at: usize, len: usize, at: usize, then: usize) {
+    if then < at && at - then <= WINDOW {
+        repeats.push(Repeat {
+            at: out_at,
+            len,
+            back: at - then,
         });
     }
-    if !parsed.warnings.is_empty() {
-        return Err(Refusal::Partial(parsed.warnings));
-    }
-    parsed.data.ok_or(Refusal::NoData)
 }
 
-/// The series of a successful matrix answer; `None` for anything else.
-pub fn parse_matrix(body: &[u8]) -> Option<Vec<ResultSeries>> {
-    let r = parse(body).ok()?;
-    if r.status != "success" {
-        return None;
-    }
-    let data = r.data?;
-    (data.result_type == "matrix").then_some(data.result)
-}
-
-/// A sample value as Prometheus writes it (`"NaN"`, `"+Inf"`, `"-Inf"`, or a decimal).
-pub fn parse_value(v: &str) -> Option<f64> {
-    match v {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => v.parse().ok(),
-    }
-}
+/// Text handed to the body at a time (a compressor): series are rendered into one buffer and
+/// handed on once it holds this much new text, so calls into the body are few and nothing
+/// sits between the two to copy the text again.
+pub(crate) const WRITE_AT: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Labels;
+    use crate::query_range::parse_value;
 
     #[test]
     fn values_like_go_format_float() {
@@ -508,78 +535,5 @@ mod tests {
             );
         }
         assert!(ties < 100, "{ties} ties");
-    }
-
-    #[test]
-    fn values_read_back_as_written() {
-        for v in [
-            0.25,
-            -0.0,
-            1e21,
-            1e-7,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            123456789.123,
-        ] {
-            let mut s = String::new();
-            format_value(v, &mut s);
-            assert_eq!(parse_value(&s).map(f64::to_bits), Some(v.to_bits()), "{s}");
-        }
-        assert!(parse_value("NaN").is_some_and(f64::is_nan));
-        assert_eq!(parse_value("x"), None);
-    }
-
-    #[test]
-    fn answers_are_refused_by_what_they_say_and_retried_by_their_status() {
-        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[60,"1"]]}]}}"#;
-        let data = answer_data(matrix).unwrap();
-        assert_eq!(
-            (data.result_type.as_str(), data.result.len()),
-            ("matrix", 1)
-        );
-        // (HTTP status, body, the refusal's kind, retryable)
-        let cases: &[(u16, &[u8], &str, bool)] = &[
-            // Thanos Query's limits: the same every time
-            (422, br#"{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory"}"#, "failed", false),
-            (400, br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#, "failed", false),
-            // a query timeout and an overloaded Querier may pass next time
-            (503, br#"{"status":"error","errorType":"timeout","error":"query timed out"}"#, "failed", true),
-            (429, br#"{"status":"error","errorType":"unavailable","error":"too many requests"}"#, "failed", true),
-            // a proxy's page, a cut body
-            (502, b"<html>Bad Gateway</html>", "not an answer", true),
-            (200, br#"{"status":"success","data":{"resultType":"mat"#, "not an answer", false),
-            // a store failed: Thanos answers 200 with warnings, a partial answer
-            (200, br#"{"status":"success","warnings":["store 10.0.0.1:10901 unavailable"],"data":{"resultType":"matrix","result":[]}}"#, "partial", true),
-            (200, br#"{"status":"success"}"#, "no data", false),
-        ];
-        for &(status, body, kind, retryable) in cases {
-            let refusal = answer_data(body).unwrap_err();
-            let got = match &refusal {
-                Refusal::NotAnAnswer { head, .. } => {
-                    assert!(body.starts_with(head.as_bytes()), "{head}");
-                    "not an answer"
-                }
-                Refusal::Failed { error_type, error } => {
-                    assert!(!error_type.is_empty() && !error.is_empty(), "{refusal:?}");
-                    "failed"
-                }
-                Refusal::Partial(w) => {
-                    assert_eq!(w.len(), 1);
-                    "partial"
-                }
-                Refusal::NoData => "no data",
-            };
-            assert_eq!(
-                got,
-                kind,
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(body)
-            );
-            assert_eq!(
-                refusal.retryable(status),
-                retryable,
-                "HTTP {status}: {refusal:?}"
-            );
-        }
     }
 }
