@@ -4,8 +4,9 @@
 //! series ago. The renderer hands each piece of text with those repeats ([`Repeat`]), and the
 //! stream codes them as deflate back-references without searching the text for matches,
 //! which is most of what a general compressor spends (zlib-rs at level 2 hashed every byte
-//! and compared candidates: docs/benchmarks.md, "Seventh step"). The rest is coded as
-//! literals, and each block gets its own Huffman codes (RFC 1951, dynamic blocks).
+//! and compared candidates: docs/benchmarks.md, "The compressor that is told where the text
+//! repeats"). The rest is coded as literals, and each block gets its own Huffman codes
+//! (RFC 1951, dynamic blocks).
 //!
 //! Every repeat is checked against the text before it is coded, so a wrong one costs
 //! compression, never a byte of the body.
