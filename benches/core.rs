@@ -6,8 +6,9 @@
 //!
 //! The `writing` group measures what every output point costs once evaluated: its value
 //! formatted (`format_value` against std's `Display`, the code it replaced), the file's text
-//! rendered again from its series (`render_points`, per point), and the file compressed at
-//! each gzip level, on real files when `GZIP_STUDY_DIR` names a directory of exported
+//! rendered again from its series (`render_points`, per point), rendered into the exporter's
+//! gzip stream (`render_gzip`, against the text then zlib-rs at level 2), and the file
+//! compressed at each gzip level, on real files when `GZIP_STUDY_DIR` names a directory of exported
 //! `.json.gz` files (the bench's), else on a rendered synthetic file.
 
 use std::hint::black_box;

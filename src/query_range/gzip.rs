@@ -43,7 +43,8 @@ pub struct Gzip {
     tokens: Vec<u32>,
     lit_freq: [u32; 286],
     dist_freq: [u32; 30],
-    crc: crc32fast::Hasher,
+    /// CRC-32 of the text (gzip's, ISO-HDLC), by the crate that checks remote read's frames.
+    crc: crc_fast::Digest,
     size: u64,
 }
 
@@ -65,7 +66,7 @@ impl Gzip {
             tokens: Vec::with_capacity(BLOCK_TOKENS + MAX_MATCH),
             lit_freq: [0; 286],
             dist_freq: [0; 30],
-            crc: crc32fast::Hasher::new(),
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
             size: 0,
         }
     }
@@ -108,7 +109,7 @@ impl Gzip {
     pub fn finish(mut self) -> Vec<u8> {
         self.block(true);
         self.align();
-        let crc = self.crc.clone().finalize();
+        let crc = self.crc.finalize() as u32;
         self.out.extend_from_slice(&crc.to_le_bytes());
         self.out
             .extend_from_slice(&(self.size as u32).to_le_bytes());

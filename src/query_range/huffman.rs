@@ -3,13 +3,10 @@
 
 /// Makes sure two symbols have a code: a one-symbol code trips some inflaters.
 pub(super) fn at_least_two(freq: &mut [u32]) {
-    for i in 0..freq.len() {
-        if freq.iter().filter(|&&f| f > 0).count() >= 2 {
-            return;
-        }
-        if freq[i] == 0 {
-            freq[i] = 1;
-        }
+    let used = freq.iter().filter(|&&f| f > 0).count();
+    let missing = 2usize.saturating_sub(used);
+    for f in freq.iter_mut().filter(|f| **f == 0).take(missing) {
+        *f = 1;
     }
 }
 

@@ -277,7 +277,6 @@ pub fn render_to<'a>(
             out.extend_from_slice(value.as_bytes());
         }
         out.extend_from_slice(b"]}");
-        seen.series_done();
     }
     out.extend_from_slice(b"]}}");
     body.take(&out, from, &repeats);
@@ -294,10 +293,9 @@ const SEEN_SLOTS: usize = 1 << 10;
 struct Seen {
     /// Each step's `[<seconds>,"` in the series before.
     heads: Vec<usize>,
+    /// The `{"metric":{` and `},"values":[` of the series before.
     series_at: usize,
     values_at: usize,
-    next_series_at: usize,
-    next_values_at: usize,
     values: Box<[(u64, usize)]>,
     pairs: Box<[(u64, usize)]>,
 }
@@ -308,8 +306,6 @@ impl Seen {
             heads: vec![NOWHERE; steps],
             series_at: NOWHERE,
             values_at: NOWHERE,
-            next_series_at: NOWHERE,
-            next_values_at: NOWHERE,
             values: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
             pairs: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
         }
@@ -318,13 +314,13 @@ impl Seen {
     /// Notes a series' `{"metric":{`, about to be written at `out_at`.
     fn series_start(&mut self, repeats: &mut Vec<Repeat>, out_at: usize, base: usize) {
         note(repeats, out_at, SERIES.len(), base + out_at, self.series_at);
-        self.next_series_at = base + out_at;
+        self.series_at = base + out_at;
     }
 
     /// Notes a series' `},"values":[`, about to be written at `out_at`.
     fn values_start(&mut self, repeats: &mut Vec<Repeat>, out_at: usize, base: usize) {
         note(repeats, out_at, VALUES.len(), base + out_at, self.values_at);
-        self.next_values_at = base + out_at;
+        self.values_at = base + out_at;
     }
 
     /// Notes the label pair just written at `out[start..]`.
@@ -350,11 +346,6 @@ impl Seen {
         let then = if slot.0 == bits { slot.1 } else { NOWHERE };
         *slot = (bits, at);
         then
-    }
-
-    fn series_done(&mut self) {
-        self.series_at = self.next_series_at;
-        self.values_at = self.next_values_at;
     }
 }
 
