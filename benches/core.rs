@@ -215,7 +215,8 @@ fn engine(c: &mut Criterion) {
             let (mut scratch, mut s) = (Scratch::default(), Vec::new());
             for (l, chunks) in &ha {
                 let reading = plan.counter_func.into();
-                series_samples_into(chunks, (mint, maxt), reading, &mut scratch, &mut s).unwrap();
+                series_samples_into(chunks, (mint, maxt), reading, None, &mut scratch, &mut s)
+                    .unwrap();
                 e.push(l, &s).unwrap();
             }
             black_box(e.finish().unwrap())

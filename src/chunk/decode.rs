@@ -281,18 +281,39 @@ pub struct Mark {
 
 /// What a decoder notes per sample: nothing on the hot path, `Mark`s where a chunk is cut.
 trait Marks {
+    /// Whether the sample at `t` is kept (appended, and marked).
+    fn keep(&mut self, t: i64) -> bool;
     fn mark(&mut self, end: usize, leading: u32, trailing: u32);
 }
 
 impl Marks for () {
     #[inline(always)]
+    fn keep(&mut self, _: i64) -> bool {
+        true
+    }
+
+    #[inline(always)]
     fn mark(&mut self, _: usize, _: u32, _: u32) {}
 }
 
-impl Marks for Vec<Mark> {
+/// Marks of the samples from `from` on; `skipped` counts those before.
+struct MarksFrom<'a> {
+    marks: &'a mut Vec<Mark>,
+    from: i64,
+    skipped: usize,
+}
+
+impl Marks for MarksFrom<'_> {
+    #[inline(always)]
+    fn keep(&mut self, t: i64) -> bool {
+        let keep = t >= self.from;
+        self.skipped += usize::from(!keep);
+        keep
+    }
+
     #[inline(always)]
     fn mark(&mut self, end: usize, leading: u32, trailing: u32) {
-        self.push(Mark {
+        self.marks.push(Mark {
             end: end as u32,
             leading: leading as u8,
             trailing: trailing as u8,
@@ -304,7 +325,14 @@ impl Marks for Vec<Mark> {
 /// [`XorIter`], with the decoder state in locals and the two header samples peeled off the
 /// loop, which halves the instructions per sample.
 pub fn decode_into(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
-    decode_marking(data, out, &mut ())
+    decode_marking(data, i64::MAX, out, &mut ()).map(drop)
+}
+
+/// `decode_into` that stops before the first sample after `maxt`: a query over a range ending
+/// there reads no further, and neither does Prometheus' chunk iterator under PromQL, so bits
+/// past it are neither decoded nor checked. `true` when it stopped there.
+pub fn decode_until(data: &[u8], maxt: i64, out: &mut Vec<Sample>) -> Result<bool, ChunkError> {
+    decode_marking(data, maxt, out, &mut ())
 }
 
 /// `decode_into` that also appends each sample's `Mark` to `marks`.
@@ -313,21 +341,40 @@ pub fn decode_marked(
     out: &mut Vec<Sample>,
     marks: &mut Vec<Mark>,
 ) -> Result<(), ChunkError> {
-    decode_marking(data, out, marks)
+    decode_marked_from(data, i64::MIN, out, marks).map(drop)
+}
+
+/// `decode_marked` keeping only the samples from `from` on (a chunk cut at a range's start
+/// needs nothing of the samples before it, and most of a chunk crossing a window's lookback
+/// lies before it): returns how many were decoded before them.
+pub fn decode_marked_from(
+    data: &[u8],
+    from: i64,
+    out: &mut Vec<Sample>,
+    marks: &mut Vec<Mark>,
+) -> Result<usize, ChunkError> {
+    let mut keep = MarksFrom {
+        marks,
+        from,
+        skipped: 0,
+    };
+    decode_marking(data, i64::MAX, out, &mut keep)?;
+    Ok(keep.skipped)
 }
 
 #[inline(always)]
 fn decode_marking<M: Marks>(
     data: &[u8],
+    maxt: i64,
     out: &mut Vec<Sample>,
     marks: &mut M,
-) -> Result<(), ChunkError> {
+) -> Result<bool, ChunkError> {
     if data.len() < 2 {
         return Err(ChunkError::Truncated(0, 0));
     }
     let total = u16::from_be_bytes([data[0], data[1]]);
     if total == 0 {
-        return Ok(());
+        return Ok(false);
     }
     out.reserve(total as usize);
     let mut r = BitReader::new(&data[2..]);
@@ -335,23 +382,38 @@ fn decode_marking<M: Marks>(
     let mut t = r.varint().ok_or(trunc(0))?;
     let mut v = r.bits_wide(64).ok_or(trunc(0))?;
     let (mut leading, mut trailing) = (0u32, 0u32);
-    out.push((t, f64::from_bits(v)));
-    marks.mark(r.pos, leading, trailing);
+    if t > maxt {
+        return Ok(true);
+    }
+    if marks.keep(t) {
+        out.push((t, f64::from_bits(v)));
+        marks.mark(r.pos, leading, trailing);
+    }
     if total == 1 {
-        return Ok(());
+        return Ok(false);
     }
     let mut delta = r.uvarint().ok_or(trunc(1))? as i64;
     t = t.wrapping_add(delta);
+    if t > maxt {
+        return Ok(true);
+    }
     r.xor_value(&mut v, &mut leading, &mut trailing, 1, total)?;
-    out.push((t, f64::from_bits(v)));
-    marks.mark(r.pos, leading, trailing);
+    if marks.keep(t) {
+        out.push((t, f64::from_bits(v)));
+        marks.mark(r.pos, leading, trailing);
+    }
     for n in 2..total {
         let dod = r.dod().ok_or(trunc(n))?;
         delta = delta.wrapping_add(dod);
         t = t.wrapping_add(delta);
+        if t > maxt {
+            return Ok(true);
+        }
         r.xor_value(&mut v, &mut leading, &mut trailing, n, total)?;
-        out.push((t, f64::from_bits(v)));
-        marks.mark(r.pos, leading, trailing);
+        if marks.keep(t) {
+            out.push((t, f64::from_bits(v)));
+            marks.mark(r.pos, leading, trailing);
+        }
     }
-    Ok(())
+    Ok(false)
 }

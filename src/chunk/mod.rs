@@ -13,7 +13,7 @@ mod tests;
 
 use thiserror::Error;
 
-pub use decode::{Mark, XorIter, decode_into, decode_marked};
+pub use decode::{Mark, XorIter, decode_into, decode_marked, decode_marked_from, decode_until};
 pub use encode::{XorEncoder, encode};
 
 use crate::model::Sample;
@@ -80,10 +80,11 @@ pub fn cut(
     scratch.clear();
     let mut marks = Vec::new();
     decode_marked(data, scratch, &mut marks)?;
-    Ok(cut_decoded(data, scratch, &marks, mint, maxt))
+    Ok(cut_decoded(data, (0, scratch), &marks, mint, maxt))
 }
 
-/// Cuts the XOR chunk `data`, decoded into `samples` and `marks` (see `decode_marked`), to
+/// Cuts the XOR chunk `data`, decoded into `samples` and `marks` from its `skipped`-th sample
+/// on (see `decode_marked_from`; every sample at or after `mint` among them), to
 /// `[mint, maxt]`: a chunk across several ranges is decoded once for all of them.
 ///
 /// The part is not encoded again sample by sample: a chunk's first samples are the first
@@ -93,7 +94,13 @@ pub fn cut(
 /// chunks of a multi-window request, and encoding them again was a third of its set-aside
 /// (docs/benchmarks.md, "Exporter CPU"). The bytes may differ from what Prometheus' appender
 /// writes for the same samples (a window it would not open); the samples do not.
-pub fn cut_decoded(data: &[u8], samples: &[Sample], marks: &[Mark], mint: i64, maxt: i64) -> Cut {
+pub fn cut_decoded(
+    data: &[u8],
+    (skipped, samples): (usize, &[Sample]),
+    marks: &[Mark],
+    mint: i64,
+    maxt: i64,
+) -> Cut {
     debug_assert_eq!(samples.len(), marks.len());
     let inside = |&(t, _): &Sample| t >= mint && t <= maxt;
     let (Some(a), Some(b)) = (
@@ -103,12 +110,14 @@ pub fn cut_decoded(data: &[u8], samples: &[Sample], marks: &[Mark], mint: i64, m
         return Cut::Empty;
     };
     let (first, last) = (samples[a].0, samples[b].0);
-    if a == 0 && b == samples.len() - 1 {
+    // the chunk's own first sample
+    let at_start = skipped == 0 && a == 0;
+    if at_start && b == samples.len() - 1 {
         return Cut::Whole { first, last };
     }
     let stream = &data[2..];
     let count = (b - a + 1) as u16;
-    let data = if a == 0 {
+    let data = if at_start {
         let end = marks[b].end as usize;
         let mut bytes = Vec::with_capacity(2 + end.div_ceil(8));
         bytes.extend_from_slice(&count.to_be_bytes());

@@ -140,6 +140,26 @@ proptest! {
     }
 
     #[test]
+    fn decoding_until_a_time_is_the_prefix_up_to_it(
+        start in any::<i32>(),
+        steps in prop::collection::vec((0i64..100_000, any::<u64>()), 0..300),
+        at in 0usize..320,
+        past in 0i64..2,
+    ) {
+        let s = samples(start, steps.into_iter().map(|(dt, bits)| (dt, bits, 0)).collect(), |_, bits, _| f64::from_bits(bits));
+        // at a sample's time, just after it, before the first and after the last
+        let maxt = match s.get(at) {
+            Some(x) => x.0 + past,
+            None if at % 2 == 0 => i64::MAX,
+            None => i64::MIN,
+        };
+        let mut got = Vec::new();
+        decode_until(&encode(&s), maxt, &mut got).unwrap();
+        let want: Vec<Sample> = s.iter().copied().take_while(|x| x.0 <= maxt).collect();
+        prop_assert!(same(&got, &want));
+    }
+
+    #[test]
     fn a_cut_holds_the_samples_inside(
         start in any::<i32>(),
         steps in prop::collection::vec((0i64..100_000, any::<u64>(), 0u8..5), 1..300),
@@ -173,6 +193,28 @@ proptest! {
             }
             Cut::Empty => prop_assert!(false, "a sample is inside"),
         }
+    }
+
+    #[test]
+    fn a_cut_from_the_samples_after_a_time_is_the_cut_from_all(
+        start in any::<i32>(),
+        steps in prop::collection::vec((0i64..100_000, any::<u64>(), 0u8..5), 1..300),
+        (from, len, before) in (0usize..300, 0usize..300, 0i64..200_000),
+    ) {
+        let s = samples(start, steps, |mode, bits, last| match mode {
+            0 => f64::from_bits(bits),
+            1 | 2 => last,
+            3 => last + (bits % 1000) as f64 * 0.001,
+            _ => (bits % 100) as f64 * 0.1,
+        });
+        let data = encode(&s);
+        let (from, to) = (from.min(s.len() - 1), (from + len).min(s.len() - 1));
+        let (mint, maxt) = (s[from].0, s[to].0);
+        let (mut kept, mut marks) = (Vec::new(), Vec::new());
+        let skipped = decode_marked_from(&data, mint - before, &mut kept, &mut marks).unwrap();
+        prop_assert_eq!(skipped + kept.len(), s.len());
+        let want = cut(&data, mint, maxt, &mut Vec::new()).unwrap();
+        prop_assert_eq!(cut_decoded(&data, (skipped, &kept), &marks, mint, maxt), want);
     }
 
     #[test]

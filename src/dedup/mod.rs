@@ -25,14 +25,16 @@
 //! pods), not only in the last bits. That is Thanos Query's answer, so it is ours over the
 //! StoreAPI; over a single Prometheus or Mimir, `prometheus_samples` reads as they do.
 
+mod instant;
 mod penalty;
 #[cfg(test)]
 mod tests;
 mod trim;
 
-use crate::chunk::{ChunkError, decode_into};
+use crate::chunk::{ChunkError, decode_until};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
+use instant::instant_start;
 pub use penalty::{merge, merge_into};
 pub use trim::{crosses_a_range, cut_to, cut_to_each, trimmed_at_the_end, trimmed_to};
 
@@ -118,7 +120,7 @@ fn replica_samples(
         let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
         check_xor(raw.r#type)?;
         scratch.clear();
-        decode_into(&raw.data, scratch)?;
+        let stopped = decode_until(&raw.data, maxt, scratch)?;
         for &(t, v) in scratch.iter() {
             let v = if counter {
                 if v.is_nan() {
@@ -150,6 +152,10 @@ fn replica_samples(
                 return Ok(());
             }
             out.push((t, v));
+        }
+        // the chunk reached past the range: so would the rest of the replica
+        if stopped {
+            return Ok(());
         }
     }
     Ok(())
@@ -212,6 +218,7 @@ pub fn series_samples(
         chunks,
         (mint, maxt),
         reading.into(),
+        None,
         &mut Scratch::default(),
         &mut out,
     )?;
@@ -219,10 +226,15 @@ pub fn series_samples(
 }
 
 /// `series_samples` into `out` (cleared first), with buffers kept from series to series.
+/// With `instant_from`, every selector reading the series is an instant one whose first step
+/// is there: a single replica's chunks before the one holding it are not read (see
+/// `instant_start`; replicas are merged from the range's start, as Thanos does, and a
+/// counter's running total from its first sample).
 pub fn series_samples_into(
     chunks: &[AggrChunk],
     range: (i64, i64),
     reading: Reading,
+    instant_from: Option<i64>,
     scratch: &mut Scratch,
     out: &mut Vec<Sample>,
 ) -> Result<(), SeriesDataError> {
@@ -231,7 +243,19 @@ pub fn series_samples_into(
     let mut lanes = std::mem::take(&mut scratch.lanes);
     let n = split_overlapping_into(chunks, &mut lanes);
     let read = if n == 1 {
-        replica_samples(chunks, &lanes[0], range, counter, &mut scratch.chunk, out)
+        let lane = &lanes[0];
+        let from = match instant_from {
+            Some(at) if !counter => instant_start(chunks, lane, at),
+            _ => 0,
+        };
+        replica_samples(
+            chunks,
+            &lane[from..],
+            range,
+            counter,
+            &mut scratch.chunk,
+            out,
+        )
     } else {
         let mut chunk = std::mem::take(&mut scratch.chunk);
         let replicas = scratch.replicas(n);
@@ -284,23 +308,35 @@ pub fn prometheus_samples(
     maxt: i64,
 ) -> Result<Vec<Sample>, SeriesDataError> {
     let mut out = Vec::new();
-    prometheus_samples_into(chunks, (mint, maxt), &mut Scratch::default(), &mut out)?;
+    prometheus_samples_into(
+        chunks,
+        (mint, maxt),
+        None,
+        &mut Scratch::default(),
+        &mut out,
+    )?;
     Ok(out)
 }
 
-/// `prometheus_samples` into `out` (cleared first), with buffers kept from series to series.
+/// `prometheus_samples` into `out` (cleared first), with buffers kept from series to series;
+/// `instant_from` as for `series_samples_into`.
 pub fn prometheus_samples_into(
     chunks: &[AggrChunk],
     range: (i64, i64),
+    instant_from: Option<i64>,
     scratch: &mut Scratch,
     out: &mut Vec<Sample>,
 ) -> Result<(), SeriesDataError> {
     out.clear();
     let mut lanes = std::mem::take(&mut scratch.lanes);
     let n = split_overlapping_into(chunks, &mut lanes);
-    let read = lanes[..n]
-        .iter()
-        .try_for_each(|g| replica_samples(chunks, g, range, false, &mut scratch.chunk, out));
+    let from = match instant_from {
+        Some(at) if n == 1 => instant_start(chunks, &lanes[0], at),
+        _ => 0,
+    };
+    let read = lanes[..n].iter().try_for_each(|g| {
+        replica_samples(chunks, &g[from..], range, false, &mut scratch.chunk, out)
+    });
     scratch.lanes = lanes;
     read?;
     if n > 1 {

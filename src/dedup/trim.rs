@@ -73,25 +73,45 @@ pub fn cut_to_each(
 ) -> Result<Vec<Vec<AggrChunk>>, SeriesDataError> {
     let mut out = vec![Vec::new(); ranges.len()];
     let (mut scratch, mut marks) = (Vec::new(), Vec::new());
+    let crosses = |c: &AggrChunk, &(mint, maxt): &(i64, i64)| {
+        c.max_time >= mint && c.min_time <= maxt && (c.min_time < mint || c.max_time > maxt)
+    };
     for c in chunks {
-        let mut decoded = false;
-        for (own, &(mint, maxt)) in out.iter_mut().zip(ranges) {
+        // the samples the cuts need: from the earliest range start inside the chunk, or all
+        // of them when a range starts before it (that cut keeps the chunk's first bits)
+        let from = ranges
+            .iter()
+            .filter(|r| crosses(c, r))
+            .map(|&(mint, _)| if mint > c.min_time { mint } else { i64::MIN })
+            .min();
+        let mut decoded = None;
+        for (own, range) in out.iter_mut().zip(ranges) {
+            let &(mint, maxt) = range;
             if c.max_time < mint || c.min_time > maxt {
                 continue;
             }
-            if c.min_time >= mint && c.max_time <= maxt {
+            if !crosses(c, range) {
                 own.push(c.clone());
                 continue;
             }
             let raw = c.raw.as_ref().ok_or(SeriesDataError::NoRaw)?;
             check_xor(raw.r#type)?;
-            if !decoded {
-                scratch.clear();
-                marks.clear();
-                crate::chunk::decode_marked(&raw.data, &mut scratch, &mut marks)?;
-                decoded = true;
-            }
-            let cut = crate::chunk::cut_decoded(&raw.data, &scratch, &marks, mint, maxt);
+            let skipped = match decoded {
+                Some(skipped) => skipped,
+                None => {
+                    scratch.clear();
+                    marks.clear();
+                    let from = from.unwrap_or(i64::MIN);
+                    let skipped = crate::chunk::decode_marked_from(
+                        &raw.data,
+                        from,
+                        &mut scratch,
+                        &mut marks,
+                    )?;
+                    *decoded.insert(skipped)
+                }
+            };
+            let cut = crate::chunk::cut_decoded(&raw.data, (skipped, &scratch), &marks, mint, maxt);
             own.extend(cut.into_chunk(raw));
         }
     }

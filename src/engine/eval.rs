@@ -116,6 +116,12 @@ impl Evaluator<'_> {
         pushed
     }
 
+    /// The first step when the leaf is an instant selector: no step then reads a sample older
+    /// than the newest one at or before it.
+    pub fn instant_from(&self) -> Option<i64> {
+        matches!(self.plan.leaf, Leaf::Instant).then_some(self.steps.start)
+    }
+
     /// The result: series with at least one value, sorted by labels.
     pub fn finish(self) -> Result<Vec<Series>, EvalError> {
         let mut out = match (self.agg, self.first_agg) {

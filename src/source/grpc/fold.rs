@@ -106,6 +106,8 @@ impl<'a> Merged<'a> {
 pub(super) struct Decoded {
     scratch: Scratch,
     ways: [Vec<crate::model::Sample>; 3],
+    // whether each evaluator reads the series
+    readers: Vec<bool>,
 }
 
 /// Folds one series into a window's evaluators; `range`: what the window selects.
@@ -121,41 +123,56 @@ pub(super) fn push_series(
         series: labels.to_string(),
         source,
     };
+    // the one place the semantics part: how a series' chunks become samples
+    let way_of = |plan: &Plan| match (plan.semantics.thanos_reading(), plan.counter_func) {
+        (true, counter) => (usize::from(counter), Some(counter)),
+        (false, _) => (2, None),
+    };
+    // the entries reading the series, and per way of reading the first step when they all
+    // read it through instant selectors (what it need not decode, `series_samples_into`)
+    let readers = &mut decoded.readers;
+    readers.clear();
+    let mut instant_from = [Some(i64::MAX); 3];
+    for (i, eval) in evals.iter() {
+        let plan = &plans[*i];
+        let reads = plan.matches(labels);
+        readers.push(reads);
+        if reads {
+            let from = &mut instant_from[way_of(plan).0];
+            *from = from.zip(eval.instant_from()).map(|(a, b)| a.min(b));
+        }
+    }
+    if !readers.contains(&true) {
+        return Ok(());
+    }
+    stats.series += 1;
     // one decode per way of reading, shared by entries
     let mut read = [false; 3];
-    let mut any = false;
-    for (i, eval) in evals.iter_mut() {
-        let plan = &plans[*i];
-        if !plan.matches(labels) {
+    for (k, (i, eval)) in evals.iter_mut().enumerate() {
+        if !decoded.readers[k] {
             continue;
         }
-        any = true;
-        // the one place the semantics part: how a series' chunks become samples
-        let (way, thanos) = match (plan.semantics.thanos_reading(), plan.counter_func) {
-            (true, counter) => (usize::from(counter), Some(counter)),
-            (false, _) => (2, None),
-        };
+        let plan = &plans[*i];
+        let (way, thanos) = way_of(plan);
         let samples = &mut decoded.ways[way];
         if !read[way] {
             let scratch = &mut decoded.scratch;
+            let from = instant_from[way];
             match thanos {
                 Some(counter) => {
                     let reading = Reading {
                         counter,
                         first_sample_switches: plan.semantics.first_sample_switches(),
                     };
-                    series_samples_into(chunks, range, reading, scratch, samples)
+                    series_samples_into(chunks, range, reading, from, scratch, samples)
                 }
-                None => prometheus_samples_into(chunks, range, scratch, samples),
+                None => prometheus_samples_into(chunks, range, from, scratch, samples),
             }
             .map_err(data)?;
             stats.samples += samples.len() as u64;
             read[way] = true;
         }
         eval.push(labels, samples)?;
-    }
-    if any {
-        stats.series += 1;
     }
     Ok(())
 }
