@@ -4,7 +4,8 @@
 //! to `bench`; or over remote read, with `--sources remote-read,http`), once over HTTP as
 //! Finout's exporter runs (one `query_range` per metric and hour, each hour as soon as it
 //! settled). The in-process source's state starts `BATCH_DELAY` behind the day, as a
-//! deployment in its steady state is, so its batches fall as they do day after day; the HTTP
+//! deployment in its steady state is, so its batches fall as they do day after day, and with
+//! the request packing a run before the day learned, as every day's but the first; the HTTP
 //! path's starts with the day, as it is never more than an hour behind.
 //! Reported per source: windows exported, calls, the whole stack's CPU (per kind of process),
 //! the exporter's CPU and peak memory, each window's delay after its end, and whether the
@@ -98,11 +99,13 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
     let start = from - behind;
     let grpc_dir = s.out.join("steady").join(s.source.name());
     let http_dir = s.out.join("steady/http");
-    let grpc = day(s, &grpc_dir, start, (from, to), s.source.export_flags()).await?;
+    let flags = s.source.export_flags();
+    let packing = learned_packing(s, &grpc_dir, start, flags).await?;
+    let grpc = day(s, &grpc_dir, (start, packing), (from, to), flags).await?;
     let http = day(
         s,
         &http_dir,
-        from,
+        (from, None),
         (from, to),
         // as Finout's exporter runs: no wait for late data either
         &[
@@ -141,18 +144,62 @@ pub(super) async fn run(s: &Setup<'_>, from: i64, to: i64) -> Result<SteadyRepor
     Ok(report)
 }
 
-/// One source's day: a `run` every period from `from + period` to `to`, with its state.
-async fn day(
+/// The request packing a deployment's state carries into any day but its first: what the
+/// requests of its runs before learned (`State::packing`), here of one unmeasured `run` over
+/// the window from `start` (the data sets hold none before), in a directory of its own.
+/// Without it the day's first run asks its first window entry by entry, as a deployment's
+/// very first run does (docs/benchmarks.md, "Steady state").
+async fn learned_packing(
     s: &Setup<'_>,
     dir: &Path,
     start: i64,
+    flags: &[&str],
+) -> Result<Option<serde_json::Value>, BenchError> {
+    let warm = dir.with_extension("warm");
+    if warm.exists() {
+        std::fs::remove_dir_all(&warm).map_err(io("clearing", &warm))?;
+    }
+    let tf = s.time_frame;
+    seed_state(&warm, s.prefix, s.cluster_name, start, tf, None)?;
+    // that window alone is due, now
+    let mut warm_flags = flags.to_vec();
+    warm_flags.extend(["--batch-delay", "0", "--settle-delay", "0"]);
+    let mut args = without(s.common, &warm_flags);
+    args.extend(warm_flags.iter().map(|f| f.to_string()));
+    args.extend(
+        [
+            "run",
+            "--now",
+            &(start + tf).to_string(),
+            "--output-dir",
+            &warm.display().to_string(),
+            "--retention-days",
+            "0",
+            "--log-format",
+            "json",
+        ]
+        .map(str::to_string),
+    );
+    let log = dir.with_extension("warm.log");
+    super::spawn_and_wait(s.exe, &args, &log).await?;
+    let state = read_state(&warm, s.prefix, s.cluster_name)?;
+    std::fs::remove_dir_all(&warm).map_err(io("clearing", &warm))?;
+    Ok(Some(state["packing"].clone()).filter(|p| !p.is_null()))
+}
+
+/// One source's day: a `run` every period from `from + period` to `to`, with its state
+/// (exported up to `start`, with the packing given, if any).
+async fn day(
+    s: &Setup<'_>,
+    dir: &Path,
+    (start, packing): (i64, Option<serde_json::Value>),
     (from, to): (i64, i64),
     flags: &[&str],
 ) -> Result<SteadySource, BenchError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io("clearing", dir))?;
     }
-    seed_state(dir, s.prefix, s.cluster_name, start, s.time_frame)?;
+    seed_state(dir, s.prefix, s.cluster_name, start, s.time_frame, packing)?;
     let logs = dir.with_extension("logs");
     std::fs::create_dir_all(&logs).map_err(io("creating", &logs))?;
     let mut out = SteadySource::default();
@@ -252,31 +299,38 @@ fn state_path(dir: &Path, prefix: &str, cluster: &str) -> PathBuf {
         .join("storeapi-exporter-state.json")
 }
 
-/// A state whose windows are exported up to `until`.
+/// A state whose windows are exported up to `until`, with `packing` if given.
 fn seed_state(
     dir: &Path,
     prefix: &str,
     cluster: &str,
     until: i64,
     time_frame: i64,
+    packing: Option<serde_json::Value>,
 ) -> Result<(), BenchError> {
     let path = state_path(dir, prefix, cluster);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
-    let state = serde_json::json!({
+    let mut state = serde_json::json!({
         "version": 1,
         "exported_until": until,
         "time_frame": time_frame,
     });
+    if let Some(packing) = packing {
+        state["packing"] = packing;
+    }
     std::fs::write(&path, state.to_string()).map_err(io("writing", &path))
 }
 
-fn state_until(dir: &Path, prefix: &str, cluster: &str) -> Result<i64, BenchError> {
+fn read_state(dir: &Path, prefix: &str, cluster: &str) -> Result<serde_json::Value, BenchError> {
     let path = state_path(dir, prefix, cluster);
     let text = std::fs::read_to_string(&path).map_err(io("reading", &path))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| BenchError::Invalid(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| BenchError::Invalid(format!("{}: {e}", path.display())))
+}
+
+fn state_until(dir: &Path, prefix: &str, cluster: &str) -> Result<i64, BenchError> {
+    let v = read_state(dir, prefix, cluster)?;
     Ok(v["exported_until"].as_i64().unwrap_or_default())
 }
 
@@ -295,7 +349,7 @@ pub fn render(r: &SteadyReport) -> String {
         other => other.name(),
     };
     let mut t = format!(
-        "A simulated day of the CronJob (a `run` every 30 minutes with its state), {} to {}; the {name} runs' state starts {} h behind (their batch delay), the HTTP path's with the day.\n\n| | {name} | HTTP | HTTP / {name} |\n|---|---:|---:|---:|\n",
+        "A simulated day of the CronJob (a `run` every 30 minutes with its state), {} to {}; the {name} runs' state starts {} h behind (their batch delay) with the request packing a run before the day learned, the HTTP path's with the day.\n\n| | {name} | HTTP | HTTP / {name} |\n|---|---:|---:|---:|\n",
         crate::time::rfc3339(r.from),
         crate::time::rfc3339(r.to),
         r.starts_behind_seconds / 3600
