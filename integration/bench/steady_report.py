@@ -43,7 +43,8 @@ def section(a, rows):
         f"Measured by `integration/bench/bench.sh steady` at `{a.rev}` (release build, the "
         "binary the image carries), one simulated day per row, each set's stack idle first. "
         f"The day is {day(r0['from'])} to {day(r0['to'])}; the StoreAPI's state starts "
-        "`BATCH_DELAY` behind it (rounded up to whole windows), the HTTP path's with it, and "
+        "`BATCH_DELAY` behind it (rounded up to whole windows) with the request packing a run "
+        "before the day learned, the HTTP path's with it, and "
         "\"files byte-identical\" counts the windows both wrote. Whole-stack CPU is user + "
         "system time of Prometheus, the sidecars and Thanos Query while a run is alive. "
         "Command per row, over the set's stack (`source target/stack-bench-SET/env`):")
