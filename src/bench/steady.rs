@@ -164,22 +164,7 @@ async fn learned_packing(
     // that window alone is due, now
     let mut warm_flags = flags.to_vec();
     warm_flags.extend(["--batch-delay", "0", "--settle-delay", "0"]);
-    let mut args = without(s.common, &warm_flags);
-    args.extend(warm_flags.iter().map(|f| f.to_string()));
-    args.extend(
-        [
-            "run",
-            "--now",
-            &(start + tf).to_string(),
-            "--output-dir",
-            &warm.display().to_string(),
-            "--retention-days",
-            "0",
-            "--log-format",
-            "json",
-        ]
-        .map(str::to_string),
-    );
+    let args = run_args(s.common, &warm_flags, start + tf, &warm);
     let log = dir.with_extension("warm.log");
     super::spawn_and_wait(s.exe, &args, &log).await?;
     let state = read_state(&warm, s.prefix, s.cluster_name)?;
@@ -206,22 +191,7 @@ async fn day(
     let (mut exported, mut delays) = (start, Vec::new());
     let mut now = from + PERIOD;
     while now <= to {
-        let mut args = without(s.common, flags);
-        args.extend(flags.iter().map(|f| f.to_string()));
-        args.extend(
-            [
-                "run",
-                "--now",
-                &now.to_string(),
-                "--output-dir",
-                &dir.display().to_string(),
-                "--retention-days",
-                "0",
-                "--log-format",
-                "json",
-            ]
-            .map(str::to_string),
-        );
+        let args = run_args(s.common, flags, now, dir);
         let log = logs.join(format!("{now}.log"));
         let q_before = querier_sample(s.client, s.metrics_url).await?;
         let stack_before = stack::snapshot(s.stack);
@@ -268,6 +238,27 @@ async fn day(
         (out.stack_cpu_seconds + out.exporter_cpu_seconds) / out.windows.max(1) as f64;
     info!(source = ?flags, windows = out.windows, stack_cpu_s = out.stack_cpu_seconds, "steady day simulated");
     Ok(out)
+}
+
+/// The arguments of a `run` at `now` writing to `dir`: `common` with `flags` over it.
+fn run_args(common: &[String], flags: &[&str], now: i64, dir: &Path) -> Vec<String> {
+    let mut args = without(common, flags);
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend(
+        [
+            "run",
+            "--now",
+            &now.to_string(),
+            "--output-dir",
+            &dir.display().to_string(),
+            "--retention-days",
+            "0",
+            "--log-format",
+            "json",
+        ]
+        .map(str::to_string),
+    );
+    args
 }
 
 /// `common` without the flags `flags` sets itself (each given once: `--x v` or `--x=v`).

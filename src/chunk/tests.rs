@@ -163,7 +163,7 @@ proptest! {
     fn a_cut_holds_the_samples_inside(
         start in any::<i32>(),
         steps in prop::collection::vec((0i64..100_000, any::<u64>(), 0u8..5), 1..300),
-        (from, len) in (0usize..300, 0usize..300),
+        (from, len, before) in (0usize..300, 0usize..300, 0i64..200_000),
     ) {
         // runs of equal values, counters, and values that open new windows, as scrapes give
         let s = samples(start, steps, |mode, bits, last| match mode {
@@ -176,8 +176,13 @@ proptest! {
         let (from, to) = (from.min(s.len() - 1), (from + len).min(s.len() - 1));
         let (mint, maxt) = (s[from].0, s[to].0);
         let inside: Vec<Sample> = s.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
-        let mut scratch = Vec::new();
-        match cut(&data, mint, maxt, &mut scratch).unwrap() {
+        let whole = cut(&data, mint, maxt, &mut Vec::new()).unwrap();
+        // decoded from a time at or before the range's start on, the cut is the same
+        let (mut kept, mut marks) = (Vec::new(), Vec::new());
+        let skipped = decode_marked_from(&data, mint - before, &mut kept, &mut marks).unwrap();
+        prop_assert_eq!(skipped + kept.len(), s.len());
+        prop_assert_eq!(&cut_decoded(&data, (skipped, &kept), &marks, mint, maxt), &whole);
+        match whole {
             Cut::Part { data: part, first, last } => {
                 prop_assert_eq!((first, last), (mint, maxt));
                 prop_assert!(same(&decode(&part).unwrap(), &inside));
@@ -193,28 +198,6 @@ proptest! {
             }
             Cut::Empty => prop_assert!(false, "a sample is inside"),
         }
-    }
-
-    #[test]
-    fn a_cut_from_the_samples_after_a_time_is_the_cut_from_all(
-        start in any::<i32>(),
-        steps in prop::collection::vec((0i64..100_000, any::<u64>(), 0u8..5), 1..300),
-        (from, len, before) in (0usize..300, 0usize..300, 0i64..200_000),
-    ) {
-        let s = samples(start, steps, |mode, bits, last| match mode {
-            0 => f64::from_bits(bits),
-            1 | 2 => last,
-            3 => last + (bits % 1000) as f64 * 0.001,
-            _ => (bits % 100) as f64 * 0.1,
-        });
-        let data = encode(&s);
-        let (from, to) = (from.min(s.len() - 1), (from + len).min(s.len() - 1));
-        let (mint, maxt) = (s[from].0, s[to].0);
-        let (mut kept, mut marks) = (Vec::new(), Vec::new());
-        let skipped = decode_marked_from(&data, mint - before, &mut kept, &mut marks).unwrap();
-        prop_assert_eq!(skipped + kept.len(), s.len());
-        let want = cut(&data, mint, maxt, &mut Vec::new()).unwrap();
-        prop_assert_eq!(cut_decoded(&data, (skipped, &kept), &marks, mint, maxt), want);
     }
 
     #[test]
