@@ -77,13 +77,6 @@ pub fn cut_to_each(
         c.max_time >= mint && c.min_time <= maxt && (c.min_time < mint || c.max_time > maxt)
     };
     for c in chunks {
-        // the samples the cuts need: from the earliest range start inside the chunk, or all
-        // of them when a range starts before it (that cut keeps the chunk's first bits)
-        let from = ranges
-            .iter()
-            .filter(|r| crosses(c, r))
-            .map(|&(mint, _)| if mint > c.min_time { mint } else { i64::MIN })
-            .min();
         let mut decoded = None;
         for (own, range) in out.iter_mut().zip(ranges) {
             let &(mint, maxt) = range;
@@ -101,7 +94,15 @@ pub fn cut_to_each(
                 None => {
                     scratch.clear();
                     marks.clear();
-                    let from = from.unwrap_or(i64::MIN);
+                    // the samples the cuts need: from the earliest range start inside the
+                    // chunk, or all of them when a range starts before it (that cut keeps
+                    // the chunk's first bits); asked once a range crosses the chunk
+                    let from = ranges
+                        .iter()
+                        .filter(|r| crosses(c, r))
+                        .map(|&(mint, _)| if mint > c.min_time { mint } else { i64::MIN })
+                        .min()
+                        .unwrap_or(i64::MIN);
                     let skipped = crate::chunk::decode_marked_from(
                         &raw.data,
                         from,
