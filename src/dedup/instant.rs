@@ -11,16 +11,31 @@ use crate::store::proto::AggrChunk;
 /// value (at 30 s scrapes a window otherwise decodes an hour's chunk for its lookback alone).
 /// Nothing is skipped (0) when no chunk qualifies.
 pub(super) fn instant_start(chunks: &[AggrChunk], idx: &[usize], at: i64) -> usize {
-    let Some(k) = idx.iter().rposition(|&i| chunks[i].min_time <= at) else {
-        return 0;
-    };
-    // a chunk's bounds are taken for what they say only where its data agrees
-    let first = chunks[idx[k]]
+    match idx.iter().rposition(|&i| chunks[i].min_time <= at) {
+        Some(k) if starts_by(&chunks[idx[k]], at) => k,
+        _ => 0,
+    }
+}
+
+/// Whether a chunk's first sample, read from its data, is at or before `at`: its bounds are
+/// taken for what they say only where its data agrees.
+fn starts_by(chunk: &AggrChunk, at: i64) -> bool {
+    let first = chunk
         .raw
         .as_ref()
         .and_then(|r| XorIter::new(&r.data).ok()?.next_sample().ok()?);
-    match first {
-        Some((t, _)) if t <= at => k,
+    first.is_some_and(|(t, _)| t <= at)
+}
+
+/// `instant_start` over a series' chunks as a store sent them, when they are one replica (no
+/// chunk starts before the one before it ends, so the merge has one pseudo-replica): where a
+/// window whose instant selectors all start at `at` reads them from. 0 when they are not.
+pub fn instant_skip(chunks: &[AggrChunk], at: i64) -> usize {
+    if chunks.windows(2).any(|w| w[0].max_time >= w[1].min_time) {
+        return 0;
+    }
+    match chunks.iter().rposition(|c| c.min_time <= at) {
+        Some(k) if starts_by(&chunks[k], at) => k,
         _ => 0,
     }
 }

@@ -34,6 +34,7 @@ mod trim;
 use crate::chunk::{ChunkError, decode_until};
 use crate::model::Sample;
 use crate::store::proto::{AggrChunk, chunk::Encoding};
+pub use instant::instant_skip;
 use instant::instant_start;
 pub use penalty::{merge, merge_into};
 pub use trim::{crosses_a_range, cut_to, cut_to_each, trimmed_at_the_end, trimmed_to};

@@ -9,10 +9,10 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, Scratch, crosses_a_range, cut_to_each, prometheus_samples_into, series_samples_into,
-    split_overlapping, trimmed_at_the_end, trimmed_to,
+    Reading, Scratch, crosses_a_range, cut_to_each, instant_skip, prometheus_samples_into,
+    series_samples_into, split_overlapping, trimmed_at_the_end, trimmed_to,
 };
-use crate::engine::{Evaluator, Plan};
+use crate::engine::{Evaluator, Leaf, Plan};
 use crate::model::{Labels, Series, Steps};
 use crate::source::{SourceError, Stats, series_labels};
 use crate::store::proto::{self, AggrChunk};
@@ -110,12 +110,13 @@ pub(super) struct Decoded {
     readers: Vec<bool>,
 }
 
-/// Folds one series into a window's evaluators; `range`: what the window selects.
+/// Folds one series into a window's evaluators (in entry order); `range`: what the window
+/// selects; `readers`: which entries read the series, when it was set aside (else matched).
 pub(super) fn push_series(
     plans: &[Plan],
     evals: &mut [(usize, Evaluator<'_>)],
     range: (i64, i64),
-    (labels, chunks): (&Labels, &[AggrChunk]),
+    (labels, chunks, known): (&Labels, &[AggrChunk], Option<Readers>),
     decoded: &mut Decoded,
     stats: &mut Stats,
 ) -> Result<(), SourceError> {
@@ -133,9 +134,12 @@ pub(super) fn push_series(
     let readers = &mut decoded.readers;
     readers.clear();
     let mut instant_from = [Some(i64::MAX); 3];
-    for (i, eval) in evals.iter() {
+    for (k, (i, eval)) in evals.iter().enumerate() {
         let plan = &plans[*i];
-        let reads = plan.matches(labels);
+        let reads = match known {
+            Some(known) => known.reads(k, plan, labels),
+            None => plan.matches(labels),
+        };
         readers.push(reads);
         if reads {
             let from = &mut instant_from[way_of(plan).0];
@@ -193,31 +197,90 @@ pub(super) enum Edges {
     Silent,
 }
 
-/// A series of a multi-window request (over `request`), as each window (`ranges`) reads it:
+/// The windows of a multi-window request, as `set_aside` cuts for them.
+pub(super) struct Windows<'w> {
+    /// What each window selects.
+    pub ranges: &'w [(i64, i64)],
+    /// Each window's first step of each of the request's entries, in entry order.
+    pub first_steps: &'w [Vec<i64>],
+}
+
+/// Which of a request's entries read a series, bit k for the k-th: matched once when the
+/// series is set aside and carried with it to its windows, which do not match it again
+/// (`push_series`). An entry past the 64th is matched where it is asked about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Readers(pub u64);
+
+impl Readers {
+    /// The entries among the first 64 of `entries` whose selector matches `labels`.
+    pub fn of(plans: &[Plan], entries: &[usize], labels: &Labels) -> Readers {
+        let bits = entries
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, i)| plans[**i].matches(labels))
+            .fold(0, |bits, (k, _)| bits | 1 << k);
+        Readers(bits)
+    }
+
+    /// Whether the k-th entry, `plan`, reads `labels`.
+    pub fn reads(self, k: usize, plan: &Plan, labels: &Labels) -> bool {
+        let reads = match k {
+            0..64 => self.0 >> k & 1 == 1,
+            _ => plan.matches(labels),
+        };
+        debug_assert_eq!(reads, plan.matches(labels), "entry {k}");
+        reads
+    }
+}
+
+/// What `set_aside` makes of a series of a multi-window request.
+#[derive(Debug, PartialEq)]
+pub(super) struct SetAside {
+    /// The series' chunks as each window reads them.
+    pub windows: WindowChunks,
+    /// What the series shows of its store's cuts.
+    pub edges: Edges,
+    /// The entries that read it.
+    pub readers: Readers,
+}
+
+/// A series of a multi-window request (over `request`), as each window reads it:
 /// `(window, chunks)` for the windows it has chunks in (none when no entry reads it), cut as
 /// a request for that window alone gets them wherever the cut matters (see
 /// `request`), with what the series shows of its store's cuts; `None` when the cut mattered
-/// and a store sent whole chunks.
+/// and a store sent whole chunks. A window is given only the chunks its evaluation decodes.
 pub(super) fn set_aside(
     plans: &[Plan],
     entries: &[usize],
-    ranges: &[(i64, i64)],
+    windows: &Windows<'_>,
     request: (i64, i64),
     labels: &Labels,
     chunks: &[AggrChunk],
-) -> Result<Option<(WindowChunks, Edges)>, SourceError> {
+) -> Result<Option<SetAside>, SourceError> {
+    let ranges = windows.ranges;
     let trimmed = trimmed_to(chunks, request.0, request.1);
     let shows = trimmed && trimmed_at_the_end(chunks, request.1);
-    let read = |i: &usize| plans[*i].matches(labels);
-    if !entries.iter().any(read) {
+    let readers = Readers::of(plans, entries, labels);
+    let read = |k: usize| readers.reads(k, &plans[entries[k]], labels);
+    let reading = || {
+        (0..entries.len())
+            .filter(|&k| read(k))
+            .map(|k| &plans[entries[k]])
+    };
+    if reading().next().is_none() {
         let edges = if shows { Edges::Trimmed } else { Edges::Silent };
-        return Ok(Some((Vec::new(), edges)));
+        return Ok(Some(SetAside {
+            windows: Vec::new(),
+            edges,
+            readers,
+        }));
     }
     // A single replica's samples inside a window do not depend on the cut, only Thanos'
     // reading does: a counter's running total and the pseudo-replicas of overlapping chunks.
-    let thanos = |i: &usize| plans[*i].semantics.thanos_reading() && read(i);
-    let cut = (entries.iter().any(thanos) && split_overlapping(chunks).len() > 1)
-        || entries.iter().any(|i| thanos(i) && plans[*i].counter_func);
+    let cut = (reading().any(|p| p.semantics.thanos_reading())
+        && split_overlapping(chunks).len() > 1)
+        || reading().any(|p| p.semantics.thanos_reading() && p.counter_func);
     if cut && !trimmed {
         return Ok(None);
     }
@@ -232,23 +295,44 @@ pub(super) fn set_aside(
             source,
         })?
     } else {
+        // read by instant selectors alone, from one step on: a window decodes a replica's
+        // chunks only from the one holding that step (`push_series`), so it is given no other
+        let instant = reading().all(|p| matches!(p.leaf, Leaf::Instant));
         ranges
             .iter()
-            .map(|&(mint, maxt)| {
-                chunks
+            .zip(windows.first_steps)
+            .map(|(&(mint, maxt), firsts)| {
+                let mut own: Vec<AggrChunk> = chunks
                     .iter()
                     .filter(|c| c.max_time >= mint && c.min_time <= maxt)
                     .cloned()
-                    .collect()
+                    .collect();
+                if let Some(at) = common_first_step(instant, firsts, read) {
+                    own.drain(..instant_skip(&own, at));
+                }
+                own
             })
             .collect()
     };
-    let out = each
+    let windows = each
         .into_iter()
         .enumerate()
         .filter(|(_, own)| !own.is_empty())
         .collect();
-    Ok(Some((out, edges)))
+    Ok(Some(SetAside {
+        windows,
+        edges,
+        readers,
+    }))
+}
+
+/// The first step every entry reading a series (`read`, by its position) has in a window
+/// (`firsts`, in entry order) when they all read it through instant selectors (`instant`)
+/// from the same step.
+fn common_first_step(instant: bool, firsts: &[i64], read: impl Fn(usize) -> bool) -> Option<i64> {
+    let mut at = firsts.iter().enumerate().filter(|&(k, _)| read(k));
+    let (_, &first) = at.next()?;
+    (instant && at.all(|(_, &t)| t == first)).then_some(first)
 }
 
 /// Joins consecutive series that are equal once replica labels are removed (a store that

@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::GrpcSource;
-use super::fold::{Decoded, Edges, EntryEvaluators, Feed, Merged, push_series, set_aside};
+use super::fold::{
+    Decoded, Edges, EntryEvaluators, Feed, Merged, Readers, Windows, push_series, set_aside,
+};
 use super::input::ClientStream;
 use super::plan::{EntryOutput, Task, WindowSpec, span};
 use super::spill::Spill;
@@ -115,6 +117,9 @@ impl Drop for AbandonOnDrop {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+/// A series as a window's evaluation reads it, with which entries read it when that is known.
+type ReadSeries = (Labels, Vec<AggrChunk>, Option<Readers>);
 
 /// What the evaluation thread returns.
 #[derive(Default)]
@@ -278,7 +283,7 @@ impl Evaluation {
         };
         let Some(dir) = self.spill_dir.clone() else {
             // one window: folded as the series arrive
-            let mut next = || merged.next();
+            let mut next = || Ok(merged.next()?.map(|(l, c)| (l, c, None)));
             self.fold_window(&evaluators, 0, &mut next, &mut out.stats, &mut out.series)?;
             return Ok(out);
         };
@@ -287,6 +292,15 @@ impl Evaluation {
             source,
         };
         let ranges: Vec<(i64, i64)> = self.windows.iter().map(|w| w.range).collect();
+        let first_steps: Vec<Vec<i64>> = self
+            .windows
+            .iter()
+            .map(|w| w.steps.iter().map(|s| s.start).collect())
+            .collect();
+        let windows = Windows {
+            ranges: &ranges,
+            first_steps: &first_steps,
+        };
         let mut spill = Spill::create(&dir, ranges.len()).map_err(scratch)?;
         // clusters whose series showed their store trims, and clusters with a series cut
         // without knowing whether it does
@@ -299,21 +313,29 @@ impl Evaluation {
             }
         };
         while let Some((labels, chunks)) = merged.next()? {
-            let Some((cuts, edges)) =
-                set_aside(&plans, &self.entries, &ranges, self.range, &labels, &chunks)?
+            let Some(set) = set_aside(
+                &plans,
+                &self.entries,
+                &windows,
+                self.range,
+                &labels,
+                &chunks,
+            )?
             else {
                 out.done = false;
                 return Ok(out);
             };
-            match edges {
+            match set.edges {
                 Edges::Trimmed => note(&mut trimmed, &labels),
                 Edges::Unknown => note(&mut unknown, &labels),
                 Edges::Silent => {}
             }
-            for (k, chunks) in &cuts {
-                spill.push(*k, &labels, chunks).map_err(scratch)?;
+            for (k, chunks) in &set.windows {
+                spill
+                    .push(*k, &labels, set.readers.0, chunks)
+                    .map_err(scratch)?;
             }
-            out.stats.series += u64::from(!cuts.is_empty());
+            out.stats.series += u64::from(!set.windows.is_empty());
         }
         // Series cut for their windows that no series of their cluster shows to come from a
         // trimming store (a cluster whose data began and stopped inside the request, on a
@@ -344,7 +366,10 @@ impl Evaluation {
             let _slot = replays.take();
             // series were counted once above, samples per window
             let mut replay = Stats::default();
-            let mut next = || series.next_series().map_err(scratch);
+            let mut next = || {
+                let series = series.next_series().map_err(scratch)?;
+                Ok(series.map(|(l, readers, c)| (l, c, Some(Readers(readers)))))
+            };
             self.fold_window(&evaluators, k, &mut next, &mut replay, &mut out.series)?;
             out.stats.samples += replay.samples;
         }
@@ -357,19 +382,19 @@ impl Evaluation {
         &self,
         evaluators: &EntryEvaluators<'_>,
         k: usize,
-        next: &mut dyn FnMut() -> Result<Option<(Labels, Vec<AggrChunk>)>, SourceError>,
+        next: &mut dyn FnMut() -> Result<Option<ReadSeries>, SourceError>,
         stats: &mut Stats,
         series: &mut HashMap<usize, u64>,
     ) -> Result<(), SourceError> {
         let window = &self.windows[k];
         let mut evals = evaluators.start(&window.steps);
         let mut decoded = Decoded::default();
-        while let Some((labels, chunks)) = next()? {
+        while let Some((labels, chunks, readers)) = next()? {
             push_series(
                 evaluators.plans,
                 &mut evals,
                 window.range,
-                (&labels, &chunks),
+                (&labels, &chunks, readers),
                 &mut decoded,
                 stats,
             )?;

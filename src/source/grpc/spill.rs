@@ -43,8 +43,15 @@ impl Spill {
         Ok(Spill { windows, bytes: 0 })
     }
 
-    /// Sets a series aside for `window`, with the chunks it reads there.
-    pub fn push(&mut self, window: usize, labels: &Labels, chunks: &[AggrChunk]) -> io::Result<()> {
+    /// Sets a series aside for `window`, with the chunks it reads there and `readers` (the
+    /// caller's bits, read back as they are).
+    pub fn push(
+        &mut self,
+        window: usize,
+        labels: &Labels,
+        readers: u64,
+        chunks: &[AggrChunk],
+    ) -> io::Result<()> {
         let w = &mut self.windows[window];
         // the label set as it is held, read back without parsing pairs or sorting them
         let (text, ends) = labels.text_and_ends();
@@ -54,7 +61,9 @@ impl Spill {
             w.write_all(&name_end.to_le_bytes())?;
             w.write_all(&end.to_le_bytes())?;
         }
+        w.write_all(&readers.to_le_bytes())?;
         w.write_all(&(chunks.len() as u32).to_le_bytes())?;
+        bytes += 8;
         // the heads first, then the chunks' data end to end: read back as one buffer that
         // every chunk of the series shares
         for c in chunks {
@@ -102,8 +111,8 @@ pub struct WindowSeries {
 }
 
 impl WindowSeries {
-    /// The next series and its chunks; `None` at the end.
-    pub fn next_series(&mut self) -> io::Result<Option<(Labels, Vec<AggrChunk>)>> {
+    /// The next series, its readers and its chunks; `None` at the end.
+    pub fn next_series(&mut self) -> io::Result<Option<(Labels, u64, Vec<AggrChunk>)>> {
         let mut n = [0u8; 4];
         match self.file.read_exact(&mut n) {
             Ok(()) => {}
@@ -123,6 +132,8 @@ impl WindowSeries {
         }
         let labels =
             Labels::from_text(text, ends).ok_or_else(|| invalid("a label set is corrupt"))?;
+        let mut readers = [0u8; 8];
+        file.read_exact(&mut readers)?;
         self.heads.clear();
         for _ in 0..read_u32(file)? {
             let mut head = [0u8; 24];
@@ -164,7 +175,7 @@ impl WindowSeries {
                 }
             })
             .collect();
-        Ok(Some((labels, chunks)))
+        Ok(Some((labels, u64::from_le_bytes(readers), chunks)))
     }
 }
 
@@ -228,10 +239,10 @@ mod tests {
             ..Default::default()
         };
         spill
-            .push(0, &a, &[chunk(1, 2, b"xy"), chunk(3, 4, b"")])
+            .push(0, &a, 5, &[chunk(1, 2, b"xy"), chunk(3, 4, b"")])
             .unwrap();
-        spill.push(0, &b, std::slice::from_ref(&no_raw)).unwrap();
-        spill.push(2, &b, &[]).unwrap();
+        spill.push(0, &b, 0, std::slice::from_ref(&no_raw)).unwrap();
+        spill.push(2, &b, u64::MAX, &[]).unwrap();
         assert!(spill.bytes() > 0);
         let mut windows = spill.into_windows().unwrap();
         let mut got = |w: usize| {
@@ -247,10 +258,10 @@ mod tests {
         empty.raw.as_mut().unwrap().hash = 0;
         assert_eq!(
             got(0),
-            vec![(a, vec![want, empty]), (b.clone(), vec![no_raw])]
+            vec![(a, 5, vec![want, empty]), (b.clone(), 0, vec![no_raw])]
         );
         assert_eq!(got(1), vec![]);
-        assert_eq!(got(2), vec![(b, vec![])]);
+        assert_eq!(got(2), vec![(b, u64::MAX, vec![])]);
         // unlinked at once: nothing of ours is left in the directory
         let pid = format!(".storeapi-exporter-{}-", std::process::id());
         let left = std::fs::read_dir(&dir)

@@ -134,7 +134,7 @@ fn recorded_ha_staleness_markers_end_series_like_thanos_query() {
 
 #[test]
 fn a_series_is_set_aside_with_what_each_window_reads() {
-    // one replica of a gauge and of a counter, 2 h in 30 min chunks, asked as one request
+    // one replica of a gauge and of a counter, 2 h in ~30 min chunks, asked as one request
     // over two 1 h windows: the gauge keeps its chunks as sent (the window's samples do not
     // depend on the cut), the counter gets each window's own cut (its running total does),
     // and both give the samples of a request for that window alone
@@ -158,11 +158,18 @@ fn a_series_is_set_aside_with_what_each_window_reads() {
     let samples: Vec<crate::model::Sample> = (0..480)
         .map(|i| (1_000 + i * 15_000, 10.0 + (i % 100) as f64))
         .collect();
-    let chunks: Vec<AggrChunk> = samples
-        .chunks(120)
-        .filter_map(crate::chunk::xor_chunk)
+    // the third chunk starts at 3,451 s: the second window's first step is in it
+    let chunks: Vec<AggrChunk> = [0..115, 115..230, 230..345, 345..480]
+        .into_iter()
+        .filter_map(|r| crate::chunk::xor_chunk(&samples[r]))
         .collect();
     let ranges = [(1, 3_600_000), (3_300_001, 7_200_000)];
+    // both entries' steps, a minute apart from 5 min after the range's start
+    let first_steps = [vec![300_000; 2], vec![3_600_000; 2]];
+    let windows = Windows {
+        ranges: &ranges,
+        first_steps: &first_steps,
+    };
     let request = (1, 7_200_000);
     for (name, i, is_counter) in [
         ("container_memory_working_set_bytes", gauge, false),
@@ -170,29 +177,78 @@ fn a_series_is_set_aside_with_what_each_window_reads() {
     ] {
         let l = labels(name);
         assert!(plans[i].matches(&l) && plans[i].counter_func == is_counter);
-        let (set, edges) = set_aside(&plans, &[gauge, counter], &ranges, request, &l, &chunks)
+        let set = set_aside(&plans, &[gauge, counter], &windows, request, &l, &chunks)
             .unwrap()
             .unwrap();
         // its first sample is 1 s after the request's start: trimmed there
-        assert_eq!(edges, Edges::Trimmed, "{name}");
-        assert_eq!(set.len(), 2, "{name}: both windows");
-        for (k, own) in set {
+        assert_eq!(set.edges, Edges::Trimmed, "{name}");
+        // read by its own entry alone, the first or the second
+        assert_eq!(set.readers, Readers(1 << u8::from(is_counter)), "{name}");
+        assert_eq!(set.windows.len(), 2, "{name}: both windows");
+        for (k, own) in set.windows {
             let (mint, maxt) = ranges[k];
             let alone = crate::dedup::cut_to(&chunks, mint, maxt).unwrap();
-            if is_counter {
-                assert_eq!(own, alone, "{name} window {k}: the window's own cut");
-            } else {
-                assert!(own.iter().all(|c| chunks.contains(c)), "{name}: as sent");
-            }
             let want = series_samples(&alone, mint, maxt, is_counter).unwrap();
             let got = series_samples(&own, mint, maxt, is_counter).unwrap();
             assert!(!want.is_empty());
             let bits = |s: &[crate::model::Sample]| -> Vec<(i64, u64)> {
                 s.iter().map(|x| (x.0, x.1.to_bits())).collect()
             };
-            assert_eq!(bits(&got), bits(&want), "{name} window {k}");
+            if is_counter {
+                assert_eq!(own, alone, "{name} window {k}: the window's own cut");
+                assert_eq!(bits(&got), bits(&want), "{name} window {k}");
+                continue;
+            }
+            assert!(own.iter().all(|c| chunks.contains(c)), "{name}: as sent");
+            // the gauge's second window starts with the chunk holding its first step: the
+            // one before reaches into its range for the lookback alone
+            let skipped = if k == 1 { &chunks[2..] } else { &chunks[..3] };
+            assert_eq!(own, *skipped, "{name} window {k}");
+            // every step sees the newest sample it sees in the whole range
+            for t in (first_steps[k][0]..=maxt).step_by(60_000) {
+                let newest = |s: &[crate::model::Sample]| {
+                    s.iter().rfind(|x| x.0 <= t).map(|x| (x.0, x.1.to_bits()))
+                };
+                assert_eq!(newest(&got), newest(&want), "{name} window {k} at {t}");
+            }
         }
     }
+    // read by an entry whose steps start elsewhere (another step), the gauge keeps its chunks
+    let apart = [vec![300_000; 2], vec![3_600_000, 3_630_000]];
+    let apart = Windows {
+        ranges: &ranges,
+        first_steps: &apart,
+    };
+    let l = labels("container_memory_working_set_bytes");
+    let mut both = plans.clone();
+    both[counter] = plans[gauge].clone();
+    let set = set_aside(&both, &[gauge, counter], &apart, request, &l, &chunks)
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.readers, Readers(0b11));
+    assert_eq!(set.windows[1].1, chunks[1..], "steps apart: as sent");
+    // an HA pair's replicas overlap: one replica's lookback chunk is no longer unread
+    let mut pair = chunks.clone();
+    pair.extend(chunks.iter().cloned());
+    pair.sort_by_key(|c| (c.min_time, c.max_time));
+    let set = set_aside(
+        &plans,
+        &[gauge],
+        &Windows {
+            ranges: &ranges,
+            first_steps: &[vec![300_000], vec![3_600_000]],
+        },
+        request,
+        &l,
+        &pair,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        set.windows[1].1.len(),
+        6,
+        "a pair: cut, both replicas' three chunks"
+    );
     // the same series inside a longer request, an hour from both edges: what a store
     // sends for it does not show whether it trims, and the counter's cut changed its
     // chunks (one spans the second window's start)
@@ -201,27 +257,42 @@ fn a_series_is_set_aside_with_what_each_window_reads() {
         ("container_memory_working_set_bytes", Edges::Silent),
         ("container_cpu_usage_seconds_total", Edges::Unknown),
     ] {
-        let (_, edges) = set_aside(
+        let set = set_aside(
             &plans,
             &[gauge, counter],
-            &ranges,
+            &windows,
             wide,
             &labels(name),
             &chunks,
         )
         .unwrap()
         .unwrap();
-        assert_eq!(edges, want, "{name}");
+        assert_eq!(set.edges, want, "{name}");
     }
     // a series no entry reads is not set aside; a counter's whole chunks (a store
     // gateway's) reaching past the request give the request up
     let other = labels("kube_pod_info");
-    let none = set_aside(&plans, &[gauge, counter], &ranges, request, &other, &chunks);
-    assert_eq!(none.unwrap(), Some((vec![], Edges::Trimmed)));
+    let none = SetAside {
+        windows: vec![],
+        edges: Edges::Trimmed,
+        readers: Readers(0),
+    };
+    assert_eq!(
+        set_aside(
+            &plans,
+            &[gauge, counter],
+            &windows,
+            request,
+            &other,
+            &chunks
+        )
+        .unwrap(),
+        Some(none)
+    );
     let cpu = labels("container_cpu_usage_seconds_total");
     let narrow = (1_000_000, 7_200_000);
     assert!(
-        set_aside(&plans, &[counter], &ranges, narrow, &cpu, &chunks)
+        set_aside(&plans, &[counter], &windows, narrow, &cpu, &chunks)
             .unwrap()
             .is_none()
     );
@@ -263,4 +334,20 @@ fn replicas_sent_apart_are_joined_and_order_is_checked() {
     let err = m.push(series(&[("pod", "a")], 0)).unwrap_err();
     assert!(matches!(err, SourceError::Order(_)), "{err}");
     assert_eq!(m.finish().unwrap().0, Labels::from_pairs([("pod", "b")]));
+}
+
+#[test]
+fn readers_are_bits_for_64_entries_and_matched_past_them() {
+    let plans = [
+        Plan::compile("up").unwrap(),
+        Plan::compile(r#"up{job="x"}"#).unwrap(),
+    ];
+    let labels = Labels::from_pairs([("__name__", "up"), ("job", "y")]);
+    // 70 entries alternating between the two plans: the first reads, the second does not
+    let entries: Vec<usize> = (0..70).map(|k| k % 2).collect();
+    let readers = Readers::of(&plans, &entries, &labels);
+    assert_eq!(readers, Readers(0x5555_5555_5555_5555));
+    for (k, &i) in entries.iter().enumerate() {
+        assert_eq!(readers.reads(k, &plans[i], &labels), i == 0, "entry {k}");
+    }
 }
