@@ -306,7 +306,9 @@ fn valid(text: &[u8], at: usize, len: usize, back: usize) -> bool {
 
 /// How many bytes from `pos` (up to `end`) repeat the text `back` bytes before them, read 8
 /// at a time. Where `back` is under 8 the two reads overlap, which is how deflate copies.
+#[inline]
 fn common_len(text: &[u8], pos: usize, end: usize, back: usize) -> usize {
+    debug_assert!((1..=pos).contains(&back) && end <= text.len());
     let word = |i: usize| u64::from_le_bytes(text[i..i + 8].try_into().expect("8 bytes"));
     let mut i = pos;
     while i + 8 <= end {
@@ -315,6 +317,19 @@ fn common_len(text: &[u8], pos: usize, end: usize, back: usize) -> usize {
             return i + (x.trailing_zeros() / 8) as usize - pos;
         }
         i += 8;
+    }
+    let rest = end - i;
+    if rest == 0 {
+        return i - pos;
+    }
+    // most repeats are a point's pieces, shorter than a word or a few bytes past one: their
+    // last bytes in one load where the text goes on, the bytes past `end` masked off
+    if i + 8 <= text.len() {
+        let x = (word(i) ^ word(i - back)) & (u64::MAX >> (64 - 8 * rest));
+        return match x {
+            0 => end - pos,
+            x => i + (x.trailing_zeros() / 8) as usize - pos,
+        };
     }
     while i < end && text[i] == text[i - back] {
         i += 1;
@@ -463,6 +478,27 @@ mod tests {
             let piece = [1, 7, 4096, 65_536][case % 4];
             let gz = compress(&text, piece, &backs[..case % 8]);
             assert_eq!(inflate(&gz), text, "case {case}: {n} bytes");
+        }
+    }
+
+    #[test]
+    fn common_lengths_are_counted_byte_by_byte() {
+        // a period-5 text with a few bytes changed: every start, end and distance, the
+        // text's last bytes included
+        let mut text: Vec<u8> = (0..64u8).map(|i| b'a' + i % 5).collect();
+        for i in [9, 23, 24, 40, 61] {
+            text[i] = b'X';
+        }
+        for back in 1..=12 {
+            for pos in back..text.len() {
+                for end in pos..=text.len() {
+                    let naive = (pos..end)
+                        .take_while(|&i| text[i] == text[i - back])
+                        .count();
+                    let got = common_len(&text, pos, end, back);
+                    assert_eq!(got, naive, "pos {pos}, end {end}, back {back}");
+                }
+            }
         }
     }
 
