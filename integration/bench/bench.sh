@@ -20,7 +20,9 @@
 #
 # `bench.sh scale` runs the scale benchmark instead (below, `scale`): the 22k, 110k and largest
 # sets, one stack each; `bench.sh steady` the steady-state benchmark (integration/bench/
-# steady.sh): a simulated day of CronJob runs on the 22k and 110k sets against the HTTP path's.
+# steady.sh): a simulated day of CronJob runs on the 22k and 110k sets against the HTTP path's;
+# `bench.sh instructions [BIN...]` the instructions of one export per binary, under valgrind
+# (integration/bench/instructions.sh): an A/B steadier than CPU time on this machine.
 source "$(dirname "${BASH_SOURCE[0]}")/../stack/lib.sh"
 cd "$REPO_ROOT"
 # shellcheck source=integration/bench/sets.sh
@@ -31,6 +33,10 @@ if [ "${1:-}" = scale ]; then
 fi
 if [ "${1:-}" = steady ]; then
   exec bash "$REPO_ROOT/integration/bench/steady.sh"
+fi
+if [ "${1:-}" = instructions ]; then
+  shift
+  exec bash "$REPO_ROOT/integration/bench/instructions.sh" "$@"
 fi
 
 export STACK_BASE_PORT=${BENCH_BASE_PORT:-29000}
