@@ -101,6 +101,42 @@ impl Labels {
         })
     }
 
+    /// The names and values end to end, and where each pair's name and value end in that
+    /// text: the form `from_text` takes back (a series set aside on disk).
+    pub fn text_and_ends(&self) -> (&str, &[(u32, u32)]) {
+        (&self.text, &self.ends)
+    }
+
+    /// The label set whose `text_and_ends` these are; `None` when the ends do not cut the
+    /// text into pairs (out of order, past its end, inside a character, an empty value).
+    pub fn from_text(text: String, ends: Vec<(u32, u32)>) -> Option<Labels> {
+        let mut start = 0;
+        for &(name_end, end) in &ends {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let fits = start <= name_end
+                && name_end < end
+                && end <= text.len()
+                && text.is_char_boundary(name_end)
+                && text.is_char_boundary(end);
+            if !fits {
+                return None;
+            }
+            start = end;
+        }
+        let labels = Labels {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        };
+        debug_assert!(
+            labels
+                .iter()
+                .zip(labels.iter().skip(1))
+                .all(|(a, b)| a.0 < b.0),
+            "names sorted and unique"
+        );
+        Some(labels)
+    }
+
     /// The value of `name`, `""` when absent.
     pub fn get(&self, name: &str) -> &str {
         let (mut lo, mut hi) = (0, self.ends.len());
@@ -294,6 +330,34 @@ pub fn anchored(re: &str) -> Result<Regex, regex::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_set_is_rebuilt_from_its_text_and_ends_and_nothing_else() {
+        let l = Labels::from_pairs([("__name__", "up"), ("pod", "ä-1"), ("a", "x")]);
+        let (text, ends) = l.text_and_ends();
+        assert_eq!(
+            Labels::from_text(text.into(), ends.to_vec()),
+            Some(l.clone())
+        );
+        assert_eq!(
+            Labels::from_text(String::new(), Vec::new()),
+            Some(Labels::default())
+        );
+        for bad in [
+            vec![(2, 1)],         // a name ending after its value
+            vec![(1, 1)],         // an empty value
+            vec![(1, 99)],        // past the end
+            vec![(1, 3), (2, 5)], // a pair starting before the previous one ends
+        ] {
+            assert_eq!(
+                Labels::from_text("abcdef".into(), bad.clone()),
+                None,
+                "{bad:?}"
+            );
+        }
+        // inside `ä` (two bytes, from 1)
+        assert_eq!(Labels::from_text("aäb".into(), vec![(2, 4)]), None);
+    }
 
     #[test]
     fn empty_value_is_absent() {

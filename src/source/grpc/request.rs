@@ -7,7 +7,6 @@
 //!   rendered (`RenderGate`);
 //! - `learn`: what the request gave, recorded for packing later requests (`Sizes`).
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,9 +118,8 @@ impl Drop for AbandonOnDrop {
     }
 }
 
-/// A series as a window's evaluation reads it (its labels kept by the set-aside, or its
-/// own), with which entries read it when that is known.
-type ReadSeries<'l> = (Cow<'l, Labels>, Vec<AggrChunk>, Option<Readers>);
+/// A series as a window's evaluation reads it, with which entries read it when that is known.
+type ReadSeries = (Labels, Vec<AggrChunk>, Option<Readers>);
 
 /// What the evaluation thread returns.
 #[derive(Default)]
@@ -285,7 +283,7 @@ impl Evaluation {
         };
         let Some(dir) = self.spill_dir.clone() else {
             // one window: folded as the series arrive
-            let mut next = || Ok(merged.next()?.map(|(l, c)| (Cow::Owned(l), c, None)));
+            let mut next = || Ok(merged.next()?.map(|(l, c)| (l, c, None)));
             self.fold_window(&evaluators, 0, &mut next, &mut out.stats, &mut out.series)?;
             return Ok(out);
         };
@@ -332,14 +330,12 @@ impl Evaluation {
                 Edges::Unknown => note(&mut unknown, &labels),
                 Edges::Silent => {}
             }
-            out.stats.series += u64::from(!set.windows.is_empty());
-            if set.windows.is_empty() {
-                continue;
-            }
-            let at = spill.series(labels);
             for (k, chunks) in &set.windows {
-                spill.push(*k, at, set.readers.0, chunks).map_err(scratch)?;
+                spill
+                    .push(*k, &labels, set.readers.0, chunks)
+                    .map_err(scratch)?;
             }
+            out.stats.series += u64::from(!set.windows.is_empty());
         }
         // Series cut for their windows that no series of their cluster shows to come from a
         // trimming store (a cluster whose data began and stopped inside the request, on a
@@ -358,8 +354,12 @@ impl Evaluation {
             "request set aside"
         );
         let replays = self.replays.clone();
-        let (labels, windows) = spill.into_windows().map_err(scratch)?;
-        for (k, mut series) in windows.into_iter().enumerate() {
+        for (k, mut series) in spill
+            .into_windows()
+            .map_err(scratch)?
+            .into_iter()
+            .enumerate()
+        {
             if self.abandoned() {
                 return Err(SourceError::Internal("the request was abandoned".into()));
             }
@@ -368,9 +368,7 @@ impl Evaluation {
             let mut replay = Stats::default();
             let mut next = || {
                 let series = series.next_series().map_err(scratch)?;
-                Ok(series.map(|(at, readers, c)| {
-                    (Cow::Borrowed(&labels[at]), c, Some(Readers(readers)))
-                }))
+                Ok(series.map(|(l, readers, c)| (l, c, Some(Readers(readers)))))
             };
             self.fold_window(&evaluators, k, &mut next, &mut replay, &mut out.series)?;
             out.stats.samples += replay.samples;
@@ -380,11 +378,11 @@ impl Evaluation {
 
     /// Folds window `k`'s series (`next`, in label order) into its entries' evaluators and
     /// hands the results on.
-    fn fold_window<'l>(
+    fn fold_window(
         &self,
         evaluators: &EntryEvaluators<'_>,
         k: usize,
-        next: &mut dyn FnMut() -> Result<Option<ReadSeries<'l>>, SourceError>,
+        next: &mut dyn FnMut() -> Result<Option<ReadSeries>, SourceError>,
         stats: &mut Stats,
         series: &mut HashMap<usize, u64>,
     ) -> Result<(), SourceError> {

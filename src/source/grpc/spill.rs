@@ -6,11 +6,6 @@
 //! Each window's series go to a file of their own, in the order they came (label order, as
 //! the evaluator needs them), with only the chunks that window reads. The files are unlinked
 //! as soon as they are created: nothing is left behind by a crash or a kill.
-//!
-//! A series' label set is kept in memory, once for all the windows it is in (most of them),
-//! and a window's file names it by its place in the request: set aside per window it was a
-//! third of the bytes written. The label sets are those of one request's series (its
-//! packing's budget bounds them), a fraction of what a window's evaluators hold for them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -36,7 +31,6 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The series of a request, written window by window.
 pub struct Spill {
     windows: Vec<BufWriter<File>>,
-    labels: Vec<Labels>,
     bytes: u64,
 }
 
@@ -46,35 +40,30 @@ impl Spill {
         let windows = (0..windows)
             .map(|_| scratch_file(dir).map(|f| BufWriter::with_capacity(BUFFER, f)))
             .collect::<io::Result<_>>()?;
-        Ok(Spill {
-            windows,
-            labels: Vec::new(),
-            bytes: 0,
-        })
+        Ok(Spill { windows, bytes: 0 })
     }
 
-    /// Keeps the label set of the request's next series, which `push` then names by the
-    /// place it returns.
-    pub fn series(&mut self, labels: Labels) -> u32 {
-        self.labels.push(labels);
-        (self.labels.len() - 1) as u32
-    }
-
-    /// Sets series `at` (see `series`) aside for `window`, with the chunks it reads there and
-    /// `readers` (the caller's bits, read back as they are).
+    /// Sets a series aside for `window`, with the chunks it reads there and `readers` (the
+    /// caller's bits, read back as they are).
     pub fn push(
         &mut self,
         window: usize,
-        at: u32,
+        labels: &Labels,
         readers: u64,
         chunks: &[AggrChunk],
     ) -> io::Result<()> {
-        debug_assert!((at as usize) < self.labels.len(), "a series kept first");
         let w = &mut self.windows[window];
-        w.write_all(&at.to_le_bytes())?;
+        // the label set as it is held, read back without parsing pairs or sorting them
+        let (text, ends) = labels.text_and_ends();
+        let mut bytes = 8 + write_bytes(w, text.as_bytes())? + 8 * ends.len();
+        w.write_all(&(ends.len() as u32).to_le_bytes())?;
+        for &(name_end, end) in ends {
+            w.write_all(&name_end.to_le_bytes())?;
+            w.write_all(&end.to_le_bytes())?;
+        }
         w.write_all(&readers.to_le_bytes())?;
         w.write_all(&(chunks.len() as u32).to_le_bytes())?;
-        let mut bytes = 16;
+        bytes += 8;
         // the heads first, then the chunks' data end to end: read back as one buffer that
         // every chunk of the series shares
         for c in chunks {
@@ -98,52 +87,51 @@ impl Spill {
         self.bytes
     }
 
-    /// The request's label sets (by their places) and its windows' series, to be read back
-    /// in the order they were written.
-    pub fn into_windows(self) -> io::Result<(Vec<Labels>, Vec<WindowSeries>)> {
-        let series = self.labels.len();
-        let windows = self
-            .windows
+    /// The windows' series, to be read back in the order they were written.
+    pub fn into_windows(self) -> io::Result<Vec<WindowSeries>> {
+        self.windows
             .into_iter()
             .map(|w| {
                 let mut file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
                 file.seek(SeekFrom::Start(0))?;
                 Ok(WindowSeries {
                     file: BufReader::with_capacity(BUFFER, file),
-                    series,
                     heads: Vec::new(),
                 })
             })
-            .collect::<io::Result<_>>()?;
-        Ok((self.labels, windows))
+            .collect()
     }
 }
 
 /// One window's series, read back.
 pub struct WindowSeries {
     file: BufReader<File>,
-    // the request's series: a place past them is a corrupt file
-    series: usize,
     // a series' chunk heads (min time, max time, kind, length): kept between series
     heads: Vec<(i64, i64, i32, usize)>,
 }
 
 impl WindowSeries {
-    /// The next series' place in the request (see `Spill::series`), its readers and its
-    /// chunks; `None` at the end.
-    pub fn next_series(&mut self) -> io::Result<Option<(usize, u64, Vec<AggrChunk>)>> {
-        let mut at = [0u8; 4];
-        match self.file.read_exact(&mut at) {
+    /// The next series, its readers and its chunks; `None` at the end.
+    pub fn next_series(&mut self) -> io::Result<Option<(Labels, u64, Vec<AggrChunk>)>> {
+        let mut n = [0u8; 4];
+        match self.file.read_exact(&mut n) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
         }
-        let at = u32::from_le_bytes(at) as usize;
-        if at >= self.series {
-            let what = format!("series {at} of {} set aside", self.series);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
-        }
         let file = &mut self.file;
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        // allocated at their exact sizes: the label set keeps them as they are
+        let mut text = vec![0u8; u32::from_le_bytes(n) as usize];
+        file.read_exact(&mut text)?;
+        let text = String::from_utf8(text).map_err(|_| invalid("a label is not UTF-8"))?;
+        let pairs = read_u32(file)? as usize;
+        let mut ends = Vec::with_capacity(pairs);
+        for _ in 0..pairs {
+            ends.push((read_u32(file)?, read_u32(file)?));
+        }
+        let labels =
+            Labels::from_text(text, ends).ok_or_else(|| invalid("a label set is corrupt"))?;
         let mut readers = [0u8; 8];
         file.read_exact(&mut readers)?;
         self.heads.clear();
@@ -170,24 +158,24 @@ impl WindowSeries {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let data = bytes::Bytes::from(data);
-        let mut end = 0;
+        let mut at = 0;
         let chunks = heads
             .iter()
             .map(|&(min_time, max_time, kind, len)| {
-                end += len;
+                at += len;
                 AggrChunk {
                     min_time,
                     max_time,
                     raw: (kind != NO_RAW).then(|| Chunk {
                         r#type: kind,
-                        data: data.slice(end - len..end),
+                        data: data.slice(at - len..at),
                         hash: 0,
                     }),
                     ..Default::default()
                 }
             })
             .collect();
-        Ok(Some((at, u64::from_le_bytes(readers), chunks)))
+        Ok(Some((labels, u64::from_le_bytes(readers), chunks)))
     }
 }
 
@@ -208,6 +196,12 @@ fn scratch_file(dir: &Path) -> io::Result<File> {
 
 fn data(c: &AggrChunk) -> &[u8] {
     c.raw.as_ref().map_or(&[][..], |r| &r.data[..])
+}
+
+fn write_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<usize> {
+    w.write_all(&(b.len() as u32).to_le_bytes())?;
+    w.write_all(b)?;
+    Ok(4 + b.len())
 }
 
 fn read_u32(r: &mut impl Read) -> io::Result<u32> {
@@ -244,18 +238,13 @@ mod tests {
             max_time: 6,
             ..Default::default()
         };
-        let (at_a, at_b) = (spill.series(a.clone()), spill.series(b.clone()));
         spill
-            .push(0, at_a, 5, &[chunk(1, 2, b"xy"), chunk(3, 4, b"")])
+            .push(0, &a, 5, &[chunk(1, 2, b"xy"), chunk(3, 4, b"")])
             .unwrap();
-        spill
-            .push(0, at_b, 0, std::slice::from_ref(&no_raw))
-            .unwrap();
-        spill.push(2, at_b, u64::MAX, &[]).unwrap();
+        spill.push(0, &b, 0, std::slice::from_ref(&no_raw)).unwrap();
+        spill.push(2, &b, u64::MAX, &[]).unwrap();
         assert!(spill.bytes() > 0);
-        let (labels, mut windows) = spill.into_windows().unwrap();
-        // each label set kept once, in the order the series came
-        assert_eq!(labels, vec![a, b]);
+        let mut windows = spill.into_windows().unwrap();
         let mut got = |w: usize| {
             let mut out = Vec::new();
             while let Some(s) = windows[w].next_series().unwrap() {
@@ -269,10 +258,10 @@ mod tests {
         empty.raw.as_mut().unwrap().hash = 0;
         assert_eq!(
             got(0),
-            vec![(0, 5, vec![want, empty]), (1, 0, vec![no_raw])]
+            vec![(a, 5, vec![want, empty]), (b.clone(), 0, vec![no_raw])]
         );
         assert_eq!(got(1), vec![]);
-        assert_eq!(got(2), vec![(1, u64::MAX, vec![])]);
+        assert_eq!(got(2), vec![(b, u64::MAX, vec![])]);
         // unlinked at once: nothing of ours is left in the directory
         let pid = format!(".storeapi-exporter-{}-", std::process::id());
         let left = std::fs::read_dir(&dir)
@@ -283,19 +272,6 @@ mod tests {
             })
             .count();
         assert_eq!(left, 0);
-    }
-
-    #[test]
-    fn a_place_past_the_request_s_series_is_a_corrupt_file_not_a_panic() {
-        let mut spill = Spill::create(&std::env::temp_dir(), 1).unwrap();
-        spill.series(Labels::from_pairs([("__name__", "up")]));
-        let at = spill.series(Labels::from_pairs([("__name__", "down")]));
-        spill.push(0, at, 0, &[]).unwrap();
-        // the file names a series the request no longer holds
-        spill.labels.pop();
-        let (_, mut windows) = spill.into_windows().unwrap();
-        let err = windows[0].next_series().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
