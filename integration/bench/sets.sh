@@ -1,5 +1,5 @@
-# The benchmarks' data sets, one definition for the three scripts (sourced by bench.sh,
-# scale.sh and steady.sh), so every figure in docs/benchmarks.md and the README comes from the
+# The benchmarks' data sets, one definition for the four scripts (sourced by bench.sh,
+# scale.sh, steady.sh and instructions.sh), so every figure in docs/benchmarks.md and the README comes from the
 # same data and each set is generated and backfilled once (cached by its parameters by
 # integration/stack/up.sh). The 22k and 110k sets span 32 hours: a day of windows, the
 # lookback and rate range before it, the steady-state bench's batch delay before it and its
