@@ -77,11 +77,15 @@ points = sum(len(s["values"])
              for s in json.loads(gzip.decompress(p.read_bytes()))["data"]["result"])
 first = files(0)
 print(f"{points:,} points written, {len(first)} files")
-base = None
+base, differ = None, False
 for k, b in enumerate(bins):
     log = (out / f"export-{k}.log").read_text(errors="replace")
     n = int(re.search(r"Collected : (\d+)", log).group(1))
     base = base or n
-    same = "byte-identical to the first's" if files(k) == first else "NOT identical to the first's"
-    print(f"{b}: {n:,} instructions, {n / points:,.0f} a point ({n / base - 1:+.1%}); files {same}")
+    same = files(k) == first
+    differ |= not same
+    print(f"{b}: {n:,} instructions, {n / points:,.0f} a point ({n / base - 1:+.1%}); files "
+          + ("byte-identical to the first's" if same else "NOT identical to the first's"))
+# a binary whose files differ is no A/B of the same work: the run fails
+sys.exit(1 if differ else 0)
 EOF
