@@ -79,28 +79,43 @@ impl Gzip {
         // a match being built: `len` bytes ending at `pos`, `back` bytes back
         let mut pending = Match { len: 0, back: 0 };
         let mut pos = from;
+        // whether the match so far was run on as far as the text repeats at its distance:
+        // a series that repeats the one before runs on over many points, each with its own
+        // repeats, which are then passed over without comparing their bytes again
+        let mut run = false;
         for r in repeats {
             debug_assert!(r.at + r.len <= text.len(), "a repeat lies in the piece");
-            // the match so far may run on over the gap, and over the repeat itself
-            pos = self.run_on(text, pos, r.at + r.len, &mut pending);
+            // the match so far may run on over the gap, over the repeat itself, and beyond
+            if !run {
+                pos = self.run_on(text, pos, text.len(), &mut pending);
+                run = true;
+            }
             if pos >= r.at + r.len {
                 continue;
             }
             let skip = pos.saturating_sub(r.at);
             let (at, len) = (r.at + skip, r.len - skip);
             self.literals(text, pos, at, &mut pending);
-            if valid(text, at, len, r.back) {
-                if pending.back != r.back {
-                    self.close(text, at, &mut pending);
-                    pending.back = r.back;
+            // the repeat checked and run on in one pass
+            match repeats_for(text, at, len, r.back) {
+                Some(n) => {
+                    if pending.back != r.back {
+                        self.close(text, at, &mut pending);
+                        pending.back = r.back;
+                    }
+                    pending.len += n;
+                    pos = at + n;
                 }
-                pending.len += len;
-            } else {
-                self.literals(text, at, at + len, &mut pending);
+                None => {
+                    self.literals(text, at, at + len, &mut pending);
+                    pos = at + len;
+                    run = false;
+                }
             }
-            pos = at + len;
         }
-        pos = self.run_on(text, pos, text.len(), &mut pending);
+        if !run {
+            pos = self.run_on(text, pos, text.len(), &mut pending);
+        }
         self.literals(text, pos, text.len(), &mut pending);
         self.close(text, text.len(), &mut pending);
     }
@@ -296,12 +311,14 @@ struct Match {
     back: usize,
 }
 
-/// Whether `text[at..at + len]` repeats the text `back` bytes before it, within the window.
-fn valid(text: &[u8], at: usize, len: usize, back: usize) -> bool {
-    len >= MIN_MATCH
-        && (1..=WINDOW).contains(&back)
-        && back <= at
-        && common_len(text, at, at + len, back) == len
+/// When `text[at..at + len]` repeats the text `back` bytes before it, within the window: how
+/// far from `at` the text goes on repeating it (at least `len`).
+fn repeats_for(text: &[u8], at: usize, len: usize, back: usize) -> Option<usize> {
+    if len < MIN_MATCH || !(1..=WINDOW).contains(&back) || back > at {
+        return None;
+    }
+    let n = common_len(text, at, text.len(), back);
+    (n >= len).then_some(n)
 }
 
 /// How many bytes from `pos` (up to `end`) repeat the text `back` bytes before them, read 8
