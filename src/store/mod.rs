@@ -15,11 +15,12 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
+mod frame;
 pub mod proto;
 pub mod tls;
 
 use proto::store_client::StoreClient as RawStoreClient;
-use proto::{SeriesRequest, SeriesResponse, series_response};
+use proto::{SeriesRequest, series_response};
 pub use tls::{TlsFileError, TlsFiles, tls_hint};
 
 /// How long a call may take and how large its frames may be: the defaults of every transport
@@ -275,6 +276,16 @@ impl StoreClient {
         req
     }
 
+    /// The channel as a `Series` call uses it, with the limits and compression of `raw`.
+    fn grpc(&self) -> tonic::client::Grpc<Channel> {
+        let mut c = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(self.cfg.limits.max_message_bytes);
+        if self.cfg.gzip {
+            c = c.accept_compressed(CompressionEncoding::Gzip);
+        }
+        c
+    }
+
     fn raw(&self) -> RawStoreClient<Channel> {
         let mut c = RawStoreClient::new(self.channel.clone())
             .max_decoding_message_size(self.cfg.limits.max_message_bytes);
@@ -383,12 +394,10 @@ impl StoreClient {
         req.partial_response_strategy = proto::PartialResponseStrategy::Abort as i32;
         let call = inflight::start("storeapi", &self.cfg.endpoint, describe_series(&req));
         let deadline = Instant::now() + self.cfg.limits.timeout;
-        let mut raw = self.raw();
         let req = self.request(req, self.cfg.limits.timeout);
         let stream = self
-            .answer("Series", deadline, raw.series(req))
-            .await?
-            .into_inner();
+            .answer("Series", deadline, frame::series(self.grpc(), req))
+            .await?;
         call.progress();
         Ok(SeriesStream {
             client: self.clone(),
@@ -423,7 +432,7 @@ fn describe_series(req: &SeriesRequest) -> String {
 /// The series of one `Series` call, one at a time, batches flattened.
 pub struct SeriesStream {
     client: StoreClient,
-    inner: tonic::Streaming<SeriesResponse>,
+    inner: tonic::Streaming<frame::Frame>,
     pending: VecDeque<proto::Series>,
     bytes: u64,
     deadline: Instant,
@@ -442,10 +451,10 @@ impl SeriesStream {
                 .client
                 .answer("Series", self.deadline, self.inner.message())
                 .await?;
-            let Some(msg) = msg else { return Ok(None) };
+            let Some(frame) = msg else { return Ok(None) };
             self.call.progress();
-            self.bytes += prost::Message::encoded_len(&msg) as u64;
-            match msg.result {
+            self.bytes += frame.bytes as u64;
+            match frame.response.result {
                 Some(series_response::Result::Series(s)) => return Ok(Some(s)),
                 Some(series_response::Result::Batch(b)) => self.pending.extend(b.series),
                 Some(series_response::Result::Warning(w)) => return Err(StoreError::Warning(w)),
