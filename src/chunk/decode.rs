@@ -75,6 +75,21 @@ impl<'a> BitReader<'a> {
     }
 
     fn uvarint(&mut self) -> Option<u64> {
+        // A chunk's two varints (its first timestamp in milliseconds, 6 bytes, and the first
+        // delta) fit one load, whose first 57 bits are real where 64 remain: up to 7 bytes
+        // are read from it, longer ones byte by byte.
+        if self.remaining() >= 64 {
+            let word = self.peek();
+            let mut x = 0u64;
+            for i in 0..7 {
+                let b = (word >> (56 - 8 * i)) & 0xff;
+                x |= (b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    self.pos += 8 * (i + 1);
+                    return Some(x);
+                }
+            }
+        }
         let mut x = 0u64;
         let mut shift = 0u32;
         for i in 0..10 {
@@ -416,4 +431,58 @@ fn decode_marking<M: Marks>(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BitReader;
+    use proptest::prelude::*;
+
+    /// `x` as a varint after `skip` bits of ones, followed by `tail` bytes of ones.
+    fn bits_of(x: u64, skip: u32, tail: usize) -> (Vec<u8>, usize) {
+        let mut bits: Vec<bool> = vec![true; skip as usize];
+        let mut v = x;
+        loop {
+            let b = (v & 0x7f) as u8 | if v >= 0x80 { 0x80 } else { 0 };
+            bits.extend((0..8).rev().map(|i| b >> i & 1 == 1));
+            v >>= 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let end = bits.len();
+        bits.extend(std::iter::repeat_n(true, tail * 8));
+        let bytes = bits
+            .chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |a, (i, &b)| a | u8::from(b) << (7 - i))
+            })
+            .collect();
+        (bytes, end)
+    }
+
+    proptest! {
+        #[test]
+        fn varints_are_read_at_every_offset_whatever_follows_them(
+            x in prop_oneof![0u64..128, 0u64..1 << 21, 0u64..1 << 49, any::<u64>()],
+            skip in 0u32..8,
+            tail in 0usize..10,
+        ) {
+            let (bytes, end) = bits_of(x, skip, tail);
+            let mut r = BitReader::new(&bytes);
+            if skip > 0 {
+                r.bits(skip).unwrap();
+            }
+            prop_assert_eq!(r.uvarint(), Some(x));
+            prop_assert_eq!(r.pos, end);
+            // cut inside it: no value
+            let mut short = BitReader::new(&bytes[..end.div_ceil(8) - 1]);
+            if skip > 0 {
+                short.bits(skip).unwrap();
+            }
+            prop_assert_eq!(short.uvarint(), None);
+        }
+    }
 }
