@@ -31,7 +31,7 @@ fn starts_by(chunk: &AggrChunk, at: i64) -> bool {
 /// chunk starts before the one before it ends, so the merge has one pseudo-replica): where a
 /// window whose instant selectors all start at `at` reads them from. 0 when they are not.
 pub fn instant_skip(chunks: &[AggrChunk], at: i64) -> usize {
-    if chunks.windows(2).any(|w| w[0].max_time >= w[1].min_time) {
+    if super::overlapping(chunks) {
         return 0;
     }
     match chunks.iter().rposition(|c| c.min_time <= at) {

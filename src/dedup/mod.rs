@@ -65,6 +65,13 @@ pub fn split_overlapping(chunks: &[AggrChunk]) -> Vec<Vec<usize>> {
     lanes
 }
 
+/// Whether chunks (as the proxy sorted them) split into more than one pseudo-replica, told
+/// without splitting them: `split_overlapping` puts every chunk in the first unless one
+/// starts before the chunk before it ends.
+pub fn overlapping(chunks: &[AggrChunk]) -> bool {
+    chunks.windows(2).any(|w| w[0].max_time >= w[1].min_time)
+}
+
 /// `split_overlapping` into `lanes`, whose lists are reused: returns how many of them the
 /// chunks fill (at least one, empty when there is no chunk).
 fn split_overlapping_into(chunks: &[AggrChunk], lanes: &mut Vec<Vec<usize>>) -> usize {

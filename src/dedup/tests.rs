@@ -462,6 +462,7 @@ fn the_first_replica_alone_is_what_the_whole_merge_gives() {
             let got = series_samples(&chunks, range.0, range.1, reading).unwrap();
             prop_assert_eq!(bits(&got), bits(&full));
             let split = split_overlapping(&chunks);
+            prop_assert_eq!(overlapping(&chunks), split.len() > 1);
             if split.len() == 2 {
                 let mut first = Vec::new();
                 replica_samples(

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::dedup::{
-    Reading, Scratch, crosses_a_range, cut_to_each, instant_skip, prometheus_samples_into,
-    series_samples_into, split_overlapping, trimmed_at_the_end, trimmed_to,
+    Reading, Scratch, crosses_a_range, cut_to_each, instant_skip, overlapping,
+    prometheus_samples_into, series_samples_into, trimmed_at_the_end, trimmed_to,
 };
 use crate::engine::{Evaluator, Leaf, Plan};
 use crate::model::{Labels, Series, Steps};
@@ -278,8 +278,7 @@ pub(super) fn set_aside(
     }
     // A single replica's samples inside a window do not depend on the cut, only Thanos'
     // reading does: a counter's running total and the pseudo-replicas of overlapping chunks.
-    let cut = (reading().any(|p| p.semantics.thanos_reading())
-        && split_overlapping(chunks).len() > 1)
+    let cut = (reading().any(|p| p.semantics.thanos_reading()) && overlapping(chunks))
         || reading().any(|p| p.semantics.thanos_reading() && p.counter_func);
     if cut && !trimmed {
         return Ok(None);

@@ -1,7 +1,7 @@
 use super::*;
 use crate::catalog::Catalog;
 use crate::chunk::decode_into;
-use crate::dedup::series_samples;
+use crate::dedup::{series_samples, split_overlapping};
 use crate::model::STALE_NAN_BITS;
 use crate::query_range::format_value;
 use crate::source::window_steps;
