@@ -87,7 +87,7 @@ impl Gzip {
             debug_assert!(r.at + r.len <= text.len(), "a repeat lies in the piece");
             // the match so far may run on over the gap, over the repeat itself, and beyond
             if !run {
-                pos = self.run_on(text, pos, text.len(), &mut pending);
+                pos = self.run_on(text, pos, &mut pending);
                 run = true;
             }
             if pos >= r.at + r.len {
@@ -114,7 +114,7 @@ impl Gzip {
             }
         }
         if !run {
-            pos = self.run_on(text, pos, text.len(), &mut pending);
+            pos = self.run_on(text, pos, &mut pending);
         }
         self.literals(text, pos, text.len(), &mut pending);
         self.close(text, text.len(), &mut pending);
@@ -131,13 +131,13 @@ impl Gzip {
         self.out
     }
 
-    /// Extends `pending` over `text[pos..end]` while the text repeats at its distance;
-    /// returns where it stopped.
-    fn run_on(&mut self, text: &[u8], pos: usize, end: usize, pending: &mut Match) -> usize {
-        if pending.len == 0 || pos >= end {
+    /// Extends `pending` from `pos` as far as the text repeats at its distance; returns where
+    /// it stopped.
+    fn run_on(&mut self, text: &[u8], pos: usize, pending: &mut Match) -> usize {
+        if pending.len == 0 || pos >= text.len() {
             return pos;
         }
-        let n = common_len(text, pos, end, pending.back);
+        let n = common_len(text, pos, text.len(), pending.back);
         pending.len += n;
         pos + n
     }

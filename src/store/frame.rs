@@ -22,12 +22,11 @@ pub struct Frame {
 /// `thanos.Store/Series`, as the generated client calls it, with frames decoded as [`Frame`]s.
 pub async fn series(
     mut grpc: tonic::client::Grpc<Channel>,
-    req: Request<SeriesRequest>,
+    mut req: Request<SeriesRequest>,
 ) -> Result<Streaming<Frame>, Status> {
     grpc.ready()
         .await
         .map_err(|e| Status::unknown(format!("service was not ready: {e}")))?;
-    let mut req = req;
     req.extensions_mut()
         .insert(GrpcMethod::new("thanos.Store", "Series"));
     let path = PathAndQuery::from_static("/thanos.Store/Series");
