@@ -271,6 +271,42 @@ pub fn series_labels(
     labels: &[crate::store::proto::Label],
     skip: &[String],
 ) -> Result<crate::model::Labels, SourceError> {
+    // What stores send (names sorted and unique, no empty value) is written end to end as
+    // the label set holds it, and its text checked as UTF-8 once, not label by label (a
+    // day's answer is millions of labels); the label set checks each pair's ends fall on
+    // characters. Anything else is read pair by pair.
+    let len = labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+    let mut text = Vec::with_capacity(len);
+    let mut ends = Vec::with_capacity(labels.len());
+    let mut usual = true;
+    let mut name_before: &[u8] = &[];
+    for l in labels {
+        if skip.iter().any(|s| s.as_bytes() == l.name) {
+            // dropped, but refused all the same when it is not UTF-8
+            usual &= std::str::from_utf8(&l.value).is_ok();
+            continue;
+        }
+        usual &= (ends.is_empty() || name_before < &l.name[..]) && !l.value.is_empty();
+        name_before = &l.name;
+        text.extend_from_slice(&l.name);
+        let name_end = text.len() as u32;
+        text.extend_from_slice(&l.value);
+        ends.push((name_end, text.len() as u32));
+    }
+    if usual
+        && let Ok(text) = String::from_utf8(text)
+        && let Some(labels) = crate::model::Labels::from_text(text, ends)
+    {
+        return Ok(labels);
+    }
+    pair_by_pair(labels, skip)
+}
+
+/// `series_labels` for any labels: out of order, given twice, empty, not UTF-8.
+fn pair_by_pair(
+    labels: &[crate::store::proto::Label],
+    skip: &[String],
+) -> Result<crate::model::Labels, SourceError> {
     let mut pairs = Vec::with_capacity(labels.len());
     for l in labels {
         let Some((name, value)) = l.text() else {
@@ -291,6 +327,46 @@ pub fn series_labels(
 mod tests {
     use super::*;
     use crate::store::{label, proto::Label};
+
+    proptest::proptest! {
+        #[test]
+        fn series_labels_read_at_once_are_those_read_pair_by_pair(
+            sent in proptest::collection::vec(
+                (proptest::collection::vec(proptest::sample::select(vec![b'a', b'b', b'r', 0xc3, 0xa9, 0xff]), 0..3),
+                 proptest::collection::vec(proptest::sample::select(vec![b'a', b'1', 0xc3, 0xa9]), 0..3)),
+                0..6,
+            ),
+            skip in proptest::sample::subsequence(vec!["r".to_string(), "ab".to_string()], 0..=2),
+        ) {
+            let mut sent: Vec<Label> = sent
+                .into_iter()
+                .map(|(n, v)| Label { name: n.into(), value: v.into() })
+                .collect();
+            for sorted in [false, true] {
+                if sorted {
+                    // most of what stores send: sorted by name
+                    sent.sort_by(|a, b| a.name.cmp(&b.name));
+                    sent.dedup_by(|a, b| a.name == b.name);
+                }
+                let (got, want) = (series_labels(&sent, &skip), pair_by_pair(&sent, &skip));
+                proptest::prop_assert_eq!(
+                    got.as_ref().map_err(ToString::to_string),
+                    want.as_ref().map_err(ToString::to_string)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_character_across_a_name_and_its_value_is_not_utf8() {
+        // "é" is c3 a9: the text end to end is UTF-8, the name and the value are not
+        let sent = [Label {
+            name: vec![b'a', 0xc3].into(),
+            value: vec![0xa9].into(),
+        }];
+        let err = series_labels(&sent, &[]).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
 
     #[test]
     fn series_labels_drop_replica_labels_and_refuse_what_is_not_utf8() {
