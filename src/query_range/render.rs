@@ -198,7 +198,8 @@ pub fn render_to<'a>(
 ) {
     // Each point's text is looked up, not formatted: the steps' timestamps are the file's
     // own, and most series repeat their value from step to step (requests, capacities, info
-    // series' 1), so a value is formatted only when it differs from the one before. A point
+    // series' 1) or share it with series before, so a value is formatted only when it is
+    // not in the text still held. A point
     // is two copies: its step's `[<seconds>,"` and its value's `<value>"]`. The text is built
     // as bytes, and the labels read as bytes: slicing either checks no character boundary.
     let mut heads = String::new();
@@ -250,8 +251,8 @@ pub fn render_to<'a>(
         out.extend_from_slice(VALUES);
         debug_assert_eq!(s.values.len(), steps.n, "a value per step");
         let mut first = true;
-        let mut last: Option<u64> = None;
-        let mut last_at = 0;
+        // the value before in this series: its bits, and where its text is (in `out`)
+        let mut last: Option<(u64, usize, usize)> = None;
         for (k, v) in s.values.iter().enumerate() {
             // a step without a value keeps the head of a series before: the same text
             let Some(v) = v else { continue };
@@ -265,19 +266,38 @@ pub fn render_to<'a>(
             note(&mut repeats, out.len(), head.len(), at, then);
             out.extend_from_slice(head);
             let bits = v.to_bits();
-            let at = base + out.len();
-            let then = if last == Some(bits) {
-                last_at
-            } else {
-                value.clear();
-                format_value(*v, &mut value);
-                value.push_str("\"]");
-                last = Some(bits);
-                seen.value(bits, at)
+            let out_at = out.len();
+            let at = base + out_at;
+            // A value written before, in this series or in the text still held, is copied
+            // from there, not formatted again: series share values (requests, capacities).
+            let (then, copy) = match last {
+                Some((b, from, len)) if b == bits => (base + from, Some((from, len))),
+                _ => {
+                    let then = seen.value(bits, at);
+                    let held = (then != NOWHERE && then >= base).then(|| {
+                        let from = then - base;
+                        let len = out[from..].iter().position(|&b| b == b'"');
+                        debug_assert!(len.is_some(), "a value's text ends with its quote");
+                        (from, len.unwrap_or(0) + 2)
+                    });
+                    (then, held)
+                }
             };
-            note(&mut repeats, out.len(), value.len(), at, then);
-            last_at = at;
-            out.extend_from_slice(value.as_bytes());
+            let len = match copy {
+                Some((from, len)) => {
+                    out.extend_from_within(from..from + len);
+                    len
+                }
+                None => {
+                    value.clear();
+                    format_value(*v, &mut value);
+                    value.push_str("\"]");
+                    out.extend_from_slice(value.as_bytes());
+                    value.len()
+                }
+            };
+            note(&mut repeats, out_at, len, at, then);
+            last = Some((bits, out_at, len));
         }
         out.extend_from_slice(b"]}");
     }
@@ -370,164 +390,4 @@ fn note(repeats: &mut Vec<Repeat>, out_at: usize, len: usize, at: usize, then: u
 pub(crate) const WRITE_AT: usize = 256 << 10;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Labels;
-    use crate::query_range::parse_value;
-
-    #[test]
-    fn values_like_go_format_float() {
-        let f = |v: f64| {
-            let mut s = String::new();
-            format_value(v, &mut s);
-            s
-        };
-        assert_eq!(f(0.25), "0.25");
-        assert_eq!(f(1.0), "1");
-        assert_eq!(f(-0.0), "-0");
-        assert_eq!(f(1e21), "1000000000000000000000");
-        assert_eq!(f(1e-7), "0.0000001");
-        assert_eq!(f(0.1 + 0.2), "0.30000000000000004");
-        assert_eq!(f(f64::NAN), "NaN");
-        assert_eq!(f(f64::INFINITY), "+Inf");
-        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(f(123456789.123), "123456789.123");
-        // ties between two shortest candidates: Go rounds to the even digit where std's
-        // Display (the previous implementation) rounded up; outputs of Go 1.26's FormatFloat
-        for (bits, go) in [
-            (0x42ea_8090_bb0f_6d84_u64, "233115890514796.12"),
-            (0xc31c_b54f_6b43_4481, "-2020163013628192.2"),
-            (0x4318_6486_17b9_f199, "1716481631878246.2"),
-            (0xc2d9_160c_2c1b_5228, "-110329936768328.62"),
-            (0xc2dc_8a06_bcad_6008, "-125516576372096.12"),
-            (0x4306_6d13_de51_1b02, "789047698662240.2"),
-        ] {
-            assert_eq!(f(f64::from_bits(bits)), go, "bits {bits:#x}");
-        }
-    }
-
-    #[test]
-    fn body_matches_prometheus_rendering() {
-        let s = [Series {
-            labels: Labels::from_pairs([("pod", "a<b>&\"c\""), ("cluster", "x")]),
-            values: vec![Some(0.5), None, Some(2.0)],
-        }];
-        let steps = Steps {
-            start: 1_761_868_800_000,
-            step: 60_000,
-            n: 3,
-        };
-        assert_eq!(
-            render(s.iter(), &steps),
-            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"cluster":"x","pod":"a\u003cb\u003e\u0026\"c\""},"values":[[1761868800,"0.5"],[1761868920,"2"]]}]}}"#
-        );
-        // timestamps and strings as `fmt` and serde_json (with Go's HTML escapes) write them
-        for ms in [
-            0,
-            1,
-            7,
-            999,
-            1_000,
-            1_500,
-            1_020,
-            -1_500,
-            -3,
-            1_761_868_800_123,
-            i64::MAX,
-        ] {
-            let mut t = String::new();
-            format_timestamp(ms, &mut t);
-            let a = ms.unsigned_abs();
-            let sign = if ms < 0 { "-" } else { "" };
-            let want = match a % 1000 {
-                0 => format!("{sign}{}", a / 1000),
-                f => format!("{sign}{}.{f:03}", a / 1000),
-            };
-            assert_eq!(t, want);
-        }
-        for v in [
-            "",
-            "plain-value_1.2",
-            "tab\t",
-            "\u{1}",
-            "a\u{2028}b\u{2029}",
-            "é€😀",
-            "\\",
-        ] {
-            let mut got = Vec::new();
-            json_string(v.as_bytes(), &mut got);
-            let got = String::from_utf8(got).unwrap();
-            let want = serde_json::to_string(v)
-                .unwrap()
-                .replace('\u{2028}', "\\u2028")
-                .replace('\u{2029}', "\\u2029");
-            assert_eq!(got, want, "{v:?}");
-        }
-        assert_eq!(
-            render([].iter(), &steps),
-            r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#
-        );
-    }
-
-    #[test]
-    fn values_like_std_display_everywhere() {
-        // std's Display prints the shortest round-tripping digits without an exponent, as Go's
-        // 'f' format does: the reference for every magnitude, subnormals and extremes included,
-        // except ties (below)
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let mut values = vec![
-            0.0,
-            -0.0,
-            f64::MIN_POSITIVE,
-            5e-324,
-            -5e-324,
-            f64::MAX,
-            f64::MIN,
-            1e15,
-            1e16,
-            1e17,
-            123456789012345680.0,
-            0.001,
-            0.0001,
-            1e-5,
-            1e23,
-            4096.0 * 12345.0,
-            2.5e-3,
-        ];
-        for _ in 0..200_000 {
-            values.push(f64::from_bits(next()));
-            // the values the catalog produces: rates, byte counts, fractions of a core
-            let scale = 10f64.powi((next() % 40) as i32 - 20);
-            values.push((next() % 1_000_000) as f64 * scale);
-            values.push((next() % 100_000) as f64 / 60.0);
-        }
-        let mut ties = 0;
-        for v in values.into_iter().filter(|v| v.is_finite()) {
-            let mut s = String::new();
-            format_value(v, &mut s);
-            let std = format!("{v}");
-            if s == std {
-                continue;
-            }
-            // std rounds a tie between two shortest candidates up, Go (and zmij) to the even
-            // digit: both round-trip, same length, one unit apart in the last digit
-            ties += 1;
-            assert_eq!(parse_value(&s).map(f64::to_bits), Some(v.to_bits()), "{s}");
-            assert_eq!(s.len(), std.len(), "{s} vs {std}");
-            let (a, b) = (s.as_bytes(), std.as_bytes());
-            assert_eq!(a[..a.len() - 1], b[..b.len() - 1], "{s} vs {std}");
-            assert_eq!(
-                (a[a.len() - 1] - b'0') % 2,
-                0,
-                "{s} vs {std}: not the even digit"
-            );
-        }
-        assert!(ties < 100, "{ties} ties");
-    }
-}
+mod tests;
