@@ -366,6 +366,15 @@ mod tests {
         }];
         let err = series_labels(&sent, &[]).unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
+        // a replica label is dropped, and refused all the same when it is not UTF-8
+        let sent = [
+            label("__name__", "up"),
+            Label {
+                name: "replica".into(),
+                value: vec![0xff].into(),
+            },
+        ];
+        assert!(series_labels(&sent, &["replica".to_string()]).is_err());
     }
 
     #[test]
