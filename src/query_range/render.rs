@@ -273,14 +273,11 @@ pub fn render_to<'a>(
             let (then, copy) = match last {
                 Some((b, from, len)) if b == bits => (base + from, Some((from, len))),
                 _ => {
-                    let then = seen.value(bits, at);
-                    let held = (then != NOWHERE && then >= base).then(|| {
-                        let from = then - base;
-                        let len = out[from..].iter().position(|&b| b == b'"');
-                        debug_assert!(len.is_some(), "a value's text ends with its quote");
-                        (from, len.unwrap_or(0) + 2)
-                    });
-                    (then, held)
+                    let (then, len) = seen.value(bits);
+                    (
+                        then,
+                        (then != NOWHERE && then >= base).then(|| (then - base, len)),
+                    )
                 }
             };
             let len = match copy {
@@ -296,7 +293,14 @@ pub fn render_to<'a>(
                     value.len()
                 }
             };
+            debug_assert!(
+                out[out_at..].ends_with(b"\"]"),
+                "a value's text ends the point"
+            );
             note(&mut repeats, out_at, len, at, then);
+            if last.is_none_or(|(b, _, _)| b != bits) {
+                seen.wrote_value(bits, at, len);
+            }
             last = Some((bits, out_at, len));
         }
         out.extend_from_slice(b"]}");
@@ -319,7 +323,8 @@ struct Seen {
     /// The `{"metric":{` and `},"values":[` of the series before.
     series_at: usize,
     values_at: usize,
-    values: Box<[(u64, usize)]>,
+    /// A value's bits, where its text was last written, and the text's length.
+    values: Box<[(u64, usize, usize)]>,
     pairs: Box<[(u64, usize)]>,
 }
 
@@ -329,7 +334,7 @@ impl Seen {
             heads: vec![NOWHERE; steps],
             series_at: NOWHERE,
             values_at: NOWHERE,
-            values: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
+            values: vec![(0, NOWHERE, 0); SEEN_SLOTS].into_boxed_slice(),
             pairs: vec![(0, NOWHERE); SEEN_SLOTS].into_boxed_slice(),
         }
     }
@@ -363,12 +368,21 @@ impl Seen {
         *slot = (h, at);
     }
 
-    /// Where the value `bits` was last written, now written at `at`.
-    fn value(&mut self, bits: u64, at: usize) -> usize {
-        let slot = &mut self.values[(bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize];
-        let then = if slot.0 == bits { slot.1 } else { NOWHERE };
-        *slot = (bits, at);
-        then
+    /// Where the value `bits` was last written (`NOWHERE` if not), and its text's length.
+    fn value(&self, bits: u64) -> (usize, usize) {
+        match self.values[Self::slot(bits)] {
+            (b, at, len) if b == bits => (at, len),
+            _ => (NOWHERE, 0),
+        }
+    }
+
+    /// Notes the value `bits` written at `at`, `len` bytes of text.
+    fn wrote_value(&mut self, bits: u64, at: usize, len: usize) {
+        self.values[Self::slot(bits)] = (bits, at, len);
+    }
+
+    fn slot(bits: u64) -> usize {
+        (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize
     }
 }
 
