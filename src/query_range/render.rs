@@ -199,9 +199,9 @@ pub fn render_to<'a>(
     // Each point's text is looked up, not formatted: the steps' timestamps are the file's
     // own, and most series repeat their value from step to step (requests, capacities, info
     // series' 1) or share it with series before, so a value is formatted only when it is
-    // not in the text still held. A point
-    // is two copies: its step's `[<seconds>,"` and its value's `<value>"]`. The text is built
-    // as bytes, and the labels read as bytes: slicing either checks no character boundary.
+    // not in the text still held. A point is two copies: its step's `[<seconds>,"` and its
+    // value's `<value>"]`. The text is built as bytes, and the labels read as bytes: slicing
+    // either checks no character boundary.
     let mut heads = String::new();
     let mut head_at = Vec::with_capacity(steps.n + 1);
     head_at.push(0);

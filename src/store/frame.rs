@@ -2,6 +2,7 @@
 //! prost reads a contiguous `Bytes` with a slice's bounds where tonic's own decoder hands it
 //! a view that re-checks the frame's end at every field (a day's answer is millions of
 //! labels and chunks), and the frame's size is known without encoding the message again.
+//! The usual answer is read by hand (`usual`), its lists allocated once; prost reads the rest.
 
 use std::ops::Range;
 
