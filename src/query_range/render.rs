@@ -270,9 +270,10 @@ pub fn render_to<'a>(
             let at = base + out_at;
             // A value written before, in this series or in the text still held, is copied
             // from there, not formatted again: series share values (requests, capacities).
-            let (then, copy) = match last {
-                Some((b, from, len)) if b == bits => (base + from, Some((from, len))),
-                _ => {
+            let again = last.filter(|&(b, _, _)| b == bits);
+            let (then, copy) = match again {
+                Some((_, from, len)) => (base + from, Some((from, len))),
+                None => {
                     let (then, len) = seen.value(bits);
                     (
                         then,
@@ -298,7 +299,7 @@ pub fn render_to<'a>(
                 "a value's text ends the point"
             );
             note(&mut repeats, out_at, len, at, then);
-            if last.is_none_or(|(b, _, _)| b != bits) {
+            if again.is_none() {
                 seen.wrote_value(bits, at, len);
             }
             last = Some((bits, out_at, len));
